@@ -1,0 +1,67 @@
+"""The method contract: every method is "primary loss + lambda x a term from the restricted
+model". A method sees a task only through a batch's ``Views`` (harness.tasks.base).
+
+To add a method, subclass ``Method`` and override only what differs from the baseline:
+
+- ``targets(views)``: the targets the primary loss is computed on (noising resamples them).
+- ``term(views, step)``: a per-item regulariser, weighted by lambda (reverse-KD, IMM).
+- ``predict(probs, restricted)``: the prediction used at evaluation (interpolation mixes).
+- ``skip(task)``: a reason string when the method cannot run on a task (cell is skipped).
+
+Then register it in ``harness.registry`` with a params model in ``harness.methods.config``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from harness.tasks.base import Task, Views
+
+
+class Method:
+    """Baseline behaviour: primary loss on the observed targets, no regulariser."""
+
+    name: ClassVar[str] = "method"
+
+    def __init__(self, params: Any, lam: float | None) -> None:
+        self.params = params
+        self.lam = float(lam) if lam is not None else 0.0
+
+    @property
+    def ratio(self) -> float:
+        """r = lambda / (1 + lambda): the weight of the restricted model in [0, 1)."""
+        return self.lam / (1.0 + self.lam)
+
+    def skip(self, task: Task) -> str | None:
+        return None
+
+    def targets(self, views: Views) -> Tensor:
+        return views.targets
+
+    def term(self, views: Views, step: int) -> Tensor | None:
+        return None
+
+    def predict(self, probs: Tensor, restricted: Tensor) -> Tensor:
+        return probs
+
+    def loss(self, views: Views, step: int) -> Tensor:
+        """The scalar to minimise at ``step``: primary + lambda * term, as the task combines."""
+        primary = views.primary_loss(self.targets(views))
+        term = self.term(views, step)
+        if term is None:
+            return views.reduce(primary)
+        if views.loss_form == "convex":
+            return views.reduce((primary + self.lam * term) / (1.0 + self.lam))
+        return views.reduce(primary + self.lam * term)
+
+
+def sample_categorical(probs: Tensor, generator: torch.Generator) -> Tensor:
+    """One class index per item from (..., C) probabilities, with an explicit generator."""
+    # Inverse-CDF sampling: one uniform per item, vectorised (multinomial is slow here).
+    u = torch.rand(probs.shape[:-1] + (1,), generator=generator, device=probs.device)
+    draws = (probs.cumsum(-1) < u).sum(-1)
+    return draws.clamp_max(probs.shape[-1] - 1)

@@ -1,0 +1,55 @@
+"""Per-method settings, validated in specs (light: no torch import).
+
+``uses_lambda`` tells the spec validator whether the method needs a ``lambda`` entry.
+Every field here changes a number, so every field is recorded with the results.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+
+class MethodParams(BaseModel):
+    """Base of all method settings: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+    uses_lambda: ClassVar[bool] = True
+
+
+class BaselineParams(MethodParams):
+    uses_lambda: ClassVar[bool] = False
+
+
+class InterpolationParams(MethodParams):
+    """Prediction = (1 - r) Q + r P_restricted with r = lambda / (1 + lambda)."""
+
+
+class NoisingParams(MethodParams):
+    """Each target is replaced, with probability r = lambda/(1+lambda), by a draw from the
+    restricted model's prediction for its short context."""
+
+
+class ReverseKdParams(MethodParams):
+    """CE(P_restricted(.|short), Q(.|full)) as the regulariser."""
+
+
+class ImmSampledParams(MethodParams):
+    k: PositiveInt | None = Field(
+        None,
+        description="extended contexts sampled per item; null = all of them, weighted (exact)",
+    )
+    k_every: PositiveInt = Field(
+        1,
+        description="use the k-sample term every k_every-th step and a single-sample term "
+        "on the others (the paper's LSTM schedule uses 5); 1 = k samples on every step",
+    )
+
+
+class ImmSerializedParams(MethodParams):
+    refresh_every: PositiveInt | Literal["size"] = Field(
+        "size",
+        description="steps between refreshes of the stale model and its induced model; "
+        "'size' = the dataset size (the paper's choice for logistic regression)",
+    )

@@ -1,0 +1,24 @@
+"""Serialized IMM (paper Eq. 13, Alg. 2): a corrected cross-entropy with a stale model."""
+
+from torch import Tensor
+
+from harness.methods.base import Method
+from harness.methods.induced import cross_entropy
+from harness.tasks.base import Views
+
+
+class ImmSerialized(Method):
+    """term = -sum_y [Q_stale(y|x) / Qbar_stale(y|short)] P_restricted(y|short) log Q(y|x).
+
+    The stale model and its induced model are refreshed every ``refresh_every`` steps
+    ("size": every n steps, n the dataset size); the correction is not differentiated.
+    Without the correction this is reverse-KD.
+    """
+
+    name = "imm_serialized"
+
+    def term(self, views: Views, step: int) -> Tensor:
+        every = self.params.refresh_every
+        every = views.size if every == "size" else every
+        correction = views.stale_correction(refresh=step % every == 0)
+        return cross_entropy(correction * views.restricted(), views.log_q())

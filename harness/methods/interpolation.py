@@ -1,0 +1,14 @@
+"""Interpolation: train as the baseline, mix the restricted model in at prediction time."""
+
+from torch import Tensor
+
+from harness.methods.base import Method
+
+
+class Interpolation(Method):
+    """Prediction (1 - r) Q(.|x) + r P_restricted(.|short), r = lambda / (1 + lambda)."""
+
+    name = "interpolation"
+
+    def predict(self, probs: Tensor, restricted: Tensor) -> Tensor:
+        return (1.0 - self.ratio) * probs + self.ratio * restricted

@@ -1,0 +1,42 @@
+"""The registries of built-in tasks and methods (lazy: nothing heavy is imported here)."""
+
+from harness.registry.core import Registry, RegistryFrozenError, UnknownNameError, did_you_mean
+
+TASKS: Registry = Registry("task")
+METHODS: Registry = Registry("method")
+
+# Built-in tasks. Config models live in light modules so that `harness validate` and
+# `harness list` never import torch.
+TASKS.add(
+    "logistic",
+    "harness.tasks.logistic.task:LogisticTask",
+    description="Toy logistic regression (paper Sec. 7.1): 3 features, restricted model sees x1",
+    config="harness.tasks.logistic.config:LogisticParams",
+)
+
+_METHODS = {
+    "baseline": "Primary loss only (cross-entropy / policy gradient); the restricted model is unused",
+    "interpolation": "Baseline training; predictions mixed with the restricted model at test time",
+    "noising": "Targets resampled from the restricted model with probability lambda/(1+lambda)",
+    "reverse_kd": "Primary loss + lambda * CE(restricted(.|short), Q(.|full))",
+    "imm_sampled": "Primary loss + lambda * CE(restricted, induced Q) over sampled/weighted "
+    "extended contexts, crosstalk gradient (paper Eq. 12, App. C.2)",
+    "imm_serialized": "Primary loss + lambda * corrected CE with a stale induced model refreshed "
+    "every r steps (paper Eq. 13, Alg. 2)",
+}
+for _name, _description in _METHODS.items():
+    METHODS.add(
+        _name,
+        f"harness.methods.{_name}:{''.join(p.title() for p in _name.split('_'))}",
+        description=_description,
+        config=f"harness.methods.config:{''.join(p.title() for p in _name.split('_'))}Params",
+    )
+
+__all__ = [
+    "METHODS",
+    "TASKS",
+    "Registry",
+    "RegistryFrozenError",
+    "UnknownNameError",
+    "did_you_mean",
+]

@@ -1,0 +1,165 @@
+"""The spec schema: a grid of task x method x dataset size x seed, validated by pydantic.
+
+Task and method entries are discriminated unions keyed by ``name``, built from the
+registries, so a new task or method is picked up by registering it; an error then
+speaks only of the chosen variant.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    create_model,
+    field_validator,
+    model_validator,
+)
+
+from harness.registry import METHODS, TASKS
+from harness.spec.lambdas import LambdaSpec, TuneLambda
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class TuningSettings(BaseModel):
+    """Optuna settings for methods whose lambda is "tune"."""
+
+    model_config = ConfigDict(extra="forbid")
+    trials: PositiveInt = Field(20, description="trials per (method, size) study")
+    sampler: Literal["tpe", "random"] = "tpe"
+    runs: PositiveInt | None = Field(
+        None, description="replicates per trial (default: the spec's runs)"
+    )
+    seed: int = Field(0, description="seed of the sampler and of the validation data")
+    objective: Literal["mean", "median"] = Field(
+        "mean", description="how a trial's per-run validation metrics are summarised"
+    )
+
+
+class TrackingSettings(BaseModel):
+    """MLflow tracking: one parent run per spec, one child run per cell."""
+
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = True
+    uri: str | None = Field(
+        None, description="tracking URI; default sqlite:///<output_dir>/mlflow.db"
+    )
+    experiment: str | None = Field(None, description="experiment name; default: the spec name")
+
+
+class MethodEntryBase(BaseModel):
+    """Fields every method entry has; ``params`` is added per method."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    label: str | None = Field(
+        None, description="name in reports; default: the method name (must be unique)"
+    )
+    lambda_: LambdaSpec | None = Field(None, alias="lambda")
+
+    @property
+    def display(self) -> str:
+        return self.label or self.name  # type: ignore[attr-defined]
+
+    @property
+    def tuned(self) -> bool:
+        return isinstance(self.lambda_, TuneLambda)
+
+    @model_validator(mode="after")
+    def _lambda_presence(self) -> MethodEntryBase:
+        uses = type(self.params).uses_lambda  # type: ignore[attr-defined]
+        if uses and self.lambda_ is None:
+            raise ValueError(f"method '{self.name}' needs a lambda")  # type: ignore[attr-defined]
+        if not uses and self.lambda_ is not None:
+            raise ValueError(f"method '{self.name}' takes no lambda")  # type: ignore[attr-defined]
+        return self
+
+
+class TaskEntryBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _entry_model(base: type[BaseModel], name: str, params: type[BaseModel]) -> type[BaseModel]:
+    title = "".join(p.title() for p in name.split("_"))
+    return create_model(
+        f"{title}{'Method' if base is MethodEntryBase else 'Task'}Entry",
+        __base__=base,
+        name=(Literal[name], ...),
+        params=(params, Field(default_factory=params)),
+    )
+
+
+@functools.cache
+def spec_model() -> type[BaseModel]:
+    """The Spec model class, built once from the registered tasks and methods."""
+    task_variants = tuple(_entry_model(TaskEntryBase, n, TASKS.config(n)) for n in TASKS)
+    method_variants = tuple(_entry_model(MethodEntryBase, n, METHODS.config(n)) for n in METHODS)
+    TaskEntry = Annotated[_union(task_variants), Field(discriminator="name")]
+    MethodEntry = Annotated[_union(method_variants), Field(discriminator="name")]
+
+    class Spec(BaseModel):
+        """A benchmark grid: one task, several methods, dataset sizes and seeds."""
+
+        model_config = ConfigDict(extra="forbid")
+        name: str = Field(pattern=NAME_PATTERN, description="names results/<name>/")
+        description: str = ""
+        task: TaskEntry  # type: ignore[valid-type]
+        methods: list[MethodEntry] = Field(min_length=1)  # type: ignore[valid-type]
+        sizes: list[PositiveInt] = Field(min_length=1, description="dataset sizes")
+        seeds: list[NonNegativeInt] = Field([0], min_length=1, description="one cell per seed")
+        runs: PositiveInt = Field(
+            1, description="replicates trained together (batched) inside each cell"
+        )
+        metric: str | None = Field(None, description="headline metric; default: the task's first")
+        tuning: TuningSettings = Field(default_factory=TuningSettings)
+        output_dir: str = Field("results", description="results go to <output_dir>/<name>/")
+        data_dir: str | None = Field(
+            None, description="where data files are (else --data-dir or HARNESS_DATA_DIR)"
+        )
+        tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+
+        @field_validator("sizes", "seeds")
+        @classmethod
+        def _unique(cls, value: list[int]) -> list[int]:
+            if len(set(value)) != len(value):
+                raise ValueError("values must be unique")
+            return value
+
+        @model_validator(mode="after")
+        def _check(self) -> Spec:
+            labels = [m.display for m in self.methods]
+            dupes = sorted({x for x in labels if labels.count(x) > 1})
+            if dupes:
+                raise ValueError(
+                    f"methods: duplicate label(s) {', '.join(dupes)}; give each a distinct 'label'"
+                )
+            known = type(self.task.params).metrics
+            if self.metric is None:
+                self.metric = known[0]
+            elif self.metric not in known:
+                raise ValueError(
+                    f"metric: unknown metric {self.metric!r} for task '{self.task.name}'; "
+                    f"known: {', '.join(known)}"
+                )
+            return self
+
+    return Spec
+
+
+def _union(variants: tuple[type[BaseModel], ...]) -> Any:
+    if len(variants) == 1:
+        return variants[0]
+    union = variants[0]
+    for v in variants[1:]:
+        union = union | v
+    return union
+
+
+def is_valid_name(name: str) -> bool:
+    return re.match(NAME_PATTERN, name) is not None

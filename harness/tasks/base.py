@@ -1,0 +1,118 @@
+"""The task contract: how a task trains replicates of its full model with any method.
+
+A task implements two things:
+
+1. ``Task.run(method, request, progress)``: train ``request.runs`` replicates of the full
+   model on a dataset of ``request.size`` drawn from ``request.seed`` (the same data for
+   every method, so comparisons are paired), calling ``method.loss(views, step)`` for
+   the objective, and return one value per replicate for each metric, evaluated on
+   ``request.split`` ("test", or "validation" when tuning; tuning never sees test data).
+   Raise ``harness.errors.Diverged`` on NaN/inf.
+2. A ``Views`` subclass: what a method may see of one training batch.
+
+Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
+
+- ``targets``: the observed labels (...).
+- ``log_q()``: log Q(y | full context), (..., C), differentiable.
+- ``restricted()``: P_restricted(y | short context), (..., C), constant.
+- ``induced(k)``: an ``Induced`` of Q over extended contexts sharing the short context:
+  all of them with the task's weights (k=None) or k sampled ones.
+- ``stale_correction(refresh)``: Q_stale(y|x) / Qbar_stale(y|short), (..., C), from a
+  snapshot of the model the task keeps (re-taken when ``refresh``).
+- ``primary_loss(targets)``: the per-item primary loss (...,) on the given targets.
+- ``reduce(per_item)``: the scalar to differentiate (e.g. mean per run, summed over runs).
+- ``loss_form``: "convex" ((primary + lam term)/(1 + lam)) or "additive".
+- ``generator``: the torch.Generator for the method's randomness; ``size``: dataset size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from harness.methods.base import Method
+from harness.methods.induced import Induced
+
+
+@dataclass(frozen=True)
+class CellRequest:
+    """One cell's work: dataset size, seed, batched replicates, lambda and eval split."""
+
+    size: int
+    seed: int
+    runs: int
+    lam: float | None
+    split: Literal["test", "validation"] = "test"
+
+
+Progress = Callable[[float], None]
+
+
+class Views(ABC):
+    """One training batch as methods see it (see the module docstring)."""
+
+    targets: Tensor
+    generator: torch.Generator
+    size: int
+    loss_form: Literal["convex", "additive"] = "additive"
+
+    @abstractmethod
+    def log_q(self) -> Tensor: ...
+
+    @abstractmethod
+    def restricted(self) -> Tensor: ...
+
+    @abstractmethod
+    def induced(self, k: int | None) -> Induced: ...
+
+    @abstractmethod
+    def stale_correction(self, refresh: bool) -> Tensor: ...
+
+    @abstractmethod
+    def primary_loss(self, targets: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def reduce(self, per_item: Tensor) -> Tensor: ...
+
+
+class Task(ABC):
+    """Base class of tasks; see the module docstring for the contract."""
+
+    name: ClassVar[str] = "task"
+
+    def __init__(self, params: Any, data_dir: str | None = None) -> None:
+        self.params = params
+        self.data_dir = data_dir
+        self.device = pick_device(getattr(params, "device", "auto"))
+
+    @abstractmethod
+    def run(
+        self, method: Method, request: CellRequest, progress: Progress | None = None
+    ) -> dict[str, np.ndarray]:
+        """Train ``request.runs`` replicates; return {metric: array of shape (runs,)}."""
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    """cuda when asked for or available (auto), else cpu."""
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed from any parts, stable across processes and Python versions (unlike hash())."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def make_generator(device: torch.device, *parts: object) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(stable_seed(*parts))
+    return gen

@@ -1,0 +1,1 @@
+"""The logistic-regression toy of the paper (Sec. 7.1, App. D.1)."""
