@@ -15,7 +15,7 @@ TASKS.add(
 )
 
 _METHODS = {
-    "baseline": "Primary loss only (cross-entropy / policy gradient); the restricted model is unused",
+    "baseline": "Primary loss only; the restricted model is unused",
     "interpolation": "Baseline training; predictions mixed with the restricted model at test time",
     "noising": "Targets resampled from the restricted model with probability lambda/(1+lambda)",
     "reverse_kd": "Primary loss + lambda * CE(restricted(.|short), Q(.|full))",

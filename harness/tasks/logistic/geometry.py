@@ -8,7 +8,6 @@ G(s - a1 - b1) - G(s - a2 - b1) - G(s - a1 - b2) + G(s - a2 - b2), G(z) = max(z,
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 

@@ -135,7 +135,8 @@ class LogisticViews(Views):
 
     def logits(self) -> Tensor:
         if self._logits is None:
-            self._logits = torch.einsum("rnd,rd->rn", self.state.x, self.weight) + self.bias[:, None]
+            z = torch.einsum("rnd,rd->rn", self.state.x, self.weight)
+            self._logits = z + self.bias[:, None]
         return self._logits
 
     def log_q(self) -> Tensor:

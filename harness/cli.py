@@ -1,0 +1,147 @@
+"""The ``harness`` command line. Heavy imports (torch, mlflow, optuna) happen inside the
+subcommands that need them, so ``--help``, ``validate``, ``list`` and ``schema`` are fast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+
+def _parse_assignment(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
+    return key, yaml.safe_load(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness",
+        description="Declarative benchmark harness for Induced Model Matching (IMM).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("validate", help="check specs against the schema (exit 0 or 1)")
+    p.add_argument("specs", nargs="+", metavar="SPEC")
+
+    p = sub.add_parser("run", help="run a spec's grid (resumes by default)")
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument(
+        "--only", action="append", type=_parse_assignment, default=[], metavar="KEY=VALUE",
+        help="restrict the grid: method=NAME|LABEL, size=N, seed=N (repeatable)",
+    )
+    p.add_argument(
+        "--set", action="append", type=_parse_assignment, default=[], metavar="PATH=VALUE",
+        dest="overrides", help="override a spec field, e.g. task.params.epochs=100 (repeatable)",
+    )
+    p.add_argument("--workers", type=int, default=1, help="parallel cell workers (processes)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides spec)")
+    p.add_argument("--data-dir", default=None, help="data files (else spec or HARNESS_DATA_DIR)")
+    p.add_argument("--fresh", action="store_true", help="discard earlier results of this spec")
+    p.add_argument("--no-report", action="store_true", help="skip the report after the run")
+
+    p = sub.add_parser("list", help="list registered tasks or methods")
+    p.add_argument("kind", choices=["tasks", "methods"])
+
+    p = sub.add_parser("report", help="comparison table (and plot) of a spec's results")
+    p.add_argument("source", metavar="SPEC|RESULTS", help="a spec file or a results directory")
+    p.add_argument("--format", choices=["md", "csv", "latex", "html"], default="md")
+    p.add_argument("--metric", default=None, help="metric to report (default: the spec's)")
+    p.add_argument("--plot", default=None, metavar="FILE.png", help="also write a plot")
+    p.add_argument("--output", "-o", default=None, help="write the table here (else stdout)")
+
+    p = sub.add_parser("check", help="compare results with reported numbers (exit 1 on regression)")
+    p.add_argument("source", metavar="SPEC|RESULTS")
+    p.add_argument("--against", required=True, metavar="reported/FILE.yaml")
+
+    sub.add_parser("schema", help="print the spec's JSON Schema (for editor autocompletion)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from harness.registry import UnknownNameError
+    from harness.spec import SpecError
+
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as exc:
+        for line in exc.lines:
+            print(line, file=sys.stderr)
+        return 1
+    except UnknownNameError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: finished cells are saved; run again to resume", file=sys.stderr)
+        return 130
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.spec import SpecError, load_spec
+
+    failed = False
+    for path in args.specs:
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            failed = True
+            for line in exc.lines:
+                print(line, file=sys.stderr)
+        else:
+            print(f"{path}: ok ({spec.task.name}, {len(spec.methods)} methods, "
+                  f"{len(spec.sizes)} sizes, {len(spec.seeds)} seeds, {spec.runs} runs)")
+    return 1 if failed else 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.registry import METHODS, TASKS
+
+    registry = TASKS if args.kind == "tasks" else METHODS
+    width = max(len(n) for n in registry.names())
+    for name, description in registry.describe():
+        print(f"{name:<{width}}  {description}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from harness.spec import spec_model
+
+    print(json.dumps(spec_model().model_json_schema(by_alias=True), indent=2))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.runner.sweep import run_command
+
+    return run_command(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.report.command import report_command
+
+    return report_command(args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness.report.command import check_command
+
+    return check_command(args)
+
+
+COMMANDS = {
+    "validate": cmd_validate,
+    "run": cmd_run,
+    "list": cmd_list,
+    "report": cmd_report,
+    "check": cmd_check,
+    "schema": cmd_schema,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())
