@@ -54,7 +54,11 @@ def validate_spec(data: dict[str, Any], source: str = "<spec>") -> Any:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{source}: {format_error(model, err)}" for err in exc.errors()]
+        lines = [
+            f"{source}: {line}"
+            for err in exc.errors()
+            for line in format_error(model, err).splitlines()
+        ]
         raise SpecError(list(dict.fromkeys(lines))) from None
 
 
@@ -126,6 +130,10 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[tuple[Any, ...]
     for i, part in enumerate(loc):
         current = _unwrap(current)
         members = _union_members(current)
+        if members is None and isinstance(current, type) and issubclass(current, BaseModel):
+            members = [current]  # a discriminated "union" of one variant still tags its loc
+            if isinstance(part, str) and part in _field_names(current):
+                members = None
         if members is not None and isinstance(part, str):
             chosen = _pick_member(members, part)
             if chosen is not None:

@@ -7,6 +7,7 @@ speaks only of the chosen variant.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
+    ValidationError,
     create_model,
     field_validator,
     model_validator,
@@ -62,6 +64,11 @@ class MethodEntryBase(BaseModel):
         None, description="name in reports; default: the method name (must be unique)"
     )
     lambda_: LambdaSpec | None = Field(None, alias="lambda")
+    task_params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="task params overridden for this method only (e.g. the restricted "
+        "model's quality); checked against the task's params",
+    )
 
     @property
     def display(self) -> str:
@@ -139,6 +146,13 @@ def spec_model() -> type[BaseModel]:
                 raise ValueError(
                     f"methods: duplicate label(s) {', '.join(dupes)}; give each a distinct 'label'"
                 )
+            problems = [
+                f"methods[{i}].task_params.{problem}"
+                for i, entry in enumerate(self.methods)
+                for problem in _override_problems(self, entry)
+            ]
+            if problems:
+                raise ValueError("\n".join(problems))
             known = type(self.task.params).metrics
             if self.metric is None:
                 self.metric = known[0]
@@ -150,6 +164,33 @@ def spec_model() -> type[BaseModel]:
             return self
 
     return Spec
+
+
+def task_params_for(spec: Any, entry: Any) -> Any:
+    """The task params a method entry runs with: the spec's, with its overrides applied."""
+    if not entry.task_params:
+        return spec.task.params
+    merged = {**spec.task.params.model_dump(), **entry.task_params}
+    return type(spec.task.params).model_validate(merged)
+
+
+def _override_problems(spec: Any, entry: Any) -> list[str]:
+    """One message per invalid ``task_params`` key of a method entry."""
+    try:
+        task_params_for(spec, entry)
+    except ValidationError as exc:
+        params_model = type(spec.task.params)
+        out = {}
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            if err["type"] == "extra_forbidden":
+                hint = difflib.get_close_matches(field, list(params_model.model_fields), 1, 0.6)
+                msg = "unknown field" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+            out.setdefault(field, msg)
+        return [f"{field}: {msg}" for field, msg in out.items()]
+    return []
 
 
 def _union(variants: tuple[type[BaseModel], ...]) -> Any:
