@@ -1,0 +1,222 @@
+"""Compare pooled results with numbers a paper reports (``reported/*.yaml``, plain data).
+
+Rules: ``band`` (our statistic inside the paper's 10-90 percentile band around its
+value), ``tolerance`` (within ``tol`` of the value) and ``ordering`` (one method at least
+as good as another, direction-aware). Each yields check rows with a signed ``margin``:
+positive means passing with that much room, negative says by how much it misses.
+Rules marked ``required: false`` are shown but never fail the check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
+
+from harness.report.load import Pooled, ReportError, ResultSet
+
+Statistic = Literal["median", "mean", "p10", "p90"]
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    stat: Statistic | None = Field(None, description="default: the file's statistic")
+    required: bool = Field(True, description="false: shown, but a failure does not count")
+    note: str = ""
+
+
+class BandRule(_Rule):
+    rule: Literal["band"]
+    label: str
+    size: PositiveInt
+    value: float
+    plus: NonNegativeFloat = Field(description="upper edge is value + plus")
+    minus: NonNegativeFloat = Field(description="lower edge is value - minus")
+
+
+class ToleranceRule(_Rule):
+    rule: Literal["tolerance"]
+    label: str
+    size: PositiveInt
+    value: float
+    tol: NonNegativeFloat
+
+
+class OrderingRule(_Rule):
+    rule: Literal["ordering"]
+    better: str
+    worse: str
+    sizes: list[PositiveInt] = Field(min_length=1)
+    margin: float = Field(0.0, description="better must beat worse by at least this much")
+
+
+Rule = Annotated[BandRule | ToleranceRule | OrderingRule, Field(discriminator="rule")]
+
+
+class Reported(BaseModel):
+    """A reported file: where the numbers come from, their units, and the rules."""
+
+    model_config = ConfigDict(extra="forbid")
+    source: str = Field(description="citation: paper, table or figure")
+    task: str
+    metric: str
+    scale: PositiveFloat = Field(1.0, description="reported = scale x ours (100 for percent)")
+    statistic: Statistic = "median"
+    description: str = ""
+    rules: list[Rule] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    rule: str
+    labels: str
+    size: int
+    expected: str
+    measured: str
+    closeness: str
+    passed: bool
+    required: bool
+    margin: float | None = None
+
+    @property
+    def verdict(self) -> str:
+        if self.passed:
+            return "PASS"
+        return "FAIL" if self.required else "FAIL (info)"
+
+
+def load_reported(path: str | Path) -> Reported:
+    """Read and validate a reported file; problems become one ReportError line."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ReportError(f"{path}: no such reported file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return Reported.model_validate(data)
+    except yaml.YAMLError as exc:
+        raise ReportError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
+            for err in exc.errors()
+        ]
+        raise ReportError(f"{path}: {'; '.join(problems)}") from None
+
+
+def run_checks(rs: ResultSet, reported: Reported) -> list[CheckRow]:
+    """Evaluate every rule of ``reported`` against the pooled results."""
+    if reported.task != rs.task:
+        raise ReportError(
+            f"reported numbers are for task '{reported.task}', results are for '{rs.task}'"
+        )
+    pooled = rs.pooled(rs.check_metric(reported.metric))
+    higher = rs.better_high(reported.metric)
+    rows: list[CheckRow] = []
+    for rule in reported.rules:
+        stat = rule.stat or reported.statistic
+        if isinstance(rule, OrderingRule):
+            rows += [
+                _ordering(rule, size, pooled, stat, reported.scale, higher) for size in rule.sizes
+            ]
+        else:
+            rows.append(_against_value(rule, pooled, stat, reported.scale))
+    return rows
+
+
+def _measure(pooled: dict[tuple[str, int], Pooled], label: str, size: int, stat: str,
+             scale: float) -> float | str:
+    """Our scaled statistic, or why there is none ("no results ...")."""
+    cell = pooled.get((label, size))
+    if cell is None or cell.status == "missing":
+        return "no results"
+    if cell.status != "ok":
+        return f"no results ({cell.status})"
+    return scale * cell.stat(stat)
+
+
+def _against_value(rule: BandRule | ToleranceRule, pooled: dict[tuple[str, int], Pooled],
+                   stat: str, scale: float) -> CheckRow:
+    if isinstance(rule, BandRule):
+        lo, hi = rule.value - rule.minus, rule.value + rule.plus
+        expected = f"{_num(rule.value)} [{_num(lo)}, {_num(hi)}]"
+    else:
+        lo, hi = rule.value - rule.tol, rule.value + rule.tol
+        expected = f"{_num(rule.value)} ± {_num(rule.tol)}"
+    measured = _measure(pooled, rule.label, rule.size, stat, scale)
+    base = dict(rule=rule.rule, labels=rule.label, size=rule.size, expected=expected,
+                required=rule.required)
+    if isinstance(measured, str):
+        return CheckRow(**base, measured="—", closeness=measured, passed=False)
+    margin = min(measured - lo, hi - measured)
+    if margin >= 0:
+        closeness = f"inside by {_num(margin)}"
+    else:
+        closeness = f"misses by {_num(-margin)} ({'above' if measured > hi else 'below'})"
+    return CheckRow(**base, measured=f"{stat} {_num(measured)}", closeness=closeness,
+                    passed=margin >= 0, margin=margin)
+
+
+def _ordering(rule: OrderingRule, size: int, pooled: dict[tuple[str, int], Pooled], stat: str,
+              scale: float, higher: bool) -> CheckRow:
+    sign = ">=" if higher else "<="
+    plus = f" {'+' if higher else '-'} {_num(rule.margin)}" if rule.margin else ""
+    base = dict(rule="ordering", labels=f"{rule.better} vs {rule.worse}", size=size,
+                expected=f"{rule.better} {sign} {rule.worse}{plus}", required=rule.required)
+    better = _measure(pooled, rule.better, size, stat, scale)
+    worse = _measure(pooled, rule.worse, size, stat, scale)
+    for label, value in ((rule.better, better), (rule.worse, worse)):
+        if isinstance(value, str):
+            return CheckRow(**base, measured="—", closeness=f"{label}: {value}", passed=False)
+    gap = (better - worse) if higher else (worse - better)  # type: ignore[operator]
+    margin = gap - rule.margin
+    return CheckRow(**base, measured=f"{stat} {_num(better)} vs {_num(worse)}",
+                    closeness=f"gap {'+' if gap >= 0 else '-'}{_num(abs(gap))}",
+                    passed=margin >= 0, margin=margin)
+
+
+def _num(value: float) -> str:
+    """Two decimals (the paper's precision for percent), significant digits for tiny values."""
+    return f"{value:.2f}" if abs(value) >= 0.095 or value == 0 else f"{value:.3g}"
+
+
+def summarize(rows: list[CheckRow]) -> str:
+    """'N passed, M failed', plus the informational failures that do not count."""
+    passed = sum(r.passed for r in rows)
+    failed = sum(not r.passed and r.required for r in rows)
+    info = sum(not r.passed and not r.required for r in rows)
+    extra = f" ({info} informational failed, not counted)" if info else ""
+    return f"{passed} passed, {failed} failed{extra}"
+
+
+def failed(rows: list[CheckRow]) -> bool:
+    return any(not r.passed and r.required for r in rows)
+
+
+def print_checks(rows: list[CheckRow], title: str) -> None:
+    """A rich table of the check rows followed by the summary line."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=title)
+    for column in ("rule", "method(s)", "N", "expected", "measured", "how close", "result"):
+        table.add_column(column, justify="right" if column == "N" else "left", no_wrap=True)
+    style = {"PASS": "green", "FAIL": "bold red", "FAIL (info)": "yellow"}
+    for r in rows:
+        cells = (r.rule, r.labels, str(r.size), r.expected, r.measured, r.closeness)
+        table.add_row(*(Text(c) for c in cells), Text(r.verdict, style=style[r.verdict]))
+    console = Console(width=max(160, Console().width))
+    console.print(table)
+    console.print(summarize(rows))

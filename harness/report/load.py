@@ -1,0 +1,239 @@
+"""Read one spec's results (``spec.yaml`` + ``cells/*.json``) and pool runs per (label, size).
+
+Reports and checks never look at a single seed: the per-run values of every ok cell of
+the same (label, size) are pooled across seeds, so that the percentiles describe the
+spread over all replicates, as in the paper's figures and tables. Cells that failed or
+were skipped are kept as such (with their reasons), never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+STATISTICS = ("median", "mean", "p10", "p90")
+
+
+class ReportError(ValueError):
+    """A report or check cannot be made; the message is one line meant for the user."""
+
+
+@dataclass(frozen=True)
+class Pooled:
+    """The pooled per-run values of one (label, size) and what happened to its cells."""
+
+    label: str
+    size: int
+    values: np.ndarray = field(repr=False)
+    statuses: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """ok (has values), failed, skipped, missing (never run) or no data (metric absent)."""
+        if self.values.size:
+            return "ok"
+        for status in ("failed", "skipped"):
+            if status in self.statuses:
+                return status
+        return "missing" if not self.statuses else "no data"
+
+    @property
+    def n(self) -> int:
+        return int(self.values.size)
+
+    @cached_property
+    def _quantiles(self) -> tuple[float, float, float]:
+        p10, median, p90 = np.percentile(self.values, [10, 50, 90])
+        return float(p10), float(median), float(p90)
+
+    @property
+    def p10(self) -> float:
+        return self._quantiles[0]
+
+    @property
+    def median(self) -> float:
+        return self._quantiles[1]
+
+    @property
+    def p90(self) -> float:
+        return self._quantiles[2]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    def stat(self, name: str) -> float:
+        """One of STATISTICS by name (rules in reported files choose it)."""
+        if name not in STATISTICS:
+            raise ReportError(f"unknown statistic {name!r}; known: {', '.join(STATISTICS)}")
+        return float(getattr(self, name))
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """Everything a report needs: the spec as run, its cell records and the task's metrics."""
+
+    spec: dict[str, Any]
+    records: list[dict[str, Any]]
+    results_dir: Path
+    task: str
+    metric: str
+    metrics: tuple[str, ...]
+    higher_is_better: dict[str, bool]
+    labels: tuple[str, ...]
+    sizes: tuple[int, ...]
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.get("name", self.results_dir.name))
+
+    def better_high(self, metric: str) -> bool:
+        """Whether larger values of ``metric`` are better (unknown metrics: yes)."""
+        return self.higher_is_better.get(metric, True)
+
+    def check_metric(self, metric: str) -> str:
+        if metric not in self.metrics:
+            known = ", ".join(self.metrics)
+            raise ReportError(f"unknown metric {metric!r} for task '{self.task}'; known: {known}")
+        return metric
+
+    def pooled(self, metric: str) -> dict[tuple[str, int], Pooled]:
+        """Pooled statistics of ``metric`` for every (label, size) of the grid."""
+        self.check_metric(metric)
+        groups: dict[tuple[str, int], list[dict[str, Any]]] = {
+            (label, size): [] for label in self.labels for size in self.sizes
+        }
+        for record in self.records:
+            groups[(record_label(record), int(record["size"]))].append(record)
+        return {key: _pool(key, cells, metric) for key, cells in groups.items()}
+
+
+def record_label(record: dict[str, Any]) -> str:
+    return str(record.get("label") or record["method"])
+
+
+def _pool(key: tuple[str, int], cells: list[dict[str, Any]], metric: str) -> Pooled:
+    values: list[np.ndarray] = []
+    problems: list[str] = []
+    for cell in sorted(cells, key=lambda c: c.get("seed", 0)):
+        seed = cell.get("seed", "?")
+        if cell["status"] != "ok":
+            problems.append(f"seed {seed}: {cell['status']}: {cell.get('reason') or 'no reason'}")
+            continue
+        raw = np.asarray(cell.get("metrics", {}).get(metric, []), dtype=float).ravel()
+        finite = raw[np.isfinite(raw)]
+        if finite.size < raw.size:
+            problems.append(
+                f"seed {seed}: {raw.size - finite.size} of {raw.size} runs non-finite (left out)"
+            )
+        values.append(finite)
+    pooled = np.concatenate(values) if values else np.empty(0)
+    statuses = tuple(str(c["status"]) for c in cells)
+    return Pooled(key[0], key[1], pooled, statuses, tuple(problems))
+
+
+def display_scale(metric: str, pooled: dict[tuple[str, int], Pooled]) -> tuple[float, str]:
+    """(factor, unit): accuracy-like metrics whose values are fractions are shown in percent."""
+    values = [p.values for p in pooled.values() if p.n]
+    fraction = bool(values) and all(((v >= 0) & (v <= 1)).all() for v in values)
+    if fraction and "acc" in metric.lower():
+        return 100.0, " (%)"
+    return 1.0, ""
+
+
+def runs_text(pooled: dict[tuple[str, int], Pooled]) -> str:
+    """'300 runs', or '280-300 runs' when cells pooled different numbers of runs."""
+    counts = sorted({p.n for p in pooled.values() if p.n})
+    if not counts:
+        return "0 runs"
+    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{span} runs"
+
+
+def load_results(source: str | Path) -> ResultSet:
+    """Results named by a spec file (``<output_dir>/<name>/``) or by a results directory."""
+    source = Path(source)
+    if source.is_dir():
+        results_dir = source
+        spec_path = results_dir / "spec.yaml"
+        if not spec_path.is_file():
+            raise ReportError(f"{results_dir}: no spec.yaml: not a results directory")
+        spec = _read_yaml(spec_path)
+    else:
+        from harness.spec import load_spec
+
+        model = load_spec(source)
+        spec = model.model_dump(mode="json", by_alias=True)
+        results_dir = Path(spec["output_dir"]) / spec["name"]
+    records = _read_records(results_dir, source)
+    return _result_set(spec, records, results_dir)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ReportError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a mapping")
+    return data
+
+
+def _read_records(results_dir: Path, source: Path) -> list[dict[str, Any]]:
+    paths = sorted((results_dir / "cells").glob("*.json"))
+    if not paths:
+        spec = "SPEC" if source.is_dir() else source
+        raise ReportError(f"no results in {results_dir}: run `harness run {spec}` first")
+    records = []
+    for path in paths:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ReportError(f"{path}: unreadable cell record: {exc}") from None
+        missing = [k for k in ("method", "size", "status") if k not in record]
+        if missing:
+            raise ReportError(f"{path}: cell record lacks {', '.join(missing)}")
+        records.append(record)
+    return records
+
+
+def _result_set(
+    spec: dict[str, Any], records: list[dict[str, Any]], results_dir: Path
+) -> ResultSet:
+    task = str(spec.get("task", {}).get("name") or records[0].get("task", "?"))
+    declared, higher = _task_metrics(task)
+    seen = [m for r in records for m in r.get("metrics", {})]
+    metrics = tuple(dict.fromkeys([*declared, *seen]))
+    if not metrics:
+        raise ReportError(f"{results_dir}: no metrics in the task or the cell records")
+    labels = [str(m.get("label") or m["name"]) for m in spec.get("methods", [])]
+    labels += [record_label(r) for r in records]
+    sizes = {int(s) for s in spec.get("sizes", [])} | {int(r["size"]) for r in records}
+    return ResultSet(
+        spec=spec,
+        records=records,
+        results_dir=results_dir,
+        task=task,
+        metric=str(spec.get("metric") or metrics[0]),
+        metrics=metrics,
+        higher_is_better=higher,
+        labels=tuple(dict.fromkeys(labels)),
+        sizes=tuple(sorted(sizes)),
+    )
+
+
+def _task_metrics(task: str) -> tuple[tuple[str, ...], dict[str, bool]]:
+    """The task's declared metrics and directions; none if the task is not registered."""
+    from harness.registry import TASKS
+
+    if task not in TASKS:
+        return (), {}
+    params = TASKS.config(task)
+    return tuple(params.metrics), dict(params.higher_is_better)
