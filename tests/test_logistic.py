@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from harness.registry import METHODS, TASKS
-from harness.tasks.base import CellRequest
+from harness.tasks.base import CellRequest, make_generator
 from harness.tasks.logistic.geometry import bayes_restricted
 
 Params = TASKS.config("logistic")
@@ -75,10 +75,10 @@ def test_sampled_induced_model_converges_to_the_kernel_average():
     x, y = task.sample(4, 12, "train", 0, 12)
     from harness.tasks.logistic.task import LogisticViews, _TrainState
 
-    weight = torch.tensor([[1.0, -2.0, 0.5]]).repeat(4, 1)
-    bias = torch.full((4,), 0.3)
+    weight = torch.tensor([[1.0, -2.0, 0.5]], device=task.device).repeat(4, 1)
+    bias = torch.full((4,), 0.3, device=task.device)
     state = _TrainState(task, x, y, task.restricted_target(x[..., 0]),
-                        task.kernel_weights(x[..., 0], x[..., 0]), torch.Generator().manual_seed(0))
+                        make_generator(task.device, 0))
     views = LogisticViews(state, weight, bias)
     exact = views.induced(None).mixture()
     errors = [(views.induced(k).mixture() - exact).abs().mean().item() for k in (1, 10, 1000)]

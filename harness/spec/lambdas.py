@@ -108,8 +108,8 @@ def _lambda_kind(value: Any) -> str | None:
     if isinstance(value, LinearRatioSchedule | TableSchedule):
         return value.schedule
     if isinstance(value, dict):
-        if "tune" in value:
-            return "tune"
+        if "tune" in value or (value and set(value) <= set(TuneLambda.model_fields)):
+            return "tune"  # {tune: {...}}, or the dumped form {scale, low, high, log}
         return value.get("schedule")
     return None
 

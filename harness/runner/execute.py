@@ -1,0 +1,175 @@
+"""Run one cell and turn whatever happens into a record: ok, failed (with a reason and the
+traceback) or skipped. Nothing here raises except KeyboardInterrupt, so one bad cell
+never stops a sweep.
+
+Jobs carry only plain data (the hashed config, not pydantic objects), so that they can be
+sent to "spawn" worker processes; the task and method are rebuilt from the config, which
+also guarantees that what runs is exactly what was hashed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from harness.errors import Diverged, SkipCell
+from harness.runner.record import SCHEMA, Provenance, summarize, utc_now
+from harness.spec.lambdas import TuneLambda, resolve_lambda
+
+DATA_DIR_ENV = "HARNESS_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class LambdaChoice:
+    """The lambda a cell trains with, where it came from, and why there is none if so."""
+
+    value: float | None
+    source: str  # "fixed" | "schedule" | "tuned" | "none"
+    tuning: dict[str, Any] | None = None
+    tune_s: float = 0.0
+    error: str | None = None  # set when no lambda could be chosen: the cell fails
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """Everything a (possibly remote) process needs to run one cell."""
+
+    spec_name: str
+    cell_id: str
+    config: dict[str, Any]
+    choice: LambdaChoice
+    data_dir: str | None
+    provenance: Provenance
+
+
+def data_dir_for(cli_value: str | None, spec: Any) -> str | None:
+    """--data-dir, then the spec's data_dir, then $HARNESS_DATA_DIR, else None."""
+    return cli_value or spec.data_dir or os.environ.get(DATA_DIR_ENV) or None
+
+
+def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:
+    """The lambda of a non-tuned entry: a number, a schedule/table value, or none."""
+    if isinstance(lambda_spec, TuneLambda):
+        raise ValueError("a tuned lambda is chosen by harness.tuning")
+    if lambda_spec is None:
+        return LambdaChoice(None, "none")
+    source = "fixed" if isinstance(lambda_spec, int | float) else "schedule"
+    try:
+        return LambdaChoice(resolve_lambda(lambda_spec, size), source)
+    except ValueError as exc:
+        return LambdaChoice(None, source, error=f"lambda: {one_line(str(exc))}")
+
+
+def build(config: dict[str, Any], lam: float | None, data_dir: str | None) -> tuple[Any, Any]:
+    """The task and method a config describes, from the registries."""
+    from harness.registry import METHODS, TASKS
+
+    task_cfg, method_cfg = config["task"], config["method"]
+    task_params = TASKS.config(task_cfg["name"]).model_validate(task_cfg["params"])
+    method_params = METHODS.config(method_cfg["name"]).model_validate(method_cfg["params"])
+    task = TASKS.get(task_cfg["name"])(task_params, data_dir)
+    method = METHODS.get(method_cfg["name"])(method_params, lam)
+    return task, method
+
+
+def evaluate(task: Any, method: Any, request: Any, progress: Any = None
+             ) -> dict[str, list[float]]:
+    """Run the task; return per-run metric lists, raising Diverged on a non-finite value
+    and SkipCell when the method says it does not apply."""
+    reason = method.skip(task)
+    if reason:
+        raise SkipCell(reason)
+    out = task.run(method, request, progress)
+    metrics: dict[str, list[float]] = {}
+    for name, values in out.items():
+        arr = np.asarray(values, dtype=float).reshape(-1)
+        if arr.size != request.runs:
+            raise ValueError(f"metric {name!r} has {arr.size} values for {request.runs} runs")
+        if not np.isfinite(arr).all():
+            raise Diverged(f"non-finite {name}")
+        metrics[name] = [float(v) for v in arr]
+    return metrics
+
+
+def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
+    """Run one cell and return its complete record (never raises but KeyboardInterrupt)."""
+    from harness.tasks.base import CellRequest
+
+    config, choice = job.config, job.choice
+    started, clock = utc_now(), time.perf_counter()
+    status, reason, trace, metrics = "ok", None, None, {}
+    try:
+        if choice.error:
+            raise _NoLambda(choice.error)
+        task, method = build(config, choice.value, job.data_dir)
+        request = CellRequest(size=config["size"], seed=config["seed"], runs=config["runs"],
+                              lam=choice.value, split="test")
+        metrics = evaluate(task, method, request, progress)
+    except SkipCell as exc:
+        status, reason = "skipped", one_line(str(exc)) or "skipped"
+    except Diverged as exc:
+        status, reason = "failed", f"diverged: {one_line(str(exc))}"
+    except _NoLambda as exc:
+        status, reason = "failed", str(exc)
+    except Exception as exc:  # noqa: BLE001 - any error fails this cell only
+        status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
+        trace = traceback.format_exc()
+    return make_record(job, status, reason, trace, metrics, started,
+                       time.perf_counter() - clock)
+
+
+def make_record(job: CellJob, status: str, reason: str | None, trace: str | None,
+                metrics: dict[str, list[float]], started: str, train_s: float
+                ) -> dict[str, Any]:
+    """The schema-1 record (the contract with harness.report: exactly these keys)."""
+    config, choice = job.config, job.choice
+    ok = status == "ok"
+    return {
+        "schema": SCHEMA,
+        "cell_id": job.cell_id,
+        "spec": job.spec_name,
+        "task": config["task"]["name"],
+        "method": config["method"]["name"],
+        "label": config["method"]["label"],
+        "size": config["size"],
+        "seed": config["seed"],
+        "runs": config["runs"],
+        "status": status,
+        "reason": reason,
+        "traceback": trace,
+        "lambda": choice.value,
+        "lambda_source": choice.source,
+        "tuning": choice.tuning,
+        "config": config,
+        "metrics": metrics if ok else {},
+        "summary": {k: summarize(v) for k, v in metrics.items()} if ok else {},
+        "timings": {"train_s": round(train_s, 4), "tune_s": round(choice.tune_s, 4)},
+        "git_commit": job.provenance.git_commit,
+        "versions": dict(job.provenance.versions),
+        "started": started,
+        "finished": utc_now(),
+        "mlflow_run_id": None,
+    }
+
+
+def run_job_in_worker(job: CellJob) -> dict[str, Any]:
+    """Entry point in a worker process: one thread each, so N workers use N cores."""
+    import torch
+
+    torch.set_num_threads(1)
+    return run_job(job)
+
+
+class _NoLambda(RuntimeError):
+    """No lambda could be chosen (e.g. its tuning failed); the reason is already a line."""
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """Collapse a message to one line (records and tables show reasons on one line)."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."

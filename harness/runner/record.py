@@ -1,0 +1,71 @@
+"""The per-cell record (schema 1, shared with harness.report) and its provenance fields."""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from typing import Any
+
+import numpy as np
+
+SCHEMA = 1
+PACKAGES = ("harness", "torch", "numpy", "pydantic", "optuna", "mlflow")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def summarize(values: Any) -> dict[str, float | int]:
+    """mean, median, p10, p90 (numpy linear percentiles), std and n of one metric's runs."""
+    arr = np.asarray(values, dtype=float)
+    p10, median, p90 = np.percentile(arr, [10, 50, 90])
+    return {
+        "mean": float(arr.mean()),
+        "median": float(median),
+        "p10": float(p10),
+        "p90": float(p90),
+        "std": float(arr.std()),
+        "n": int(arr.size),
+    }
+
+
+def git_commit(cwd: str | None = None) -> str | None:
+    """HEAD of the repository around ``cwd`` ("-dirty" if it has changes), None outside one."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                              text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        status = subprocess.run(["git", "status", "--porcelain"], cwd=cwd,
+                                capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = head.stdout.strip()
+    return f"{commit}-dirty" if status.stdout.strip() else commit
+
+
+def versions() -> dict[str, str | None]:
+    """Versions from package metadata (no import: mlflow alone takes seconds to import)."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Collected once per sweep in the main process and copied into every record."""
+
+    git_commit: str | None = None
+    versions: dict[str, str | None] = field(default_factory=dict)
+
+    @classmethod
+    def collect(cls) -> Provenance:
+        return cls(git_commit=git_commit(), versions=versions())

@@ -1,0 +1,65 @@
+"""MLflow tracking: a parent run per spec, a child run per cell, and logging on resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import small_spec
+from mlflow import MlflowClient
+
+from harness.runner import run_spec
+from harness.spec import validate_spec
+from harness.tracking import flatten, tracking_uri
+
+
+def test_flatten_gives_dotted_string_params() -> None:
+    assert dict(flatten({"task": {"params": {"epochs": 20, "cube": [0.0, 1.0]}}, "x": "a"})) == {
+        "task.params.epochs": "20", "task.params.cube": "[0.0, 1.0]", "x": "a"}
+
+
+def test_cells_are_logged_as_child_runs_and_untracked_records_on_resume(tmp_path, monkeypatch
+                                                                         ) -> None:
+    monkeypatch.chdir(tmp_path)
+    data = small_spec(seeds=[0])
+    data["methods"][1]["lambda"] = {"schedule": "table", "values": {2: 1.0}}  # size 5 fails
+    untracked = run_spec(validate_spec(data), only={"size": 2})
+    assert all(r["mlflow_run_id"] is None for r in untracked.records.values())
+
+    spec = validate_spec({**data, "tracking": {"enabled": True}})
+    summary = run_spec(spec)
+    assert summary.resumed == 3 and len(summary.records) == 6
+    uri = tracking_uri(spec)
+    assert uri == f"sqlite:///{(tmp_path / 'results' / 'mlflow.db').resolve()}"
+    assert (tmp_path / "results" / "mlflow.db").is_file()
+
+    stored = {p.stem: json.loads(p.read_text()) for p in Path("results/tiny/cells").glob("*.json")}
+    for cell_id, record in stored.items():
+        assert record["mlflow_run_id"], cell_id
+        if record["size"] == 2:  # logged on resume, not recomputed
+            assert record["finished"] == untracked.records[cell_id]["finished"]
+
+    client = MlflowClient(tracking_uri=uri)
+    parent_id = json.loads(Path("results/tiny/tracking.json").read_text())["parent_run_id"]
+    parent = client.get_run(parent_id)
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    assert client.get_experiment(parent.info.experiment_id).name == "tiny"
+    assert {run.info.run_id for run in children} == {r["mlflow_run_id"] for r in stored.values()}
+    for run in children:
+        record = stored[run.data.tags["cell_id"]]
+        assert run.data.tags["status"] == record["status"]
+        assert run.data.params["task.params.epochs"] == "40"
+        assert run.data.params["size"] == str(record["size"])
+        assert run.data.params["method.name"] == record["method"]
+        if record["status"] == "ok":
+            assert run.info.status == "FINISHED"
+            assert run.data.metrics["accuracy_mean"] == record["summary"]["accuracy"]["mean"]
+            assert {"accuracy_median", "accuracy_p10", "accuracy_p90"} <= set(run.data.metrics)
+        else:
+            assert run.info.status == "FAILED" and "no entry for size 5" in run.data.tags["reason"]
+    assert client.get_run(parent_id).info.status == "FAILED"  # one cell failed
+
+    rerun = run_spec(spec, only={"method": "baseline"})  # the same parent run is reused
+    assert rerun.resumed == 2
+    assert json.loads(Path("results/tiny/tracking.json").read_text())["parent_run_id"] == parent_id
