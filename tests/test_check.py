@@ -53,7 +53,7 @@ def test_band_pass_reports_distance_to_nearer_edge(results: Path, tmp_path: Path
                                 "plus": 2.0, "minus": 5.0}])
     [row] = check(results, path)  # band [86, 93], median 92: 1.0 below the upper edge
     assert row.passed and row.margin == pytest.approx(1.0)
-    assert row.closeness == "inside by 1.00" and row.verdict == "PASS"
+    assert row.closeness == "inside by 1.00; +1.00 from reported" and row.verdict == "PASS"
 
 
 def test_band_fail_reports_how_far_it_misses(results: Path, tmp_path: Path):
@@ -61,7 +61,8 @@ def test_band_fail_reports_how_far_it_misses(results: Path, tmp_path: Path):
                                 "plus": 5.0, "minus": 14.53}])
     [row] = check(results, path)  # band [58.61, 78.14], median 80: misses by 1.86 above
     assert not row.passed and row.margin == pytest.approx(-1.86)
-    assert row.closeness == "misses by 1.86 (above)" and row.verdict == "FAIL"
+    assert row.closeness == "misses by 1.86 (above); +6.86 from reported"
+    assert row.verdict == "FAIL"
 
 
 def test_statistic_and_tolerance(results: Path, tmp_path: Path):

@@ -160,10 +160,12 @@ def _against_value(rule: BandRule | ToleranceRule, pooled: dict[tuple[str, int],
     if isinstance(measured, str):
         return CheckRow(**base, measured="—", closeness=measured, passed=False)
     margin = min(measured - lo, hi - measured)
+    offset = f"{measured - rule.value:+.2f} from reported"
     if margin >= 0:
-        closeness = f"inside by {_num(margin)}"
+        closeness = f"inside by {_num(margin)}; {offset}"
     else:
-        closeness = f"misses by {_num(-margin)} ({'above' if measured > hi else 'below'})"
+        side = "above" if measured > hi else "below"
+        closeness = f"misses by {_num(-margin)} ({side}); {offset}"
     return CheckRow(**base, measured=f"{stat} {_num(measured)}", closeness=closeness,
                     passed=margin >= 0, margin=margin)
 
