@@ -89,6 +89,9 @@ def run_spec(
             summary.records[cell.cell_id] = record
     summary.resumed = len(summary.records)
     pending = [c for c in cells if c.cell_id not in summary.records]
+    if workers > 1:
+        # Largest datasets first (they take longest), so no worker idles at the end.
+        pending.sort(key=lambda c: -c.size)
 
     from harness.tracking import open_tracker
 
