@@ -1,23 +1,37 @@
-"""Noising (Xie et al. 2017, read as in the paper's Sec. 6): targets resampled from the
-restricted model. Its expected loss is (1 - r) CE + r CE(P_restricted, Q), i.e. a
-stochastic reverse-KD, which is why the paper calls it single-sample IMM's cousin."""
+"""Noising (Xie et al. 2017, read as in the paper's Sec. 6 and App. B.1).
+
+A task declares which form applies to it (``Views.noising``):
+
+- "targets": each target is replaced, with probability r = lambda/(1+lambda), by a draw
+  from the restricted model's prediction for its short context, afresh at every step.
+  Its expected loss is (1 - r) CE + r CE(P_restricted, Q): a stochastic reverse-KD.
+- "single_sample": the regulariser is CE(P_restricted, Q(.| short, one sampled extended
+  context)), i.e. IMM with k = 1, which the paper shows is noising's close cousin.
+"""
 
 import torch
 from torch import Tensor
 
 from harness.methods.base import Method, sample_categorical
+from harness.methods.induced import crosstalk_cross_entropy
 from harness.tasks.base import Views
 
 
 class Noising(Method):
-    """With probability r = lambda/(1+lambda), a target is replaced by a draw from
-    P_restricted(.|short); drawn afresh at every step."""
+    """Targets resampled from the restricted model (or the single-sample IMM term)."""
 
     name = "noising"
 
     def targets(self, views: Views) -> Tensor:
+        if views.noising != "targets":
+            return views.targets
         observed = views.targets
         gen = views.generator
         drawn = sample_categorical(views.restricted(), gen)
         flip = torch.rand(observed.shape, generator=gen, device=observed.device) < self.ratio
         return torch.where(flip, drawn, observed)
+
+    def term(self, views: Views, step: int) -> Tensor | None:
+        if views.noising != "single_sample":
+            return None
+        return crosstalk_cross_entropy(views.restricted(), views.induced(1))

@@ -22,6 +22,8 @@ Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
 - ``primary_loss(targets)``: the per-item primary loss (...,) on the given targets.
 - ``reduce(per_item)``: the scalar to differentiate (e.g. mean per run, summed over runs).
 - ``loss_form``: "convex" ((primary + lam term)/(1 + lam)) or "additive".
+- ``noising``: which form of noising applies: "targets" (targets resampled from the
+  restricted model) or "single_sample" (the IMM term with one extended context).
 - ``generator``: the torch.Generator for the method's randomness; ``size``: dataset size.
 """
 
@@ -62,6 +64,7 @@ class Views(ABC):
     generator: torch.Generator
     size: int
     loss_form: Literal["convex", "additive"] = "additive"
+    noising: Literal["targets", "single_sample"] = "targets"
 
     @abstractmethod
     def log_q(self) -> Tensor: ...
