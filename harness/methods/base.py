@@ -48,15 +48,25 @@ class Method:
     def predict(self, probs: Tensor, restricted: Tensor) -> Tensor:
         return probs
 
-    def loss(self, views: Views, step: int) -> Tensor:
-        """The scalar to minimise at ``step``: primary + lambda * term, as the task combines."""
-        primary = views.primary_loss(self.targets(views))
+    def loss_parts(self, views: Views, step: int) -> tuple[Tensor, Tensor | None]:
+        """(weighted primary, weighted regulariser or None) as scalars; their sum is the loss.
+
+        Tasks that treat the two gradients differently (the LSTM clips each one
+        separately, as in the paper's App. D.2.2) use the parts; others use ``loss``.
+        """
+        primary = views.reduce(views.primary_loss(self.targets(views)))
         term = self.term(views, step)
         if term is None:
-            return views.reduce(primary)
+            return primary, None
+        term = views.reduce(term)
         if views.loss_form == "convex":
-            return views.reduce((primary + self.lam * term) / (1.0 + self.lam))
-        return views.reduce(primary + self.lam * term)
+            return primary / (1.0 + self.lam), term * (self.lam / (1.0 + self.lam))
+        return primary, term * self.lam
+
+    def loss(self, views: Views, step: int) -> Tensor:
+        """The scalar to minimise at ``step``: primary + lambda * term, as the task combines."""
+        primary, term = self.loss_parts(views, step)
+        return primary if term is None else primary + term
 
 
 def sample_categorical(probs: Tensor, generator: torch.Generator) -> Tensor:
