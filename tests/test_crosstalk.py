@@ -64,3 +64,20 @@ def test_gradient_accumulated_one_component_at_a_time():
         (g,) = torch.autograd.grad(part, logits)
         accumulated += g
     torch.testing.assert_close(accumulated, g_direct)
+
+
+def test_shared_rows_through_an_index_equal_per_item_rows():
+    """One induced prediction per distinct short context (index) gives the same values and
+    gradients as one per item."""
+    logits, weights, target = _setup(binary=False)
+    rows_logits = logits[0]  # 6 distinct rows, (6, K, C)
+    index = torch.tensor([[0, 3, 3, 5], [1, 1, 0, 2]])
+    item_target = torch.softmax(torch.randn(2, 4, target.shape[-1], dtype=torch.float64), -1)
+    shared = crosstalk_cross_entropy(
+        item_target, Induced(torch.softmax(rows_logits, -1), weights[0], index=index))
+    (g_shared,) = torch.autograd.grad(shared.sum(), logits)
+    per_item = crosstalk_cross_entropy(
+        item_target, Induced(torch.softmax(rows_logits[index], -1), weights[0][index]))
+    (g_item,) = torch.autograd.grad(per_item.sum(), logits)
+    torch.testing.assert_close(shared, per_item)
+    torch.testing.assert_close(g_shared, g_item)
