@@ -14,6 +14,14 @@ TASKS.add(
     config="harness.tasks.logistic.config:LogisticParams",
 )
 
+TASKS.add(
+    "grid_rl",
+    "harness.tasks.grid_rl.task:GridRlTask",
+    description="Grid RL (paper Sec. 7.3): REINFORCE MDP policy on an 11x11 torus, restricted "
+    "model = FIB policy of the POMDP observing x",
+    config="harness.tasks.grid_rl.config:GridRlParams",
+)
+
 _METHODS = {
     "baseline": "Primary loss only; the restricted model is unused",
     "interpolation": "Baseline training; predictions mixed with the restricted model at test time",

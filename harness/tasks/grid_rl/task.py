@@ -1,0 +1,248 @@
+"""The grid RL task (paper Sec. 7.3, App. D.3, D.4): REINFORCE trains an MDP policy on a
+toroidal grid, helped by the FIB policy of the POMDP that observes x only.
+
+All replicates of a cell train together as one batched tensor program: the MLP
+one-hot(S) -> hidden tanh -> 4 has weights of shape (runs, ...); the loss is a sum over
+runs of per-run losses and Adam is elementwise, so replicates stay independent. Since
+the weights change once per epoch, the policy of every state is computed once per epoch
+(a (runs, S, 4) table, whose rows are what the one-hot MLP computes) and the sequential
+rollout only looks rows up; it runs in numpy on uniforms drawn from the cell's torch
+generator.
+
+Views (batch shape (runs, steps) = the epoch's visited states): short context x, extended
+context y; the induced policy at x averages pi(.|x, y) over the uniform belief over y.
+The dataset size of a cell is the number of training epochs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from harness.errors import Diverged
+from harness.methods.base import Method
+from harness.methods.induced import Induced
+from harness.tasks.base import CellRequest, Progress, Task, Views, make_generator
+from harness.tasks.grid_rl.config import GridRlParams
+from harness.tasks.grid_rl.env import Grid
+from harness.tasks.grid_rl.pomdp import restricted_policy
+
+
+class GridRlTask(Task):
+    """REINFORCE on the grid MDP, with the POMDP policy as the restricted model."""
+
+    name = "grid_rl"
+    params: GridRlParams
+
+    def __init__(self, params: GridRlParams, data_dir: str | None = None) -> None:
+        super().__init__(params, data_dir)
+        p = params
+        self.grid = Grid(p.grid, p.extent, p.reward_width)
+        self.next_state = self.grid.next_state  # (S, A) numpy, for the rollouts
+        self.reward = self.grid.reward  # (S,) numpy
+        policy = restricted_policy(p.grid, p.extent, p.reward_width, p.discount,
+                                   p.restricted_policy, p.temperature, p.fib_tolerance)
+        self.restricted_x = torch.tensor(policy, dtype=torch.float32, device=self.device)
+        x_of_s, _ = self.grid.coords(np.arange(self.grid.states))
+        self.x_of_s = torch.as_tensor(x_of_s, device=self.device)
+        steps = p.steps_per_epoch
+        t = torch.arange(steps, dtype=torch.float64)
+        lag = t[:, None] - t[None, :]  # [t', t] = t' - t
+        # G_t = sum_{t' >= t} gamma^(t' - t) r_t'  as  rewards @ discount_matrix
+        self.discount_matrix = torch.where(
+            lag >= 0, p.discount ** lag.clamp_min(0), torch.zeros(())
+        ).to(torch.float32).to(self.device)
+
+    # ---- the policy -----------------------------------------------------------------
+    def init_weights(self, runs: int, *seed_parts: object) -> list[Tensor]:
+        """(W1 (runs, S, H), b1 (runs, H), W2 (runs, H, A), b2 (runs, A)), uniform
+        +-1/sqrt(fan_in) as torch.nn.Linear, from a generator of the seed parts."""
+        gen = make_generator(torch.device("cpu"), "grid_rl-init", *seed_parts)
+        s, h, a = self.grid.states, self.params.hidden, self.grid.actions
+
+        def uniform(*shape: int, fan_in: int) -> Tensor:
+            bound = 1.0 / math.sqrt(fan_in)
+            w = (torch.rand(runs, *shape, generator=gen) * 2.0 - 1.0) * bound
+            return w.to(self.device).requires_grad_(True)
+
+        return [uniform(s, h, fan_in=s), uniform(h, fan_in=s),
+                uniform(h, a, fan_in=h), uniform(a, fan_in=h)]
+
+    @staticmethod
+    def log_policy(weights: list[Tensor]) -> Tensor:
+        """(runs, S, A) log pi(a | s) of every state: the MLP on each one-hot input."""
+        w1, b1, w2, b2 = weights
+        hidden = torch.tanh(w1 + b1[:, None, :])
+        return torch.log_softmax(torch.baddbmm(b2[:, None, :], hidden, w2), -1)
+
+    def restricted_table(self) -> Tensor:
+        """(S, A): the POMDP policy at each state's x."""
+        return self.restricted_x[self.x_of_s]
+
+    # ---- rollouts -------------------------------------------------------------------
+    def rollout(self, probs: Tensor, starts: np.ndarray, uniforms: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Follow policies ``probs`` (runs, S, A) from ``starts`` (runs, m), sampling each
+        action by inverse CDF from ``uniforms`` (runs, m, steps). Returns the visited
+        states, the actions and the rewards of the cells reached, each (runs, m, steps)."""
+        runs, m, steps = uniforms.shape
+        n_s, n_a = self.next_state.shape
+        cdf = probs.detach().cpu().double().cumsum(-1).numpy().reshape(runs * n_s, n_a)
+        offset = (np.arange(runs) * n_s)[:, None]
+        nxt = self.next_state.reshape(-1)
+        states = np.empty((steps, runs, m), dtype=np.int64)
+        actions = np.empty((steps, runs, m), dtype=np.int64)
+        s = starts
+        for t in range(steps):
+            states[t] = s
+            a = (cdf[offset + s] < uniforms[:, :, t, None]).sum(-1)
+            np.minimum(a, n_a - 1, out=a)
+            actions[t] = a
+            s = nxt[s * n_a + a]
+        reached = np.concatenate([states[1:], s[None]], 0)
+        move = (1, 2, 0)
+        return (states.transpose(move), actions.transpose(move),
+                self.reward[reached].transpose(move))
+
+    def draws(self, gen: torch.Generator, runs: int, m: int, steps: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """Uniform start states (runs, m) and action uniforms (runs, m, steps)."""
+        starts = torch.randint(self.grid.states, (runs, m), generator=gen)
+        uniforms = torch.rand(runs, m, steps, generator=gen, dtype=torch.float64)
+        return starts.numpy(), uniforms.numpy()
+
+    # ---- training -------------------------------------------------------------------
+    def run(
+        self, method: Method, request: CellRequest, progress: Progress | None = None
+    ) -> dict[str, np.ndarray]:
+        p = self.params
+        runs, epochs, steps = request.runs, request.size, p.steps_per_epoch
+        weights = self.init_weights(runs, request.seed, epochs)
+        optimizer = torch.optim.Adam(weights, lr=p.lr)
+        # Trajectory randomness is shared by all methods (paired); the method's own draws
+        # (noising, sampled IMM) come from a separate stream.
+        rollout_gen = make_generator(torch.device("cpu"), "grid_rl-train", request.seed, epochs)
+        state = _TrainState(
+            self, make_generator(self.device, "grid_rl-method", request.seed, epochs,
+                                 method.name))
+        arange_runs = torch.arange(runs, device=self.device)[:, None]
+        report_every = max(1, epochs // 20)
+        for epoch in range(epochs):
+            log_pi = self.log_policy(weights)
+            starts, uniforms = self.draws(rollout_gen, runs, 1, steps)
+            visited, actions, rewards = self.rollout(log_pi.detach().exp(), starts, uniforms)
+            visited_t = torch.from_numpy(visited[:, 0]).to(self.device)
+            rewards_t = torch.from_numpy(rewards[:, 0]).to(self.device, torch.float32)
+            returns = rewards_t @ self.discount_matrix
+            if p.normalize_returns:
+                returns = (returns - returns.mean(-1, keepdim=True)) / (
+                    returns.std(-1, keepdim=True) + 1e-8)
+            views = GridRlViews(state, log_pi, visited_t, arange_runs,
+                                torch.from_numpy(actions[:, 0]).to(self.device), returns,
+                                epochs)
+            loss = method.loss(views, epoch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if progress is not None and (epoch + 1) % report_every == 0:
+                progress((epoch + 1) / epochs)
+        bad = torch.zeros(runs, dtype=torch.bool, device=self.device)
+        for w in weights:
+            bad |= ~torch.isfinite(w.detach().reshape(runs, -1)).all(-1)
+        if bad.any():
+            raise Diverged(f"{int(bad.sum())} of {runs} runs have non-finite weights")
+        return self.evaluate(method, weights, request)
+
+    # ---- evaluation -----------------------------------------------------------------
+    def evaluate(self, method: Method, weights: list[Tensor], request: CellRequest
+                 ) -> dict[str, np.ndarray]:
+        """Mean over rollouts of the summed reward of ``eval_rollouts`` rollouts of
+        ``eval_steps`` steps from uniform starts, sampling the (method-adjusted) policy.
+        The draws depend on the split, seed and size only (paired across methods)."""
+        p = self.params
+        with torch.no_grad():
+            probs = self.log_policy(weights).exp()
+            probs = method.predict(probs, self.restricted_table()[None])
+        gen = make_generator(torch.device("cpu"), "grid_rl-eval", request.split,
+                             request.seed, request.size)
+        starts, uniforms = self.draws(gen, request.runs, p.eval_rollouts, p.eval_steps)
+        _, _, rewards = self.rollout(probs, starts, uniforms)
+        return {"reward": rewards.sum(-1).mean(-1).astype(float)}
+
+
+class _TrainState:
+    """What persists across epochs: the method's generator and the stale snapshot."""
+
+    def __init__(self, task: GridRlTask, generator: torch.Generator) -> None:
+        self.task = task
+        self.generator = generator
+        self.correction: Tensor | None = None  # (runs, S, A) pi_stale / induced_stale
+
+
+class GridRlViews(Views):
+    """One epoch's trajectory of every replicate, as a batch of shape (runs, steps)."""
+
+    noising = "single_sample"
+    loss_form = "additive"
+
+    def __init__(self, state: _TrainState, log_pi: Tensor, visited: Tensor,
+                 arange_runs: Tensor, actions: Tensor, returns: Tensor, size: int) -> None:
+        self.state = state
+        self.log_pi = log_pi  # (runs, S, A), differentiable
+        self.visited = visited  # (runs, steps)
+        self.arange_runs = arange_runs  # (runs, 1)
+        self.targets = actions
+        self.returns = returns
+        self.generator = state.generator
+        self.size = size
+        grid = state.task.grid.size
+        self.visited_x = torch.div(visited, grid, rounding_mode="floor")
+        self._log_q: Tensor | None = None
+
+    def log_q(self) -> Tensor:
+        if self._log_q is None:
+            self._log_q = self.log_pi[self.arange_runs, self.visited]
+        return self._log_q
+
+    def restricted(self) -> Tensor:
+        return self.state.task.restricted_x[self.visited_x]
+
+    def _policy_over_y(self, log_pi: Tensor) -> Tensor:
+        """(runs, steps, grid, A): pi(.|x_t, y) for every y of each visited x_t."""
+        runs, n_s, n_a = log_pi.shape
+        grid = self.state.task.grid.size
+        by_xy = log_pi.exp().reshape(runs, grid, grid, n_a)
+        return by_xy[self.arange_runs, self.visited_x]
+
+    def induced(self, k: int | None) -> Induced:
+        probs = self._policy_over_y(self.log_pi)
+        runs, steps, grid, _ = probs.shape
+        if k is None:
+            weights = torch.full((runs, steps, grid), 1.0 / grid, device=probs.device)
+            return Induced(probs=probs, weights=weights)
+        ys = torch.randint(grid, (runs, steps, k), generator=self.generator,
+                           device=probs.device)
+        picked = probs.gather(2, ys[..., None].expand(-1, -1, -1, probs.shape[-1]))
+        return Induced(probs=picked, weights=torch.full((runs, steps, k), 1.0 / k,
+                                                        device=probs.device))
+
+    def stale_correction(self, refresh: bool) -> Tensor:
+        st = self.state
+        if refresh or st.correction is None:
+            with torch.no_grad():
+                q = self.log_pi.detach().exp()
+                runs, n_s, n_a = q.shape
+                grid = st.task.grid.size
+                induced = q.reshape(runs, grid, grid, n_a).mean(2)  # (runs, x, A)
+                st.correction = q / induced[:, st.task.x_of_s].clamp_min(1e-12)
+        return st.correction[self.arange_runs, self.visited]
+
+    def primary_loss(self, targets: Tensor) -> Tensor:
+        """REINFORCE: -G_t log pi(a_t | s_t), G_t the discounted reward-to-go."""
+        return -self.returns * self.log_q().gather(-1, targets[..., None]).squeeze(-1)
+
+    def reduce(self, per_item: Tensor) -> Tensor:
+        return per_item.mean(-1).sum()
