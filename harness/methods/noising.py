@@ -7,6 +7,8 @@ A task declares which form applies to it (``Views.noising``):
   Its expected loss is (1 - r) CE + r CE(P_restricted, Q): a stochastic reverse-KD.
 - "single_sample": the regulariser is CE(P_restricted, Q(.| short, one sampled extended
   context)), i.e. IMM with k = 1, which the paper shows is noising's close cousin.
+- "task": the task's own noising, ``views.noise(r)`` (the LSTM LM: Xie et al.'s noising
+  of inputs and targets).
 """
 
 import torch
@@ -23,6 +25,8 @@ class Noising(Method):
     name = "noising"
 
     def targets(self, views: Views) -> Tensor:
+        if views.noising == "task":
+            return views.noise(self.ratio)
         if views.noising != "targets":
             return views.targets
         observed = views.targets

@@ -22,6 +22,13 @@ TASKS.add(
     config="harness.tasks.grid_rl.config:GridRlParams",
 )
 
+TASKS.add(
+    "ptb_lstm",
+    "harness.tasks.ptb_lstm.task:PtbLstmTask",
+    description="PTB LSTM language model (paper Sec. 7.2): restricted model = Kneser-Ney bigram",
+    config="harness.tasks.ptb_lstm.config:PtbLstmParams",
+)
+
 _METHODS = {
     "baseline": "Primary loss only; the restricted model is unused",
     "interpolation": "Baseline training; predictions mixed with the restricted model at test time",

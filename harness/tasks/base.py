@@ -23,7 +23,9 @@ Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
 - ``reduce(per_item)``: the scalar to differentiate (e.g. mean per run, summed over runs).
 - ``loss_form``: "convex" ((primary + lam term)/(1 + lam)) or "additive".
 - ``noising``: which form of noising applies: "targets" (targets resampled from the
-  restricted model) or "single_sample" (the IMM term with one extended context).
+  restricted model), "single_sample" (the IMM term with one extended context) or "task"
+  (the task's own noising: ``views.noise(ratio)`` returns the targets, e.g. Xie et al.'s
+  LM noising of inputs and targets).
 - ``generator``: the torch.Generator for the method's randomness; ``size``: dataset size.
 """
 
@@ -64,7 +66,7 @@ class Views(ABC):
     generator: torch.Generator
     size: int
     loss_form: Literal["convex", "additive"] = "additive"
-    noising: Literal["targets", "single_sample"] = "targets"
+    noising: Literal["targets", "single_sample", "task"] = "targets"
 
     @abstractmethod
     def log_q(self) -> Tensor: ...
@@ -83,6 +85,10 @@ class Views(ABC):
 
     @abstractmethod
     def reduce(self, per_item: Tensor) -> Tensor: ...
+
+    def noise(self, ratio: float) -> Tensor:
+        """The targets under the task's own noising (only for ``noising == "task"``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no task-specific noising")
 
 
 class Task(ABC):

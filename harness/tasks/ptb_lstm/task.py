@@ -1,0 +1,132 @@
+"""The PTB LSTM language-model task (paper Sec. 7.2, App. D.2, Tables 1 and 5).
+
+Full model: a stacked LSTM LM; restricted model: a modified Kneser-Ney bigram of the
+training prefix; short context: the previous word; extended contexts: the training
+positions sharing it. A cell's ``size`` is the number of training tokens (a prefix of
+ptb.train.txt). Each replicate (``runs``) trains in turn, from its own init and dropout
+seeds; init and dropout seeds do not depend on the method, so cells are paired.
+
+Metrics are evaluated on ``request.split``: with "validation" (tuning), the test
+metrics are computed on the validation stream instead, and the test stream is not read.
+
+Checkpoints: with ``checkpoint: true``, each replicate checkpoints every epoch to
+``$HARNESS_CHECKPOINT_DIR/<key>/run<r>.pt`` (else ``checkpoint_dir``), where ``<key>``
+hashes the task params, method, lambda, size, seed and split: the runner should set
+HARNESS_CHECKPOINT_DIR=<results dir>/checkpoints; a rerun of an interrupted cell resumes
+from its last completed epoch and gives the same numbers as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.methods.base import Method
+from harness.tasks.base import CellRequest, Progress, Task, make_generator, stable_seed
+from harness.tasks.ptb_lstm.config import PtbLstmParams
+from harness.tasks.ptb_lstm.corpus import build_bigram, load_corpus
+from harness.tasks.ptb_lstm.evaluate import (
+    batched_ppl,
+    bigram_table_ppl,
+    stream_ppl,
+)
+from harness.tasks.ptb_lstm.model import LstmLm
+from harness.tasks.ptb_lstm.sampler import ContextSampler
+from harness.tasks.ptb_lstm.train import Trainer
+from harness.tasks.ptb_lstm.views import StaleModel, TrainContext, batchify, induced_table
+
+CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"
+
+
+class PtbLstmTask(Task):
+    """PTB LSTM LM regularised towards a Kneser-Ney bigram."""
+
+    name = "ptb_lstm"
+    params: PtbLstmParams
+
+    def __init__(self, params: PtbLstmParams, data_dir: str | None = None) -> None:
+        super().__init__(params, data_dir)
+        self.corpus = load_corpus(data_dir)
+        self.vocab_size = len(self.corpus.vocab)
+        self.eos = self.corpus.word_to_id.get("<eos>", 0)
+
+    # ---- pieces --------------------------------------------------------------------
+    def train_stream(self, size: int) -> torch.Tensor:
+        return self.corpus.train[:size].to(self.device)
+
+    def build_model(self, seed_parts: tuple, input_vocab: int | None = None) -> LstmLm:
+        p = self.params
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(stable_seed("ptb_lstm-init", *seed_parts))
+            model = LstmLm(self.vocab_size, p.emb_size, p.hidden_size, p.layers, p.dropout,
+                           p.init_range, p.tie_weights, input_vocab)
+        model = model.to(self.device)
+        model.dropout_generator = make_generator(self.device, "ptb_lstm-dropout", *seed_parts)
+        return model
+
+    def checkpoint_path(self, method: Method, request: CellRequest, run: int) -> Path | None:
+        if not self.params.checkpoint:
+            return None
+        root = os.environ.get(CHECKPOINT_ENV) or self.params.checkpoint_dir
+        if not root:
+            return None
+        key = stable_seed(self.params.model_dump(), method.name, repr(method.params),
+                          method.lam, request.size, request.seed, request.split)
+        return Path(root) / f"ptb_lstm-{method.name}-{key:016x}" / f"run{run}.pt"
+
+    # ---- a cell --------------------------------------------------------------------
+    def run(self, method: Method, request: CellRequest, progress: Progress | None = None
+            ) -> dict[str, np.ndarray]:
+        p = self.params
+        train = self.train_stream(request.size)
+        bigram = build_bigram(train.cpu(), self.vocab_size)
+        sampler = ContextSampler(train, self.vocab_size, p.imm_window, pad=self.eos)
+        data = batchify(train, p.batch_size)
+        cut = p.eval_tokens
+        valid = self.corpus.valid[:cut].to(self.device)
+        final = valid if request.split == "validation" else self.corpus.test[:cut].to(
+            self.device)
+        blank = method.name == "noising" and p.noising_variant == "blank"
+        results: dict[str, list[float]] = {}
+        for run in range(request.runs):
+            seed_parts = (request.seed, request.size, run)
+            model = self.build_model(seed_parts, self.vocab_size + 1 if blank else None)
+            ctx = TrainContext(
+                params=p, model=model, bigram=bigram, sampler=sampler,
+                generator=make_generator(self.device, "ptb_lstm-method", method.name,
+                                         *seed_parts),
+                steps_per_epoch=-(-(data.shape[1] - 1) // p.bptt),
+                stale=StaleModel(data, p.bptt, self.vocab_size),
+                blank_id=self.vocab_size if blank else None,
+            )
+
+            def report(fraction: float, run: int = run) -> None:
+                if progress is not None:
+                    progress((run + fraction) / request.runs)
+
+            Trainer(ctx, method, data, valid, self.checkpoint_path(method, request, run),
+                    report).train()
+            model.eval()
+            for name, value in self.evaluate(model, method, bigram, train, valid, final,
+                                             data).items():
+                results.setdefault(name, []).append(value)
+        return {k: np.asarray(v, dtype=float) for k, v in results.items()}
+
+    def evaluate(self, model: LstmLm, method: Method, bigram, train, valid, final, data
+                 ) -> dict[str, float]:
+        p = self.params
+        out = {
+            "test_ppl": batched_ppl(model, final, p.eval_batch_size, p.bptt, method, bigram),
+            "valid_ppl": batched_ppl(model, valid, p.eval_batch_size, p.bptt, method, bigram),
+        }
+        if p.stream_eval:
+            out["test_ppl_stream"] = stream_ppl(model, final, method, bigram)
+        cap = p.induced_eval_tokens
+        table_data = data if cap is None else batchify(train[:cap], p.batch_size)
+        table = induced_table(model, table_data, p.bptt, self.vocab_size)
+        for name, stream in (("train", train), ("valid", valid), ("test", final)):
+            out[f"induced_ppl_{name}"] = bigram_table_ppl(table, stream[:cap])
+        return out

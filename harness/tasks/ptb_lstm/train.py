@@ -1,0 +1,184 @@
+"""Training of the LSTM LM: truncated BPTT with carried, detached state; SGD; the primary
+gradient and the regulariser's gradient clipped separately, then added (App. D.2.2).
+
+Epoch end: validation perplexity; no improvement -> lr *= lr_decay and the best weights
+are restored; stop after max_decays decays or max_epochs. The best weights are loaded
+before returning (the authors' code tested the last weights; not copied here, nor its
+skipping of batch 0 in every epoch).
+
+Fine-tuning mode (``finetune_below``): regularised methods (all but baseline and
+interpolation) train with the baseline objective until validation perplexity falls below
+the threshold, then switch to their own objective with lr reset to ``finetune_lr``.
+
+Checkpoints (every epoch, when a path is given): model, lr, decays, epoch, best weights
+and perplexity, the method and dropout generator states, the serialized snapshot's
+weights (its induced table is recomputed on resume: deterministic) and the history. Each
+epoch starts from a zero state, so an epoch boundary is a complete resumption point.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from harness.errors import Diverged
+from harness.methods.base import Method
+from harness.tasks.base import Progress
+from harness.tasks.ptb_lstm.evaluate import batched_ppl
+from harness.tasks.ptb_lstm.views import LmViews, TrainContext, chunks
+
+UNREGULARISED = ("baseline", "interpolation")
+
+
+@dataclass
+class TrainState:
+    lr: float
+    epoch: int = 0
+    step: int = 0
+    decays: int = 0
+    best_val: float = math.inf
+    best_weights: dict[str, Tensor] | None = None
+    term_on: bool = True
+    done: bool = False
+    history: list[float] = field(default_factory=list)
+
+
+def _clipped(grads: list[Tensor | None], params: list[Tensor], limit: float) -> list[Tensor]:
+    grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    scale = min(1.0, limit / (float(norm) + 1e-6))
+    return [g * scale for g in grads]
+
+
+def _clone(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    return {k: v.detach().clone() for k, v in weights.items()}
+
+
+class Trainer:
+    def __init__(self, ctx: TrainContext, method: Method, train_data: Tensor,
+                 valid: Tensor, checkpoint: Path | None = None,
+                 progress: Progress | None = None) -> None:
+        self.ctx, self.method = ctx, method
+        self.p = ctx.params
+        self.model = ctx.model
+        self.train_data, self.valid = train_data, valid
+        self.path = checkpoint
+        self.progress = progress
+        self.plain = Method(None, None)
+        regularised = method.name not in UNREGULARISED
+        self.state = TrainState(lr=self.p.lr,
+                                term_on=not (regularised and self.p.finetune_below is not None))
+        self.regularised = regularised
+
+    # ---- checkpoints ---------------------------------------------------------------
+    def save(self) -> None:
+        if self.path is None:
+            return
+        s, ctx = self.state, self.ctx
+        blob = {
+            "model": self.model.state_dict(),
+            "state": {k: getattr(s, k) for k in
+                      ("lr", "epoch", "step", "decays", "best_val", "term_on", "done",
+                       "history")},
+            "best_weights": s.best_weights,
+            "generator": ctx.generator.get_state(),
+            "dropout_generator": self.model.dropout_generator.get_state(),
+            "stale": None if ctx.stale.model is None else ctx.stale.model.state_dict(),
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(blob, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self) -> bool:
+        if self.path is None or not self.path.exists():
+            return False
+        blob = torch.load(self.path, map_location=self.train_data.device, weights_only=False)
+        self.model.load_state_dict(blob["model"])
+        for k, v in blob["state"].items():
+            setattr(self.state, k, v)
+        self.state.best_weights = blob["best_weights"]
+        self.ctx.generator.set_state(blob["generator"])
+        self.model.dropout_generator.set_state(blob["dropout_generator"])
+        if blob["stale"] is not None:
+            snapshot = copy.deepcopy(self.model)
+            snapshot.load_state_dict(blob["stale"])
+            self.ctx.stale.refresh(snapshot)
+        return True
+
+    # ---- training ------------------------------------------------------------------
+    def step(self, views: LmViews) -> None:
+        s = self.state
+        if s.term_on:
+            primary, term = self.method.loss_parts(views, s.step)
+        else:
+            primary = views.reduce(views.primary_loss(views.targets))
+            term = None
+        if not torch.isfinite(primary) or (term is not None and not torch.isfinite(term)):
+            raise Diverged(f"non-finite loss at epoch {s.epoch} step {s.step}")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        grads = _clipped(
+            list(torch.autograd.grad(primary, params, retain_graph=term is not None,
+                                     allow_unused=True)), params, self.p.clip)
+        if term is not None:
+            extra = _clipped(list(torch.autograd.grad(term, params, allow_unused=True)),
+                             params, self.p.imm_clip)
+            grads = [g + e for g, e in zip(grads, extra, strict=True)]
+        with torch.no_grad():
+            for p, g in zip(params, grads, strict=True):
+                p.sub_(s.lr * g)
+
+    def run_epoch(self) -> None:
+        self.model.train()
+        state = self.model.zero_state(self.train_data.shape[0])
+        self.ctx.stale.reset_state()
+        for inputs, targets in chunks(self.train_data, self.p.bptt):
+            views = LmViews(self.ctx, inputs, targets, state)
+            self.step(views)
+            state = views.state_out if views.state_out is not None else state
+            self.state.step += 1
+
+    def end_epoch(self) -> None:
+        s, p = self.state, self.p
+        val = batched_ppl(self.model, self.valid, p.eval_batch_size, p.bptt, self.plain, None)
+        if not math.isfinite(val):
+            raise Diverged(f"non-finite validation perplexity at epoch {s.epoch}")
+        s.history.append(val)
+        s.epoch += 1
+        if val < s.best_val:
+            s.best_val = val
+            s.best_weights = _clone(self.model.state_dict())
+        else:
+            s.lr *= p.lr_decay
+            s.decays += 1
+            self.model.load_state_dict(s.best_weights)
+        if not s.term_on and p.finetune_below is not None and val < p.finetune_below:
+            s.term_on = True
+            s.lr = p.finetune_lr
+        if s.decays >= p.max_decays or s.epoch >= p.max_epochs:
+            s.done = True
+            self.model.load_state_dict(s.best_weights)
+
+    def train(self) -> TrainState:
+        self.load()
+        while not self.state.done:
+            self.run_epoch()
+            self.end_epoch()
+            self.save()
+            if self.progress is not None:
+                self.progress(min(1.0, self.state.epoch / self.p.max_epochs))
+        if self.state.best_weights is not None:
+            self.model.load_state_dict(self.state.best_weights)
+        return self.state
+
+
+def describe(state: TrainState) -> dict[str, Any]:
+    return {"epochs": state.epoch, "decays": state.decays, "best_val": state.best_val,
+            "lr": state.lr, "history": list(state.history)}
