@@ -12,14 +12,11 @@ against the 180 s target of the grid RL issue.
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+from sweep_timer import time_sweep  # benchmarks/ is on sys.path when run as a script
 
 from harness.registry import METHODS, TASKS
 from harness.tasks.base import CellRequest
@@ -27,21 +24,6 @@ from harness.tasks.base import CellRequest
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 180.0
 
-
-def time_sweep(spec: Path, workers: int) -> float:
-    """Wall seconds of a fresh `harness run` of ``spec`` in a scratch directory."""
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
-    with tempfile.TemporaryDirectory() as scratch:
-        start = time.perf_counter()
-        proc = subprocess.run(
-            [sys.executable, "-m", "harness.cli", "run", str(spec), "--fresh",
-             "--workers", str(workers)],
-            cwd=scratch, env=env, capture_output=True, text=True,
-        )
-        wall = time.perf_counter() - start
-        if proc.returncode != 0:
-            sys.exit(f"harness run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-        return wall
 
 
 def time_cell(method_name: str, epochs: int, runs: int = 30) -> float:

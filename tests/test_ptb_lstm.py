@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from harness.methods.induced import Induced, crosstalk_cross_entropy
+from harness.ngram.kneser_ney import KneserNeyBigram
 from harness.registry import METHODS
 from harness.spec import load_spec
 from harness.tasks.base import CellRequest, make_generator
 from harness.tasks.ptb_lstm.config import PtbLstmParams
-from harness.tasks.ptb_lstm.corpus import LocalKneserNey
 from harness.tasks.ptb_lstm.model import LstmLm
 from harness.tasks.ptb_lstm.sampler import ContextSampler
 from harness.tasks.ptb_lstm.views import (
@@ -48,7 +48,8 @@ def tiny_context(stream: torch.Tensor, vocab: int, dropout: float = 0.0, window:
     model = LstmLm(vocab, 4, 5, 2, dropout, init)
     model.dropout_generator = make_generator(torch.device("cpu"), "dropout")
     data = batchify(stream, 2)
-    return TrainContext(params=params, model=model, bigram=LocalKneserNey(stream, vocab),
+    bigram = KneserNeyBigram.from_stream(stream, vocab)
+    return TrainContext(params=params, model=model, bigram=bigram,
                         sampler=ContextSampler(stream, vocab, window),
                         generator=make_generator(torch.device("cpu"), "method"),
                         steps_per_epoch=5, stale=StaleModel(data, 4, vocab))

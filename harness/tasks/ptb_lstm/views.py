@@ -199,13 +199,13 @@ class LmViews(Views):
         x, y, gen = self.inputs, self.targets, self.generator
         bigram = self.ctx.bigram
         if p.noising_variant == "kn":
-            follow = bigram.follow_types.to(x.device)[x]
-            count = bigram.context_counts.to(x.device)[x].clamp_min(1.0)
+            follow = bigram.follow_types().to(x.device)[x]
+            count = bigram.context_counts().to(x.device)[x].clamp_min(1.0)
             gamma = (gamma0 * follow / count).clamp_max(1.0)
-            dist = bigram.continuation
+            dist = bigram.continuation()
         else:
             gamma = torch.full(x.shape, min(gamma0, 1.0), device=x.device)
-            dist = bigram.unigram
+            dist = bigram.unigram()
         flip_in = torch.rand(x.shape, generator=gen, device=x.device) < gamma
         if p.noising_variant == "blank":
             assert self.ctx.blank_id is not None
