@@ -33,9 +33,9 @@ fi
 SRC="$PREFIX/src"
 mkdir -p "$SRC"
 if ! ls "$SRC"/kenlm-*.tar.gz >/dev/null 2>&1; then
-  # --no-binary only for kenlm itself: ':all:' would also compile its build deps (cmake!) from
-  # source just to read the metadata; --no-build-isolation skips that step altogether.
-  "$PY" -m pip download --no-deps --no-binary kenlm --no-build-isolation kenlm -d "$SRC" >&2
+  # --no-binary only for kenlm itself (':all:' would also compile its build deps, cmake among
+  # them, from source); pip reads its metadata in an isolated build env of binary wheels.
+  "$PY" -m pip download --no-deps --no-binary kenlm kenlm -d "$SRC" >&2
 fi
 TARBALL="$(ls "$SRC"/kenlm-*.tar.gz | head -n1)"
 DIR="${TARBALL%.tar.gz}"

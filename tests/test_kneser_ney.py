@@ -38,6 +38,8 @@ def _lmplz() -> Path | None:
 
 @pytest.fixture(scope="module")
 def corpus():
+    if not (DATA / "ptb" / "ptb.train.txt").is_file():
+        pytest.skip(f"PTB files not at {DATA}/ptb")
     return load_ptb(DATA)
 
 
