@@ -169,3 +169,21 @@ def test_resume_after_sigkill_keeps_finished_cells_and_matches_a_clean_run(write
     clean = run_spec(validate_spec({**data, "output_dir": "clean"}))
     assert clean.counts["ok"] == 30
     assert metrics(Path("clean/tiny")) == metrics(Path("results/tiny"))
+
+
+def test_a_cell_failed_by_an_error_is_retried_on_resume(tmp_path, monkeypatch):
+    """Missing data fails the cell with a one-line reason; once the data is given, a plain
+    rerun (no --fresh) runs it, while diverged cells stay recorded as results."""
+    data = Path(__file__).resolve().parents[2] / "shared" / "data"
+    if not (data / "ptb" / "ptb.train.txt").is_file():
+        pytest.skip("PTB data not present")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
+    spec = Path(__file__).resolve().parents[1] / "specs" / "smoke" / "ptb.yaml"
+    args = ["run", str(spec), "--only", "method=baseline", "--no-report"]
+    assert main([*args, "--data-dir", str(tmp_path / "nowhere")]) == 1
+    [record] = [json.loads(p.read_text()) for p in tmp_path.glob("results/*/cells/*.json")]
+    assert record["status"] == "failed" and "DataMissingError" in record["reason"]
+    assert main([*args, "--data-dir", str(data)]) == 0
+    [record] = [json.loads(p.read_text()) for p in tmp_path.glob("results/*/cells/*.json")]
+    assert record["status"] == "ok"

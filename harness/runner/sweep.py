@@ -85,7 +85,7 @@ def run_spec(
     summary = SweepSummary(results_dir=store.root)
     for cell in cells:
         record = store.read_record(cell.cell_id)
-        if record is not None:
+        if record is not None and not should_retry(record):
             summary.records[cell.cell_id] = record
     summary.resumed = len(summary.records)
     pending = [c for c in cells if c.cell_id not in summary.records]
@@ -115,6 +115,13 @@ def run_spec(
     recorder.close()
     summary.wall_s = time.perf_counter() - clock
     return summary
+
+
+def should_retry(record: dict[str, Any]) -> bool:
+    """A cell that failed with an error (missing data, a bug since fixed) is run again on
+    resume; one that diverged is a result and is kept, like ok and skipped cells."""
+    reason = record.get("reason") or ""
+    return record.get("status") == "failed" and not reason.startswith("diverged")
 
 
 class _Recorder:
