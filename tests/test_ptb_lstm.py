@@ -203,3 +203,22 @@ def test_smoke_spec_runs_all_six_methods(tmp_path, monkeypatch):
     ppl = {r["method"]: r["metrics"]["test_ppl"][0] for r in records}
     assert all(1.0 < v < 10000 for v in ppl.values())
     assert ppl["interpolation"] < ppl["baseline"]  # a barely trained LSTM gains from KN
+
+
+def test_stream_perplexity_equals_batch_one_unroll_one():
+    """The paper's evaluation: batch 1, unroll 1, state carried through the whole stream."""
+    import math
+
+    from harness.tasks.ptb_lstm.evaluate import stream_ppl
+
+    torch.manual_seed(0)
+    model = LstmLm(30, 6, 6, 2, 0.0, 0.3)
+    stream = random_stream(2501, 30)
+    state, total = None, 0.0
+    with torch.no_grad():
+        for t in range(len(stream) - 1):
+            logits, state = model(stream[t:t + 1].view(1, 1), state, dropout=False)
+            total -= torch.log_softmax(logits[0, 0], -1)[stream[t + 1]].item()
+    expected = math.exp(total / (len(stream) - 1))
+    assert stream_ppl(model, stream, make_method("baseline"), None) == pytest.approx(expected,
+                                                                                     rel=1e-5)
