@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.ngram.kneser_ney import stream_perplexity
+from harness.ngram.kneser_ney import csr_entries, stream_perplexity
 
 EOS = "<eos>"
 
@@ -110,13 +110,8 @@ class ArpaBigram:
         out = self._bow.to(dtype)[prev, None] * self._uni.to(dtype)[None, :]
         lo = torch.searchsorted(self._keys, prev * self.vocab_size)
         hi = torch.searchsorted(self._keys, (prev + 1) * self.vocab_size)
-        lengths = hi - lo
-        total = int(lengths.sum())
-        if total:
-            row = torch.repeat_interleave(torch.arange(len(prev)), lengths)
-            shift = torch.repeat_interleave(lo - (torch.cumsum(lengths, 0) - lengths), lengths)
-            entry = torch.arange(total) + shift
-            out[row, self._keys[entry] % self.vocab_size] = self._p[entry].to(dtype)
+        row, entry = csr_entries(lo, hi)
+        out[row, self._keys[entry] % self.vocab_size] = self._p[entry].to(dtype)
         return out
 
     def prob(self, prev_ids: Tensor, next_ids: Tensor) -> Tensor:
