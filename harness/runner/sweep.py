@@ -254,11 +254,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _report(results_dir: Path, say: Callable[[str], None]) -> None:
-    try:
-        from harness.report.command import write_default_report
-    except ImportError as exc:
-        say(f"report: skipped ({exc})")
-        return
+    from harness.report.command import write_default_report
+
     try:
         paths = write_default_report(results_dir)
     except Exception as exc:  # noqa: BLE001 - the results are safe; only the report failed
