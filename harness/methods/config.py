@@ -45,6 +45,13 @@ class ImmSampledParams(MethodParams):
         description="use the k-sample term every k_every-th step and a single-sample term "
         "on the others (the paper's LSTM schedule uses 5); 1 = k samples on every step",
     )
+    single_sample: Literal["own", "sampled"] = Field(
+        "own",
+        description="the single sample of the steps between k-sample steps: 'own' = each "
+        "item's own extended context (itself a draw from the multiset sharing its short "
+        "context, so the term has the same expectation; no extra sampling or forward of "
+        "other contexts), 'sampled' = a fresh draw from that multiset",
+    )
 
 
 class ImmSerializedParams(MethodParams):
