@@ -23,6 +23,7 @@ from harness.tasks.ptb_lstm.views import (
     StaleModel,
     TrainContext,
     batchify,
+    induced_mixture,
     window_predictions,
 )
 
@@ -135,8 +136,42 @@ def test_imm_branch_uses_no_dropout_and_leaves_the_main_state_untouched():
     ctx.model.eval()
     with torch.no_grad():
         expected = window_predictions(ctx.model, ctx.sampler.windows(pos.reshape(-1)))
-    torch.testing.assert_close(induced.probs.detach().reshape(-1, vocab), expected)
+    expected = expected.reshape(len(words), 3, vocab).mean(1)
+    torch.testing.assert_close(induced.mixture().detach(), expected)
     assert isinstance(induced, Induced) and induced.index.shape == (2, 4)
+    # The single-sample view of the batch's own contexts: no dropout, state untouched.
+    ctx.model.train()
+    own = views.log_q_imm()
+    assert torch.equal(ctx.model.dropout_generator.get_state(), dropout_rng)
+    assert all(torch.equal(a, b) for a, b in
+               zip(out, [t for pair in views.state_out for t in pair], strict=True))
+    with torch.no_grad():
+        plain, _ = ctx.model(data[:, :4], state, dropout=False)
+    torch.testing.assert_close(own.detach(), torch.log_softmax(plain, -1))
+
+
+def test_checkpointed_mixture_has_the_gradient_of_one_batched_pass():
+    """Accumulating the k samples under checkpointing changes memory, not the numbers."""
+    vocab = 7
+    stream = random_stream(300, vocab)
+    ctx = tiny_context(stream, vocab)
+    words = torch.arange(vocab)
+    windows = ctx.sampler.windows(ctx.sampler.sample(words, 4, ctx.generator))  # (V, 4, W)
+    target = torch.softmax(torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(1)),
+                           -1)
+    params = list(ctx.model.parameters())
+
+    def grads(mixture):
+        induced = Induced(probs=mixture[:, None], weights=torch.ones(vocab, 1))
+        loss = crosstalk_cross_entropy(target, induced).sum()
+        return loss.detach(), torch.autograd.grad(loss, params)
+
+    flat = window_predictions(ctx.model, windows.reshape(-1, windows.shape[-1]))
+    loss_a, grads_a = grads(flat.reshape(vocab, 4, vocab).mean(1))
+    loss_b, grads_b = grads(induced_mixture(ctx.model, windows))
+    torch.testing.assert_close(loss_b, loss_a)
+    for a, b in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(b, a)
 
 
 # ---- whole cells on real data --------------------------------------------------------------

@@ -14,6 +14,8 @@ Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
 
 - ``targets``: the observed labels (...).
 - ``log_q()``: log Q(y | full context), (..., C), differentiable.
+- ``log_q_imm()``: the same as the IMM branch sees it (e.g. without dropout); defaults
+  to ``log_q()``.
 - ``restricted()``: P_restricted(y | short context), (..., C), constant.
 - ``induced(k)``: an ``Induced`` of Q over extended contexts sharing the short context:
   all of them with the task's weights (k=None) or k sampled ones.
@@ -71,6 +73,10 @@ class Views(ABC):
     @abstractmethod
     def log_q(self) -> Tensor: ...
 
+    def log_q_imm(self) -> Tensor:
+        """log Q on the items' own contexts as the IMM branch sees them."""
+        return self.log_q()
+
     @abstractmethod
     def restricted(self) -> Tensor: ...
 
@@ -100,6 +106,11 @@ class Task(ABC):
         self.params = params
         self.data_dir = data_dir
         self.device = pick_device(getattr(params, "device", "auto"))
+
+    def skip(self, method: Method) -> str | None:
+        """A reason when this task does not run ``method`` (the cell is skipped); the
+        method's own ``Method.skip(task)`` is asked first."""
+        return None
 
     @abstractmethod
     def run(

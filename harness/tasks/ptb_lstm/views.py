@@ -4,10 +4,15 @@
   from the carried state; the new state is left in ``state_out`` for the trainer).
 - ``restricted()``: Kneser-Ney rows for the previous tokens (the inputs), formed once per
   distinct previous word of the batch and mapped back with an index.
+- ``log_q_imm()``: the batch's own contexts as the IMM branch sees them: a forward from
+  the carried state WITHOUT dropout whose new state is discarded.
 - ``induced(k)``: per distinct previous word w, k training positions whose previous word
-  is w, each run as a window of ``imm_window`` tokens from a zero state WITHOUT dropout,
-  all windows of the batch in one batched forward; the softmax of each window's last step
-  is one Q_j; uniform weights. The main carried state is not touched.
+  is w, each run as a window of ``imm_window`` tokens from a zero state WITHOUT dropout;
+  the softmax of each window's last step is one Q_j; uniform weights. The windows of one
+  sample j (one per distinct word) are one batched forward, and the mixture is
+  accumulated over j one sample at a time, forward and backward (the crosstalk
+  decomposition's sequential accumulation), so peak memory is that of one sample's
+  windows whatever k; the price is one recomputed forward. The main carried state is not touched.
 - ``stale_correction(refresh)``: Q_stale(.|x_t) / Qbar_stale(.|x_{t-1}) from a snapshot.
 - ``noise(ratio)``: Xie et al.'s noising of inputs and targets (``noising = "task"``).
 """
@@ -152,6 +157,10 @@ class LmViews(Views):
             self._log_q = F.log_softmax(logits, -1)
         return self._log_q
 
+    def log_q_imm(self) -> Tensor:
+        logits, _ = self.ctx.model(self.inputs, self.state_in, dropout=False)
+        return F.log_softmax(logits, -1)
+
     def primary_loss(self, targets: Tensor) -> Tensor:
         return -self.log_q().gather(-1, targets[..., None]).squeeze(-1)
 
@@ -178,10 +187,10 @@ class LmViews(Views):
         k = k or self.ctx.params.imm_k
         words, index = self.distinct()
         positions = self.ctx.sampler.sample(words, k, self.generator)  # (D, k)
-        windows = self.ctx.sampler.windows(positions.reshape(-1))      # (D k, W)
-        probs = window_predictions(self.ctx.model, windows).reshape(len(words), k, -1)
-        weights = torch.full((len(words), k), 1.0 / k, device=probs.device)
-        return Induced(probs=probs, weights=weights, index=index)
+        windows = self.ctx.sampler.windows(positions)                   # (D, k, W)
+        mixture = induced_mixture(self.ctx.model, windows)              # (D, V)
+        ones = torch.ones(len(words), 1, device=mixture.device)
+        return Induced(probs=mixture[:, None], weights=ones, index=index)
 
     def stale_correction(self, refresh: bool) -> Tensor:
         stale = self.ctx.stale
@@ -217,6 +226,47 @@ class LmViews(Views):
         draw_out = torch.multinomial(dist, x.numel(), replacement=True, generator=gen)
         self.model_inputs = torch.where(flip_in, draw_in.view_as(x), x)
         return torch.where(flip_out, draw_out.view_as(y), y)
+
+
+def induced_mixture(model: LstmLm, windows: Tensor) -> Tensor:
+    """(D, V) mean over j of the window predictions of (D, k, W) windows, differentiable.
+
+    With k > 1 the samples are accumulated one at a time (``_SequentialMixture``): the
+    forward keeps only the running (D, V) sum, the backward recomputes sample j's windows
+    and back-propagates them before the next, so peak memory does not grow with k; the
+    gradient is that of one batched pass (tested)."""
+    if windows.shape[1] == 1:
+        return window_predictions(model, windows[:, 0])
+    params = [p for p in model.parameters() if p.requires_grad]
+    return _SequentialMixture.apply(windows, model, *params)
+
+
+class _SequentialMixture(torch.autograd.Function):
+    """The crosstalk decomposition's sequential accumulation as an autograd node whose
+    inputs are the model's parameters (so ``autograd.grad`` over them sees it)."""
+
+    @staticmethod
+    def forward(ctx, windows: Tensor, model: LstmLm, *params: Tensor) -> Tensor:
+        ctx.model, ctx.params = model, params
+        ctx.save_for_backward(windows)
+        k = windows.shape[1]
+        total = window_predictions(model, windows[:, 0])
+        for j in range(1, k):
+            total += window_predictions(model, windows[:, j])
+        return total / k
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        (windows,) = ctx.saved_tensors
+        k = windows.shape[1]
+        sums: list[Tensor | None] = [None] * len(ctx.params)
+        for j in range(k):
+            with torch.enable_grad():
+                probs = window_predictions(ctx.model, windows[:, j])
+                parts = torch.autograd.grad(probs, ctx.params, grad / k, allow_unused=True)
+            sums = [p if s is None else s if p is None else s + p
+                    for s, p in zip(sums, parts, strict=True)]
+        return (None, None, *sums)
 
 
 def window_predictions(model: LstmLm, windows: Tensor) -> Tensor:
