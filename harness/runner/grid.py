@@ -1,7 +1,9 @@
 """Expand a spec into cells (method x size x seed) with content-addressed ids.
 
 A cell's id hashes the resolved configuration that determines its numbers, so a changed
-setting gives a new id (recomputed on resume) while reformatting the YAML does not.
+setting gives a new id (recomputed on resume) while reformatting the YAML does not. Task
+and method params still at their defaults are left out of the hash, so a release that adds
+a new setting (with a default that keeps the old behaviour) keeps earlier results valid.
 """
 
 from __future__ import annotations
@@ -50,22 +52,24 @@ class Cell:
         return f"{self.label} size={self.size} seed={self.seed}"
 
 
-def cell_config(spec: Any, entry: Any, size: int, seed: int) -> dict[str, Any]:
+def cell_config(spec: Any, entry: Any, size: int, seed: int, *, identity: bool = False
+                ) -> dict[str, Any]:
     """The resolved configuration of one cell: everything that changes its numbers (task
-    params include the entry's per-method ``task_params`` overrides)."""
+    params include the entry's per-method ``task_params`` overrides). ``identity``: the
+    form that is hashed into the cell id (params at their defaults left out)."""
     from harness.spec.models import task_params_for
 
     dumped = entry.model_dump(mode="json", by_alias=True)
+    params = entry.params.model_dump(mode="json", by_alias=True, exclude_defaults=identity)
+    task_params = task_params_for(spec, entry).model_dump(
+        mode="json", by_alias=True, exclude_defaults=identity)
     config: dict[str, Any] = {
-        "task": {
-            "name": spec.task.name,
-            "params": task_params_for(spec, entry).model_dump(mode="json", by_alias=True),
-        },
+        "task": {"name": spec.task.name, "params": task_params},
         "method": {
             "name": entry.name,
             "label": entry.display,
             "lambda": dumped.get("lambda"),
-            "params": dumped.get("params", {}),
+            "params": params,
         },
         "size": size,
         "seed": seed,
@@ -104,7 +108,8 @@ def expand(spec: Any, only: Mapping[str, Any] | Iterable[tuple[str, Any]] | None
                 if "seed" in filters and str(seed) not in filters["seed"]:
                     continue
                 config = cell_config(spec, entry, size, seed)
-                cells.append(Cell(index, entry, size, seed, config, config_id(config)))
+                identity = cell_config(spec, entry, size, seed, identity=True)
+                cells.append(Cell(index, entry, size, seed, config, config_id(identity)))
     return cells
 
 
