@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from harness.runner.record import SCHEMA, Provenance, summarize, utc_now
 from harness.spec.lambdas import TuneLambda, resolve_lambda
 
 DATA_DIR_ENV = "HARNESS_DATA_DIR"
+CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,9 @@ class CellJob:
     choice: LambdaChoice
     data_dir: str | None
     provenance: Provenance
+    # This cell's checkpoint root, given to the task as $HARNESS_CHECKPOINT_DIR while the
+    # cell runs (tasks with ``checkpoint: true`` resume from it); None = leave it alone.
+    checkpoint_dir: str | None = None
 
 
 def data_dir_for(cli_value: str | None, spec: Any) -> str | None:
@@ -80,8 +86,8 @@ def build(config: dict[str, Any], lam: float | None, data_dir: str | None) -> tu
 def evaluate(task: Any, method: Any, request: Any, progress: Any = None
              ) -> dict[str, list[float]]:
     """Run the task; return per-run metric lists, raising Diverged on a non-finite value
-    and SkipCell when the method says it does not apply."""
-    reason = method.skip(task)
+    and SkipCell when the method (or the task) says it does not apply."""
+    reason = method.skip(task) or task.skip(method)
     if reason:
         raise SkipCell(reason)
     out = task.run(method, request, progress)
@@ -106,10 +112,11 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     try:
         if choice.error:
             raise _NoLambda(choice.error)
-        task, method = build(config, choice.value, job.data_dir)
-        request = CellRequest(size=config["size"], seed=config["seed"], runs=config["runs"],
-                              lam=choice.value, split="test")
-        metrics = evaluate(task, method, request, progress)
+        with checkpoint_env(job.checkpoint_dir):
+            task, method = build(config, choice.value, job.data_dir)
+            request = CellRequest(size=config["size"], seed=config["seed"],
+                                  runs=config["runs"], lam=choice.value, split="test")
+            metrics = evaluate(task, method, request, progress)
     except SkipCell as exc:
         status, reason = "skipped", one_line(str(exc)) or "skipped"
     except Diverged as exc:
@@ -155,6 +162,20 @@ def make_record(job: CellJob, status: str, reason: str | None, trace: str | None
         "finished": utc_now(),
         "mlflow_run_id": None,
     }
+
+
+@contextmanager
+def checkpoint_env(directory: str | None) -> Iterator[None]:
+    """$HARNESS_CHECKPOINT_DIR = ``directory`` for the duration, unless it is None or the
+    variable is already set (the user's choice wins); restored afterwards."""
+    if directory is None or os.environ.get(CHECKPOINT_ENV):
+        yield
+        return
+    os.environ[CHECKPOINT_ENV] = directory
+    try:
+        yield
+    finally:
+        os.environ.pop(CHECKPOINT_ENV, None)
 
 
 def run_job_in_worker(job: CellJob) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """The results directory of one spec: ``<output_dir>/<name>/``.
 
 Layout: ``spec.yaml`` (the validated spec), ``cells/<cell_id>.json`` (one record per cell,
-the contract shared with harness.report), ``optuna.db`` (tuning studies) and
-``tracking.json`` (the MLflow parent run). Every write is atomic (temp file in the same
-directory, fsync, os.replace), so a kill at any moment leaves either the old or the new
-file, never a torn one.
+the contract shared with harness.report), ``optuna.db`` (tuning studies),
+``tracking.json`` (the MLflow parent run) and ``checkpoints/<cell_id>/`` (training
+checkpoints of a cell that is running or was interrupted; see harness.runner.sweep). Every
+write is atomic (temp file in the same directory, fsync, os.replace), so a kill at any
+moment leaves either the old or the new file, never a torn one.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 import yaml
 
 STALE_DIR = "stale"
+CHECKPOINTS_DIR = "checkpoints"
 
 
 def _file_mode() -> int:
@@ -88,6 +90,18 @@ class ResultsStore:
 
     def record_path(self, cell_id: str) -> Path:
         return self.cells_dir / f"{cell_id}.json"
+
+    def checkpoint_dir(self, cell_id: str) -> Path:
+        """Where the runner lets a cell's task checkpoint (``$HARNESS_CHECKPOINT_DIR``)."""
+        return self.root / CHECKPOINTS_DIR / cell_id
+
+    def remove_checkpoints(self, cell_id: str) -> bool:
+        """Delete a cell's checkpoints (once its final record is written); True if any."""
+        path = self.checkpoint_dir(cell_id)
+        if not path.exists():
+            return False
+        shutil.rmtree(path, ignore_errors=True)
+        return True
 
     # ---- lifecycle ------------------------------------------------------------------
     def clear(self) -> None:

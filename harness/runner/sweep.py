@@ -4,12 +4,24 @@ track, report.
 Each record is written the moment its cell finishes, so an interrupted sweep (Ctrl-C,
 SIGKILL, a crash) loses at most the cells that were running; the next run skips every
 cell that has a record and computes the rest.
+
+Checkpoints within a cell: each cell runs with ``$HARNESS_CHECKPOINT_DIR`` =
+``<results>/checkpoints/<cell_id>`` (a task with ``checkpoint: true``, e.g. ptb_lstm,
+saves there every epoch), so a rerun of an interrupted sweep resumes the cells that were
+running from their last completed epoch. Not set when the variable is already set (the
+user's directory is used as is and never cleaned) or when the cell's task params name a
+``checkpoint_dir``. Once a cell's final record is written (ok, skipped or diverged) its
+checkpoint directory is deleted: the record holds the results, resume never reads the
+checkpoint again, and at paper scale each one is hundreds of MB (the LSTM's weights, its
+best weights and serialized IMM's snapshot). A cell that failed with an error keeps its
+checkpoints, since the next run retries it. ``--fresh`` deletes them with the rest.
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import sys
 import time
 import traceback
@@ -22,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.runner.execute import (
+    CHECKPOINT_ENV,
     CellJob,
     LambdaChoice,
     data_dir_for,
@@ -133,6 +146,8 @@ class _Recorder:
 
     def finish(self, record: dict[str, Any]) -> None:
         self.store.write_record(record)
+        if not should_retry(record):
+            self.store.remove_checkpoints(record["cell_id"])
         self.summary.records[record["cell_id"]] = record
         self._track(record)
         if self.bar is not None:
@@ -169,6 +184,7 @@ def _jobs(spec: Any, pending: list[Cell], store: ResultsStore, data_dir: str | N
     from harness.tuning import study_name, tune_lambda
 
     provenance = Provenance.collect()
+    user_checkpoints = bool(os.environ.get(CHECKPOINT_ENV))
     tuned: dict[tuple[str, int], LambdaChoice] = {}
     for cell in pending:
         if cell.tuned:
@@ -185,8 +201,10 @@ def _jobs(spec: Any, pending: list[Cell], store: ResultsStore, data_dir: str | N
             choice = tuned[key]
         else:
             choice = fixed_lambda(cell.entry.lambda_, cell.size)
+        own = not user_checkpoints and not cell.config["task"]["params"].get("checkpoint_dir")
+        checkpoints = str(store.checkpoint_dir(cell.cell_id).resolve()) if own else None
         yield CellJob(spec.name, cell.cell_id, dict(cell.config), choice, data_dir,
-                      provenance), cell
+                      provenance, checkpoints), cell
 
 
 def _tuning_line(name: str, choice: LambdaChoice, metric: str) -> str:

@@ -100,7 +100,9 @@ class PtbLstmParams(TaskParams):
     checkpoint: bool = Field(
         False,
         description="checkpoint every epoch and resume an interrupted cell; the directory "
-        "is $HARNESS_CHECKPOINT_DIR/<cell key>, else checkpoint_dir/<cell key>",
+        "is $HARNESS_CHECKPOINT_DIR/<cell key>, else checkpoint_dir/<cell key> (harness run "
+        "sets $HARNESS_CHECKPOINT_DIR to <results>/checkpoints/<cell id> and deletes it "
+        "once the cell's record is written)",
     )
     checkpoint_dir: str | None = Field(
         None, description="checkpoint root when $HARNESS_CHECKPOINT_DIR is not set"

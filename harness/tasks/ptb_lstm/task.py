@@ -11,9 +11,11 @@ metrics are computed on the validation stream instead, and the test stream is no
 
 Checkpoints: with ``checkpoint: true``, each replicate checkpoints every epoch to
 ``$HARNESS_CHECKPOINT_DIR/<key>/run<r>.pt`` (else ``checkpoint_dir``), where ``<key>``
-hashes the task params, method, lambda, size, seed and split: the runner should set
-HARNESS_CHECKPOINT_DIR=<results dir>/checkpoints; a rerun of an interrupted cell resumes
-from its last completed epoch and gives the same numbers as an uninterrupted run.
+hashes the task params, method, lambda, size, seed and split. ``harness run`` sets
+HARNESS_CHECKPOINT_DIR=<results dir>/checkpoints/<cell id> for each cell (unless it is
+already set, or ``checkpoint_dir`` is given) and deletes that directory once the cell's
+record is written (harness.runner.sweep); a rerun of an interrupted cell resumes from its
+last completed epoch and gives the same numbers as an uninterrupted run.
 """
 
 from __future__ import annotations
