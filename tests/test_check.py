@@ -157,3 +157,153 @@ def _paper_table4() -> dict[tuple[str, int], tuple[float, float, float]]:
             value, plus, minus = (float(x) for x in cols[3 * i: 3 * i + 3])
             table[(label, int(n))] = (value, plus, minus)
     return table
+
+
+# ---- per-rule metrics, sizes not run, one-sided bands ----------------------------------------
+def test_rule_metric_only_if_run_and_one_sided_band(results: Path, tmp_path: Path, capsys):
+    rules = [
+        # log_loss = 1 - accuracy (lower is better): imm 0.08 vs noising 0.14 at size 10
+        {"rule": "ordering", "metric": "log_loss", "better": "imm", "worse": "noising",
+         "sizes": [10, 50], "only_if_run": True},
+        # a constant as a one-sided band: ours (percent) >= 85
+        {"rule": "band", "label": "imm", "size": 10, "value": 85.0, "minus": 0,
+         "plus": float("inf")},
+        {"rule": "band", "label": "ghost", "size": 50, "value": 1, "plus": 1, "minus": 1,
+         "only_if_run": True},
+    ]
+    path = reported(tmp_path, rules)
+    assert ".inf" in path.read_text()  # YAML's infinity
+    order10, order50, band, ghost = check(results, path)
+    assert order10.passed and order10.metric == "log_loss" and "<=" in order10.expected
+    assert order10.margin == pytest.approx(0.06 * 100)
+    assert order50.not_run and ghost.not_run and not order50.required
+    assert order50.verdict == "not run" and "no such size" in ghost.closeness
+    assert band.passed and band.margin == pytest.approx(7.0) and band.metric == "accuracy"
+    assert summarize([order10, order50, band, ghost]) == (
+        "2 passed, 0 failed (2 not run: sizes these results do not have)")
+    assert check_command(argparse.Namespace(source=str(results), against=str(path))) == 0
+    out = capsys.readouterr().out
+    assert "log_loss" in out and "ghost" not in out  # a metric column; not-run rows hidden
+    # Without only_if_run a size the results lack still fails (the default).
+    rules[2]["only_if_run"] = False
+    assert not check(results, reported(tmp_path, rules))[-1].passed
+
+
+# ---- the PTB Tables 1 and 5 -------------------------------------------------------------------
+PTB_METRICS = ("test_ppl", "valid_ppl", "test_ppl_stream", "induced_ppl_train",
+               "induced_ppl_valid", "induced_ppl_test")
+
+
+def ptb_results(root: Path, size: int, values: dict[str, dict[str, float]]) -> Path:
+    """A ptb_lstm results directory with one single-run cell per label at ``size``."""
+    import json
+
+    labels = ("baseline", "noising", "imm")
+    results = root / "ptb"
+    (results / "cells").mkdir(parents=True)
+    spec = {"name": "ptb", "task": {"name": "ptb_lstm", "params": {}}, "metric": "test_ppl",
+            "methods": [{"name": lb, "label": lb} for lb in labels], "sizes": [size],
+            "seeds": [0], "runs": 1}
+    (results / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    for label in labels:
+        record = {"schema": 1, "cell_id": label, "spec": "ptb", "task": "ptb_lstm",
+                  "method": label, "label": label, "size": size, "seed": 0, "runs": 1,
+                  "status": "ok", "reason": None,
+                  "metrics": {m: [values[label][m]] for m in values[label]}}
+        (results / "cells" / f"{label}.json").write_text(json.dumps(record), encoding="utf-8")
+    return results
+
+
+def _ptb_values(imm_test: float) -> dict[str, dict[str, float]]:
+    base = {"test_ppl": 140.0, "valid_ppl": 150.0, "induced_ppl_train": 300.0,
+            "induced_ppl_valid": 400.0, "induced_ppl_test": 380.0}
+    noising = {k: v - 5 for k, v in base.items()}
+    imm = {k: v - 8 for k, v in base.items()}
+    imm["test_ppl"] = imm_test
+    return {"baseline": base, "noising": noising, "imm": imm}
+
+
+def test_ptb_table_files_parse_and_check_cpu_scale_results(tmp_path: Path, capsys):
+    table1 = load_reported(REPO / "reported" / "ptb_table1.yaml")
+    table5 = load_reported(REPO / "reported" / "ptb_table5.yaml")
+    metrics = {r.metric or f.metric for f in (table1, table5) for r in f.rules}
+    assert (table1.task, table5.task) == ("ptb_lstm", "ptb_lstm")
+    assert metrics <= set(PTB_METRICS) and all(r.only_if_run for r in table1.rules + table5.rules)
+    paper1, paper5 = _paper_ptb_tables()
+    ours1 = {(r.metric, r.label): r.value for r in table1.rules if r.rule == "tolerance"}
+    assert ours1 == paper1
+    assert all(not r.required for r in table1.rules if r.rule == "tolerance")
+    ours5 = {(r.metric, r.label): r.value for r in table5.rules if r.rule == "tolerance"}
+    assert ours5 == {k: v for k, v in paper5.items() if k[1] != "kn"}
+    kn_full = {r.metric: r.value for r in table5.rules if r.rule == "band" and r.size == 929589}
+    assert kn_full == pytest.approx({m: v for (m, lb), v in paper5.items() if lb == "kn"},
+                                    abs=0.3)  # ours and lmplz's vs the paper's KN column
+    # CPU-scale results (size 200000): the orderings and KN bounds at 200000 are checked,
+    # everything at other sizes is "not run".
+    good = ptb_results(tmp_path / "good", 200000, _ptb_values(imm_test=131.0))
+    for path, expected_rows in (("ptb_table1.yaml", 4), ("ptb_table5.yaml", 6)):
+        args = argparse.Namespace(source=str(good), against=str(REPO / "reported" / path))
+        assert check_command(args) == 0, capsys.readouterr().out
+        rows = run_checks(load_results(good), load_reported(REPO / "reported" / path))
+        assert sum(not r.not_run for r in rows) == expected_rows
+        assert all(r.passed for r in rows if not r.not_run)
+    # IMM worse than noising in test perplexity: Table 1's check fails.
+    bad = ptb_results(tmp_path / "bad", 200000, _ptb_values(imm_test=136.0))
+    rows = run_checks(load_results(bad), table1)
+    [failed_row] = [r for r in rows if not r.passed and not r.not_run]
+    assert (failed_row.labels, failed_row.metric) == ("imm vs noising", "test_ppl")
+    # The baseline's induced bigram better than KN's: Table 5's bound fails.
+    values = _ptb_values(imm_test=131.0)
+    values["baseline"]["induced_ppl_test"] = 250.0
+    values["noising"]["induced_ppl_test"] = values["imm"]["induced_ppl_test"] = 240.0
+    rows = run_checks(load_results(ptb_results(tmp_path / "kn", 200000, values)), table5)
+    assert [(r.rule, r.metric) for r in rows if not r.passed and not r.not_run] == [
+        ("band", "induced_ppl_test")]
+
+
+def test_ptb_table5_kn_constants_are_the_kn_bigram_perplexities():
+    """The KN bounds of ptb_table5.yaml are harness.ngram's KN bigram of the first ``size``
+    training tokens, scored on the pairs induced_ppl_* counts (train: the first 100,000
+    tokens of the prefix, the CPU specs' induced_eval_tokens; all of it at 929589)."""
+    data = REPO.parents[0] / "shared" / "data"
+    if not (data / "ptb" / "ptb.train.txt").is_file():
+        pytest.skip("PTB data not available")
+    from harness.ngram.kneser_ney import KneserNeyBigram
+    from harness.tasks.ptb_lstm.corpus import load_corpus
+
+    corpus = load_corpus(str(data))
+    table5 = load_reported(REPO / "reported" / "ptb_table5.yaml")
+    bounds = {(r.metric, r.size): r.value for r in table5.rules if r.rule == "band"}
+    assert len(bounds) == 15
+    for size in sorted({s for _, s in bounds}):
+        kn = KneserNeyBigram.from_stream(corpus.train[:size], len(corpus.vocab))
+        cap = None if size == 929589 else 100_000
+        streams = {"train": corpus.train[:size][:cap], "valid": corpus.valid,
+                   "test": corpus.test}
+        for split, stream in streams.items():
+            assert bounds[(f"induced_ppl_{split}", size)] == pytest.approx(
+                kn.perplexity(stream), abs=0.006), (split, size)
+
+
+def _paper_ptb_tables() -> tuple[dict, dict]:
+    """Tables 1 and 5 parsed from the paper text: {(metric, label): value}."""
+    import re
+
+    text_path = Path("/work/shared/paper/imm-paper.txt")
+    if not text_path.is_file():
+        pytest.skip("paper text not available")
+    text = text_path.read_text(encoding="utf-8")
+    block = text[text.index("Table 1: Perplexity"):][:800]
+    table1 = {}
+    for row, label in (("None (only regular dropout)", "baseline"),
+                       ("KN Noising (reproducible)", "noising"), ("IMM with KN Bigram", "imm")):
+        valid, test = re.search(re.escape(row) + r" ([\d.]+) ([\d.]+)", block).groups()
+        table1[("valid_ppl", label)] = float(valid)
+        table1[("test_ppl_stream", label)] = float(test)
+    block = text[text.index("Table 5: Restricted vs. Full"):][:1500]
+    table5 = {}
+    for row, split in (("Train", "train"), ("Validation", "valid"), ("Test", "test")):
+        found = re.search(rf"\n{row} ([\d.]+) → ([\d.]+) ([\d.]+)", block).groups()
+        for label, value in zip(("baseline", "imm", "kn"), found, strict=True):
+            table5[(f"induced_ppl_{split}", label)] = float(value)
+    return table1, table5

@@ -4,12 +4,15 @@ Rules: ``band`` (our statistic inside the paper's 10-90 percentile band around i
 value), ``tolerance`` (within ``tol`` of the value) and ``ordering`` (one method at least
 as good as another, direction-aware). Each yields check rows with a signed ``margin``:
 positive means passing with that much room, negative says by how much it misses.
-Rules marked ``required: false`` are shown but never fail the check.
+Rules marked ``required: false`` are shown but never fail the check. A rule may name its
+own ``metric`` (else the file's), so one file can hold a table's several columns; with
+``only_if_run: true`` a rule's sizes that the results do not have at all (another scale's
+spec) are "not run": left out of the table and counted apart, never failing the check.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -32,6 +35,10 @@ class _Rule(BaseModel):
     model_config = ConfigDict(extra="forbid")
     stat: Statistic | None = Field(None, description="default: the file's statistic")
     required: bool = Field(True, description="false: shown, but a failure does not count")
+    metric: str | None = Field(None, description="default: the file's metric")
+    only_if_run: bool = Field(
+        False, description="true: a size absent from the results is not run, not a failure"
+    )
     note: str = ""
 
 
@@ -87,9 +94,13 @@ class CheckRow:
     passed: bool
     required: bool
     margin: float | None = None
+    metric: str = ""
+    not_run: bool = False  # only_if_run and the results lack the size: does not count
 
     @property
     def verdict(self) -> str:
+        if self.not_run:
+            return "not run"
         if self.passed:
             return "PASS"
         return "FAIL" if self.required else "FAIL (info)"
@@ -121,18 +132,31 @@ def run_checks(rs: ResultSet, reported: Reported) -> list[CheckRow]:
         raise ReportError(
             f"reported numbers are for task '{reported.task}', results are for '{rs.task}'"
         )
-    pooled = rs.pooled(rs.check_metric(reported.metric))
-    higher = rs.better_high(reported.metric)
+    cache: dict[str, dict[tuple[str, int], Pooled]] = {}
     rows: list[CheckRow] = []
     for rule in reported.rules:
+        metric = rule.metric or reported.metric
+        if metric not in cache:
+            cache[metric] = rs.pooled(rs.check_metric(metric))
+        pooled, higher = cache[metric], rs.better_high(metric)
         stat = rule.stat or reported.statistic
-        if isinstance(rule, OrderingRule):
-            rows += [
-                _ordering(rule, size, pooled, stat, reported.scale, higher) for size in rule.sizes
-            ]
-        else:
-            rows.append(_against_value(rule, pooled, stat, reported.scale))
+        sizes = rule.sizes if isinstance(rule, OrderingRule) else [rule.size]
+        for size in sizes:
+            if rule.only_if_run and size not in rs.sizes:
+                row = _not_run(rule, size)
+            elif isinstance(rule, OrderingRule):
+                row = _ordering(rule, size, pooled, stat, reported.scale, higher)
+            else:
+                row = _against_value(rule, pooled, stat, reported.scale)
+            rows.append(replace(row, metric=metric))
     return rows
+
+
+def _not_run(rule: BandRule | ToleranceRule | OrderingRule, size: int) -> CheckRow:
+    labels = f"{rule.better} vs {rule.worse}" if isinstance(rule, OrderingRule) else rule.label
+    return CheckRow(rule=rule.rule, labels=labels, size=size, expected="—", measured="—",
+                    closeness="not run (the results have no such size)", passed=False,
+                    required=False, not_run=True)
 
 
 def _measure(pooled: dict[tuple[str, int], Pooled], label: str, size: int, stat: str,
@@ -194,12 +218,16 @@ def _num(value: float) -> str:
 
 
 def summarize(rows: list[CheckRow]) -> str:
-    """'N passed, M failed', plus the informational failures that do not count."""
+    """'N passed, M failed', plus the informational failures and the rows not run (neither
+    counts)."""
     passed = sum(r.passed for r in rows)
     failed = sum(not r.passed and r.required for r in rows)
-    info = sum(not r.passed and not r.required for r in rows)
-    extra = f" ({info} informational failed, not counted)" if info else ""
-    return f"{passed} passed, {failed} failed{extra}"
+    info = sum(not r.passed and not r.required and not r.not_run for r in rows)
+    not_run = sum(r.not_run for r in rows)
+    extra = [f"{info} informational failed, not counted"] if info else []
+    if not_run:
+        extra.append(f"{not_run} not run: sizes these results do not have")
+    return f"{passed} passed, {failed} failed" + (f" ({'; '.join(extra)})" if extra else "")
 
 
 def failed(rows: list[CheckRow]) -> bool:
@@ -213,11 +241,16 @@ def print_checks(rows: list[CheckRow], title: str) -> None:
     from rich.text import Text
 
     table = Table(title=title)
-    for column in ("rule", "method(s)", "N", "expected", "measured", "how close", "result"):
+    shown = [r for r in rows if not r.not_run]
+    metrics = len({r.metric for r in rows}) > 1  # a metric column only when there are several
+    columns = ("rule", "method(s)", *(("metric",) if metrics else ()), "N", "expected",
+               "measured", "how close", "result")
+    for column in columns:
         table.add_column(column, justify="right" if column == "N" else "left", no_wrap=True)
     style = {"PASS": "green", "FAIL": "bold red", "FAIL (info)": "yellow"}
-    for r in rows:
-        cells = (r.rule, r.labels, str(r.size), r.expected, r.measured, r.closeness)
+    for r in shown:
+        cells = (r.rule, r.labels, *((r.metric,) if metrics else ()), str(r.size), r.expected,
+                 r.measured, r.closeness)
         table.add_row(*(Text(c) for c in cells), Text(r.verdict, style=style[r.verdict]))
     console = Console(width=max(160, Console().width))
     console.print(table)
