@@ -70,6 +70,13 @@ def test_cell_id_stable_sensitive_and_format_independent(write_spec) -> None:
     override["methods"][2]["task_params"] = {"restricted_quality": "low"}
     assert ids(override, method="noising") != ids(base, method="noising")
     assert ids(override, method="imm") == ids(base, method="imm")
+    # Params at their defaults are not hashed (a new setting keeps old results); a value
+    # other than the default is.
+    explicit = small_spec()
+    explicit["methods"][1]["params"] = {"single_sample": "own"}
+    assert ids(explicit, method="imm") == ids(base, method="imm")
+    explicit["methods"][1]["params"] = {"single_sample": "sampled"}
+    assert ids(explicit, method="imm") != ids(base, method="imm")
     # The same spec written differently: flow style, reordered keys, 1 for 1.0, an explicit
     # default label and an explicit default param.
     reformatted = write_spec(small_spec(), "a.yaml").read_text()
