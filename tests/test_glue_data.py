@@ -40,6 +40,20 @@ def test_row_counts_and_labels(task, split):
     assert all(isinstance(t, str) and t for t in d.text_a)
 
 
+# Label counts per class (0, 1), counted from the files' label columns with awk (not
+# with the loader): CoLA column 2; MRPC "Quality"; RTE's last column, entailment = 0.
+LABEL_COUNTS = {("cola", "train"): (2528, 6023), ("cola", "dev"): (322, 721),
+                ("mrpc", "train"): (1194, 2474), ("mrpc", "dev"): (129, 279),
+                ("rte", "train"): (1249, 1241), ("rte", "dev"): (146, 131)}
+
+
+@needs_glue
+@pytest.mark.parametrize(("task", "split"), sorted(LABEL_COUNTS))
+def test_label_counts_hand_counted(task, split):
+    d = load_glue(task, split, DATA, hub=False)
+    assert tuple(np.bincount(d.labels, minlength=2).tolist()) == LABEL_COUNTS[(task, split)]
+
+
 @needs_glue
 def test_reading_details():
     # MRPC: the BOM is not part of the first header name; bare quotes survive QUOTE_NONE.

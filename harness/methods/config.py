@@ -22,6 +22,12 @@ class BaselineParams(MethodParams):
     uses_lambda: ClassVar[bool] = False
 
 
+class MlmParams(MethodParams):
+    """The task's masked-LM branch on, no regulariser (tasks with an MLM branch only)."""
+
+    uses_lambda: ClassVar[bool] = False
+
+
 class InterpolationParams(MethodParams):
     """Prediction = (1 - r) Q + r P_restricted with r = lambda / (1 + lambda)."""
 

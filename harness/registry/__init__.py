@@ -29,8 +29,18 @@ TASKS.add(
     config="harness.tasks.ptb_lstm.config:PtbLstmParams",
 )
 
+TASKS.add(
+    "glue_bert",
+    "harness.tasks.glue_bert.task:GlueBertTask",
+    description="BERT fine-tuned on GLUE (paper Sec. 7.2, Table 2): MLM re-introduced, "
+    "regularisers on the MLM predictions, restricted model = KN bigram over WordPiece",
+    config="harness.tasks.glue_bert.config:GlueBertParams",
+)
+
 _METHODS = {
     "baseline": "Primary loss only; the restricted model is unused",
+    "mlm": "Primary loss with the task's auxiliary masked-LM loss, no regulariser "
+    "(tasks with an MLM branch, e.g. glue_bert)",
     "interpolation": "Baseline training; predictions mixed with the restricted model at test time",
     "noising": "Targets resampled from the restricted model with probability lambda/(1+lambda)",
     "reverse_kd": "Primary loss + lambda * CE(restricted(.|short), Q(.|full))",

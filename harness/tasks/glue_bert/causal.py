@@ -23,6 +23,12 @@ one sentence costs one truncated sequence per chosen position, ~m * L / 2 tokens
 Batched as one pass over the n truncated sequences [t_0 .. t_{p-1}, MASK] (padded,
 ordinary 2-D padding mask); equal to the per-position forwards by construction.
 
+``packed_causal_logits`` is the ``"causal_prefix"`` view packed for many sentences with
+few chosen positions each (the IMM samples, a batch's regularised positions): a sentence
+contributes only its needed prefix and its mask copies, and such segments share rows
+(block-diagonal attention, position ids restarting per segment), so no pass pays for
+padding to the longest sentence.
+
 The masks are additive float (0 / dtype min), which both the "eager" (adds to scores) and
 "sdpa" (``attn_mask``) implementations of transformers 5.x accept unchanged: a 4-D mask
 is passed through ``create_bidirectional_mask`` as-is. Explicit ``position_ids`` go to
@@ -135,7 +141,7 @@ def causal_mlm_logits(model, input_ids: Tensor, attention_mask: Tensor, select: 
     rows, cols = select.nonzero(as_tuple=True)
     targets = input_ids[rows, cols]
     if mode == "causal_prefix":
-        dtype = next(model.parameters()).dtype
+        dtype = getattr(model, "amp_dtype", None) or next(model.parameters()).dtype
         packed = causal_inputs(input_ids, attention_mask, token_type_ids, select, mask_id,
                                dtype)
         hidden = model.encode(packed.input_ids, packed.attention_mask, packed.token_type_ids,
@@ -154,21 +160,118 @@ def causal_mlm_logits(model, input_ids: Tensor, attention_mask: Tensor, select: 
     return CausalOutput(model.mlm_logits(chosen), rows, cols, targets)
 
 
+def pack_segments(lengths: list[int], capacity: int) -> tuple[list[int], list[int], int]:
+    """First-fit decreasing: (row, offset) of each segment in rows of ``capacity`` slots,
+    and the number of rows."""
+    free: list[int] = []
+    row = [0] * len(lengths)
+    offset = [0] * len(lengths)
+    for g in sorted(range(len(lengths)), key=lambda g: -lengths[g]):
+        r = next((i for i, room in enumerate(free) if room >= lengths[g]), len(free))
+        if r == len(free):
+            free.append(capacity)
+        row[g], offset[g] = r, capacity - free[r]
+        free[r] -= lengths[g]
+    return row, offset, len(free)
+
+
+def packed_causal_logits(model, input_ids: Tensor, token_type_ids: Tensor | None,
+                         rows: Tensor, cols: Tensor, mask_token_id: int | None = None
+                         ) -> Tensor:
+    """The ``causal_prefix`` logits (n, V) at positions (rows[i], cols[i]) of a (B, L)
+    batch, distinct and in row-major order, from one PACKED pass: each sentence becomes a
+    segment of its needed prefix (tokens 0 .. max col - 1) followed by one [MASK] copy per
+    chosen position, and segments are packed, first-fit decreasing, into rows as long as
+    the longest segment. Attention stays inside a segment (real tokens causal, a copy sees
+    the real tokens before its position and itself) and position ids restart per segment,
+    so each prediction equals ``causal_mlm_logits``'s; the pass holds no padding beyond the
+    rows' leftover slots (a sentence's tokens after its last chosen position, and the pad
+    columns of short rows, are not computed)."""
+    device = input_ids.device
+    mask_id = model.mask_token_id if mask_token_id is None else mask_token_id
+    if token_type_ids is None:
+        token_type_ids = torch.zeros_like(input_ids)
+    n = len(rows)
+    if n == 0:
+        return torch.zeros(0, model.config.vocab_size, device=device)
+    if bool((cols < 1).any()):
+        raise ValueError("position 0 ([CLS]) has no prefix to predict from")
+    key = rows * input_ids.shape[1] + cols
+    if n > 1 and not bool((key[1:] > key[:-1]).all()):
+        raise ValueError("positions must be distinct and in row-major order")
+    sents, seg = torch.unique_consecutive(rows, return_inverse=True)
+    groups = len(sents)
+    prefix = torch.zeros(groups, dtype=torch.long, device=device).scatter_reduce_(
+        0, seg, cols, "amax", include_self=False)
+    count = torch.bincount(seg, minlength=groups)
+    lengths = (prefix + count).tolist()
+    capacity = max(lengths)
+    row_of, off_of, n_rows = pack_segments(lengths, capacity)
+    start = (torch.tensor(row_of, device=device) * capacity
+             + torch.tensor(off_of, device=device))  # first slot of each segment
+
+    # real tokens: segment g holds t_0 .. t_{prefix_g - 1} of sentence sents[g]
+    g_real = torch.repeat_interleave(torch.arange(groups, device=device), prefix)
+    first_real = torch.cumsum(prefix, 0) - prefix
+    j = torch.arange(len(g_real), device=device) - first_real[g_real]
+    slot_real = start[g_real] + j
+    # copies: one per chosen position, after its segment's real tokens
+    first_item = torch.cumsum(count, 0) - count
+    rank = torch.arange(n, device=device) - first_item[seg]
+    slot_copy = start[seg] + prefix[seg] + rank
+
+    total = n_rows * capacity
+    ids = torch.zeros(total, dtype=input_ids.dtype, device=device)
+    pos = torch.zeros(total, dtype=torch.long, device=device)
+    types = torch.zeros(total, dtype=token_type_ids.dtype, device=device)
+    segment = torch.full((total,), -1, dtype=torch.long, device=device)
+    copy = torch.zeros(total, dtype=torch.bool, device=device)
+    ids[slot_real] = input_ids[sents[g_real], j]
+    pos[slot_real] = j
+    types[slot_real] = token_type_ids[sents[g_real], j]
+    segment[slot_real] = g_real
+    ids[slot_copy] = mask_id
+    pos[slot_copy] = cols
+    types[slot_copy] = token_type_ids[rows, cols]
+    segment[slot_copy] = seg
+    copy[slot_copy] = True
+
+    shape = (n_rows, capacity)
+    ids, pos, types = ids.view(shape), pos.view(shape), types.view(shape)
+    segment, copy = segment.view(shape), copy.view(shape)
+    same = (segment[:, :, None] == segment[:, None, :]) & (segment[:, :, None] >= 0)
+    key_real = ~copy[:, None, :]
+    pq, pk = pos[:, :, None], pos[:, None, :]
+    rule = torch.where(copy[:, :, None], pk < pq, pk <= pq)
+    allowed = same & key_real & rule
+    allowed |= torch.eye(capacity, dtype=torch.bool, device=device)[None]
+    dtype = getattr(model, "amp_dtype", None) or next(model.parameters()).dtype
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(
+        ~allowed, torch.finfo(dtype).min)
+    hidden = model.encode(ids, mask[:, None], types, pos).last_hidden_state
+    return model.mlm_logits(hidden.reshape(total, -1)[slot_copy])
+
+
 def choose_positions(candidates: Tensor, fraction: float | None,
-                     generator: torch.Generator | None = None) -> Tensor:
+                     generator: torch.Generator | None = None, limit: int | None = None
+                     ) -> Tensor:
     """Which positions get the IMM term: all ``candidates`` (B, L) bool (non-special,
     non-pad tokens at positions >= 1) when ``fraction`` is None, else each independently
     with probability ``fraction`` (e.g. 0.15 like BERT's MLM selection), at least one a
-    row where the row has any candidate."""
+    row where the row has any candidate; with ``limit``, at most that many a row (those
+    with the smallest draws, so a cap keeps a subset of the uncapped choice)."""
     cand = candidates.bool().clone()
     cand[:, 0] = False
-    if fraction is None:
+    if fraction is None and limit is None:
         return cand
     u = torch.rand(cand.shape, generator=generator, device=cand.device)
-    pick = cand & (u < fraction)
+    pick = cand & (u < fraction) if fraction is not None else cand
     # rows with candidates but no pick: take the candidate with the smallest draw
     empty = cand.any(1) & ~pick.any(1)
     if empty.any():
         best = torch.where(cand, u, torch.full_like(u, 2.0)).argmin(1)
         pick[empty, best[empty]] = True
+    if limit is not None:
+        rank = torch.where(pick, u, torch.full_like(u, 2.0)).argsort(1).argsort(1)
+        pick &= rank < limit
     return pick

@@ -13,7 +13,9 @@ the pooled [CLS]) is always fresh, as in ``BertForSequenceClassification``.
 
 Attention: ``attn_implementation`` "sdpa" (default) or "eager"; both accept the additive
 float 4-D masks of ``causal.py`` (eager adds them to the scores; SDPA passes them as
-``attn_mask``). Device: ``pick_device`` (cuda when available).
+``attn_mask``). Device: ``pick_device`` (cuda when available). Mixed precision: set
+``model.amp_dtype`` (e.g. ``torch.bfloat16``) to run the encoder under autocast; the
+heads (classification, MLM softmax over the vocabulary) stay float32.
 """
 
 from __future__ import annotations
@@ -65,14 +67,24 @@ class BertMlmClassifier(nn.Module):
         nn.init.normal_(self.classifier.weight, std=config.initializer_range)
         nn.init.zeros_(self.classifier.bias)
         self.mask_token_id: int | None = None  # set by load_bert from the tokenizer
+        # Mixed precision: the encoder runs under autocast to this dtype (e.g. bfloat16);
+        # its outputs and both heads stay float32. None = float32 throughout.
+        self.amp_dtype: torch.dtype | None = None
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None
                ) -> Any:
         """The encoder's output (``last_hidden_state`` (B, L, H), ``pooler_output``).
         ``attention_mask`` is (B, L) 0/1 or an additive float (B, 1, Q, K) mask."""
-        return self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                         token_type_ids=token_type_ids, position_ids=position_ids)
+        if self.amp_dtype is None:
+            return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                             token_type_ids=token_type_ids, position_ids=position_ids)
+        with torch.autocast(device_type=input_ids.device.type, dtype=self.amp_dtype):
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                            token_type_ids=token_type_ids, position_ids=position_ids)
+        pooled = out.pooler_output
+        return EncoderOutput(out.last_hidden_state.float(),
+                             None if pooled is None else pooled.float())
 
     def classify(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                  token_type_ids: Tensor | None = None) -> Tensor:
@@ -94,6 +106,14 @@ class BertMlmClassifier(nn.Module):
         if mlm_select is None:
             return cls_logits, None
         return cls_logits, self.mlm_logits(out.last_hidden_state[mlm_select])
+
+
+@dataclass
+class EncoderOutput:
+    """The encoder's outputs cast back to float32 (mixed precision)."""
+
+    last_hidden_state: Tensor
+    pooler_output: Tensor | None
 
 
 @dataclass

@@ -1,0 +1,146 @@
+"""The GLUE BERT task (paper Sec. 7.2, App. D.2, Table 2): fine-tuning a BERT-style
+encoder on GLUE tasks with the masked-language-model loss re-introduced and the
+method's regulariser on the MLM predictions.
+
+Methods (the names are the registry's):
+
+- ``baseline``: the task loss only (classification head), as BERT is usually fine-tuned.
+- ``mlm``: the task loss + the MLM loss on the same training sentences (Table 2's
+  "+MLM"); no regulariser. It is a method of its own (``harness.methods.mlm``) because
+  "baseline" keeps its meaning everywhere (the primary loss only, here the task loss);
+  on tasks without an auxiliary MLM branch ``mlm`` skips with a reason.
+- ``imm_sampled``, ``imm_serialized``, ``reverse_kd``, ``noising``: task + MLM + their
+  term on the MLM branch ("+MLM+IMM" is ``imm_sampled`` with k = 5), see ``views``.
+- ``interpolation`` is skipped with a reason: it changes only the MLM predictions at
+  evaluation, which the GLUE metrics (read from the classification head) never use, so
+  its training and numbers would be exactly those of ``mlm`` at full cost.
+
+A cell fine-tunes once per GLUE task in ``params.tasks`` and per replicate (``runs``),
+each time from the pretrained checkpoint with freshly, seeded heads, on the cell's
+training subset (the same for every method and replicate), and evaluates on the dev set
+(``request.split == "test"``) or on held-out training examples ("validation"). Init and
+dropout seeds depend on (GLUE task, seed, size, replicate), not on the method, so cells
+are paired. Returns ``<task>_<metric>`` per replicate and ``score``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from harness.methods.base import Method
+from harness.tasks.base import CellRequest, Progress, Task, make_generator, stable_seed
+from harness.tasks.glue_bert.config import PAPER_METRIC, GlueBertParams
+from harness.tasks.glue_bert.corpus import encode, splits
+from harness.tasks.glue_bert.evaluate import glue_metrics
+from harness.tasks.glue_bert.induced import StaleModel, context_multiset
+from harness.tasks.glue_bert.model import LoadedBert, load_bert
+from harness.tasks.glue_bert.restricted import wordpiece_bigram
+from harness.tasks.glue_bert.train import (
+    TASK_LOSS_ONLY,
+    Generators,
+    Trainer,
+    steps_per_epoch,
+    warm_up_head,
+)
+from harness.tasks.glue_bert.views import RunContext
+
+INTERPOLATION_SKIP = (
+    "interpolation only changes the MLM predictions at evaluation, and the GLUE metrics "
+    "read the classification head: it would train and score exactly as mlm"
+)
+
+
+class GlueBertTask(Task):
+    """BERT fine-tuned on GLUE tasks; MLM re-introduced; regularisers on the MLM branch."""
+
+    name = "glue_bert"
+    params: GlueBertParams
+    mlm_branch = True  # the `mlm` method applies (see harness.methods.mlm)
+
+    def __init__(self, params: GlueBertParams, data_dir: str | None = None) -> None:
+        super().__init__(params, data_dir)
+
+    def skip(self, method: Method) -> str | None:
+        return INTERPOLATION_SKIP if method.name == "interpolation" else None
+
+    # ---- pieces --------------------------------------------------------------------
+    def load_model(self, seed_parts: tuple) -> LoadedBert:
+        """The pretrained checkpoint with its fresh heads initialised from the seed."""
+        p = self.params
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(stable_seed("glue_bert-init", *seed_parts))
+            loaded = load_bert(p.model, num_labels=2, device=self.device,
+                               attn_implementation=p.attn_implementation)
+        loaded.model.amp_dtype = torch.bfloat16 if p.precision == "bf16" else None
+        return loaded
+
+    def context(self, loaded: LoadedBert, train, method: Method, seed_parts: tuple
+                ) -> RunContext:
+        p, dev = self.params, self.device
+        vocab = int(loaded.model.config.vocab_size)
+        return RunContext(
+            params=p, model=loaded.model,
+            bigram=wordpiece_bigram(loaded.tokenizer, vocab, p.bigram_corpus, p.tasks,
+                                    self.data_dir),
+            train=train, contexts=context_multiset(train, vocab),
+            stale=StaleModel(train, vocab, p.causal_mode, p.stale_positions,
+                             make_generator(dev, "glue_bert-stale", *seed_parts)),
+            generator=make_generator(dev, "glue_bert-method", method.name, *seed_parts),
+            positions_generator=make_generator(dev, "glue_bert-positions", *seed_parts),
+            steps_per_epoch=steps_per_epoch(len(train), p.batch_size),
+        )
+
+    # ---- a cell --------------------------------------------------------------------
+    def run(self, method: Method, request: CellRequest, progress: Progress | None = None
+            ) -> dict[str, np.ndarray]:
+        p = self.params
+        results: dict[str, list[float]] = {}
+        total = len(p.tasks) * request.runs
+        for t, glue_task in enumerate(p.tasks):
+            train_split, eval_split = splits(glue_task, request.size, request.seed,
+                                             request.split, self.data_dir, p.valid_fraction)
+            if p.eval_examples is not None and p.eval_examples < len(eval_split):
+                eval_split = eval_split.select(np.arange(p.eval_examples))
+            for run in range(request.runs):
+                done = t * request.runs + run
+
+                def report(fraction: float, done: int = done) -> None:
+                    if progress is not None:
+                        progress((done + fraction) / total)
+
+                values = self.fine_tune(glue_task, method, request, run, train_split,
+                                        eval_split, report)
+                for name, value in values.items():
+                    results.setdefault(name, []).append(value)
+        per_task = [results[f"{t}_{PAPER_METRIC[t]}"] for t in p.tasks]
+        results["score"] = list(np.mean(np.asarray(per_task, dtype=float), axis=0))
+        return {k: np.asarray(v, dtype=float) for k, v in results.items()}
+
+    def prepare(self, glue_task: str, method: Method, seed_parts: tuple, train_split: Any
+                ) -> tuple[LoadedBert, RunContext, Generators]:
+        """The model, run context and generators of one replicate (before training)."""
+        p, dev = self.params, self.device
+        loaded = self.load_model(seed_parts)
+        train = encode(loaded.tokenizer, train_split, p.max_length, dev)
+        ctx = self.context(loaded, train, method, seed_parts)
+        order = torch.Generator().manual_seed(stable_seed("glue_bert-order", *seed_parts))
+        gens = Generators(order, make_generator(dev, "glue_bert-masking", *seed_parts))
+        return loaded, ctx, gens
+
+    def fine_tune(self, glue_task: str, method: Method, request: CellRequest, run: int,
+                  train_split: Any, eval_split: Any, progress: Progress) -> dict[str, float]:
+        """Fine-tune one replicate on one GLUE task; its metrics on the evaluation set."""
+        p, dev = self.params, self.device
+        seed_parts = (glue_task, request.seed, request.size, run)
+        loaded, ctx, gens = self.prepare(glue_task, method, seed_parts, train_split)
+        if loaded.fresh_mlm_head and p.head_warmup_steps and method.name not in TASK_LOSS_ONLY:
+            warm_up_head(ctx, p.head_warmup_steps, p.head_warmup_lr,
+                         make_generator(dev, "glue_bert-head-warmup", *seed_parts))
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(stable_seed("glue_bert-dropout", *seed_parts))
+            Trainer(ctx, method, gens, progress).train()
+        evaluation = encode(loaded.tokenizer, eval_split, p.max_length, dev)
+        return glue_metrics(glue_task, loaded.model, evaluation, p.eval_batch_size)
