@@ -57,6 +57,20 @@ def test_sizes_spec_has_the_size_axis_and_all_six_methods():
     assert spec.task.params.checkpoint
 
 
+def test_checkpointing_is_operational_and_leaves_cell_ids_alone(tmp_path):
+    # Checkpointing changes how a cell runs, not its numbers: switching it (or moving the
+    # checkpoint folder) keeps earlier results; a field that changes numbers does not.
+    text = (ROOT / "specs" / "ptb.yaml").read_text()
+    base = [c.cell_id for c in expand(load_spec(ROOT / "specs" / "ptb.yaml"))]
+    for i, change in enumerate(["checkpoint: false", "checkpoint: true\n    checkpoint_dir: x",
+                                "dropout: 0.3"]):
+        path = tmp_path / f"s{i}.yaml"
+        path.write_text(text.replace("dropout: 0.5", f"dropout: 0.5\n    {change}", 1)
+                        if "dropout" not in change else text.replace("dropout: 0.5", change))
+        ids = [c.cell_id for c in expand(load_spec(path))]
+        assert (ids == base) == ("dropout" not in change), change
+
+
 @pytest.mark.parametrize("name", ["ptb_sizes", "ptb_paper"])
 def test_smoke_spec_mirrors_its_spec(name):
     full = load_spec(ROOT / "specs" / f"{name}.yaml")

@@ -56,13 +56,16 @@ def cell_config(spec: Any, entry: Any, size: int, seed: int, *, identity: bool =
                 ) -> dict[str, Any]:
     """The resolved configuration of one cell: everything that changes its numbers (task
     params include the entry's per-method ``task_params`` overrides). ``identity``: the
-    form that is hashed into the cell id (params at their defaults left out)."""
+    form that is hashed into the cell id (params at their defaults and the task's
+    ``operational`` fields left out)."""
     from harness.spec.models import task_params_for
 
     dumped = entry.model_dump(mode="json", by_alias=True)
     params = entry.params.model_dump(mode="json", by_alias=True, exclude_defaults=identity)
-    task_params = task_params_for(spec, entry).model_dump(
-        mode="json", by_alias=True, exclude_defaults=identity)
+    resolved = task_params_for(spec, entry)
+    task_params = resolved.model_dump(
+        mode="json", by_alias=True, exclude_defaults=identity,
+        exclude=set(type(resolved).operational) if identity else None)
     config: dict[str, Any] = {
         "task": {"name": spec.task.name, "params": task_params},
         "method": {

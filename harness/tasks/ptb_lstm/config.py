@@ -32,6 +32,7 @@ class PtbLstmParams(TaskParams):
         "induced_ppl_test",
     )
     higher_is_better: ClassVar[dict[str, bool]] = {m: False for m in metrics}
+    operational: ClassVar[frozenset[str]] = frozenset({"checkpoint", "checkpoint_dir"})
 
     emb_size: PositiveInt = Field(200, description="word embedding size (paper: 1500)")
     hidden_size: PositiveInt = Field(200, description="LSTM hidden size (paper: 1500)")
