@@ -290,6 +290,15 @@ def test_separate_clipping_and_what_each_method_trains(monkeypatch):
         assert (views.mlm is None) == (name == "baseline")  # baseline: task loss only
         trainer.step(torch.arange(4))
         assert calls == expected, name
+    # clip_mlm_separately: the task and the MLM gradients get a clip each
+    task = tiny_task(clip=0.7, imm_clip=0.3, clip_mlm_separately=True)
+    for name, expected in (("baseline", [0.7]), ("mlm", [0.7, 0.7]),
+                           ("imm_sampled", [0.7, 0.7, 0.3])):
+        calls.clear()
+        method = make_method(name)
+        _, ctx, gens = prepared(task, method)
+        Trainer(ctx, method, gens).step(torch.arange(4))
+        assert calls == expected, name
 
 
 def test_methods_skip_where_they_do_not_apply():

@@ -1,7 +1,10 @@
 """Fine-tuning of one GLUE task: AdamW with linear warm-up and decay (Devlin et al.), the
 task loss plus, for every method but the baseline, the MLM branch and the method's
 regulariser on it; the primary gradient and the regulariser's gradient clipped
-separately, then added (App. D.2.2).
+separately, then added (App. D.2.2), and with ``clip_mlm_separately`` the MLM gradient
+clipped apart from the task gradient too (the paper's reason for clipping IMM apart, "two
+loss functions that have very different scales", holds for a fresh MLM head: its gradient
+is ~60x the task's and a joint clip starves the classifier).
 
 Per step: a batch of the shuffled training subset; BERT's masking of 15% of its word
 positions (80% [MASK], 10% a random token, 10% kept; at least one a sentence); the loss
@@ -136,34 +139,36 @@ class Trainer:
                               self.ctx.vocab_size, self.gens.masking)
         return GlueViews(self.ctx, batch, mlm)
 
-    def losses(self, views: GlueViews) -> tuple[Tensor, Tensor | None]:
-        """(primary, regulariser or None) of one batch."""
-        term = None
-        if self.with_mlm:
-            mlm, term = self.method.loss_parts(views, self.step_count)
-            weight = self.p.mlm_weight
-            term = None if term is None else weight * term
+    def losses(self, views: GlueViews) -> list[tuple[Tensor, float]]:
+        """The loss parts of one batch, each with the norm its gradient is clipped to
+        before the parts are added: the primary loss (task CE, + MLM CE unless
+        ``clip_mlm_separately`` gives the MLM CE its own clip) and the regulariser."""
+        p = self.p
         task = F.cross_entropy(views.task_logits(), views.batch.labels)
-        primary = task if not self.with_mlm else task + self.p.mlm_weight * mlm
-        return primary, term
+        if not self.with_mlm:
+            return [(task, p.clip)]
+        mlm, term = self.method.loss_parts(views, self.step_count)
+        parts = ([(task, p.clip), (p.mlm_weight * mlm, p.clip)] if p.clip_mlm_separately
+                 else [(task + p.mlm_weight * mlm, p.clip)])
+        if term is not None:
+            parts.append((p.mlm_weight * term, p.imm_clip))
+        return parts
 
     def step(self, index: Tensor) -> None:
-        views = self.views(index)
-        primary, term = self.losses(views)
-        if not torch.isfinite(primary) or (term is not None and not torch.isfinite(term)):
+        parts = self.losses(self.views(index))
+        if not all(bool(torch.isfinite(loss)) for loss, _ in parts):
             raise Diverged(f"non-finite loss at step {self.step_count}")
         self.opt.zero_grad(set_to_none=True)
-        primary.backward(retain_graph=term is not None)
-        torch.nn.utils.clip_grad_norm_(self.params, self.p.clip)
-        if term is not None:
-            kept = [q.grad for q in self.params]
-            for q in self.params:
+        total: list[Tensor | None] = [None] * len(self.params)
+        for i, (loss, max_norm) in enumerate(parts):
+            loss.backward(retain_graph=i < len(parts) - 1)
+            torch.nn.utils.clip_grad_norm_(self.params, max_norm)
+            for j, q in enumerate(self.params):
+                if q.grad is not None:
+                    total[j] = q.grad if total[j] is None else total[j].add_(q.grad)
                 q.grad = None
-            term.backward()
-            torch.nn.utils.clip_grad_norm_(self.params, self.p.imm_clip)
-            for q, g in zip(self.params, kept, strict=True):
-                if g is not None:
-                    q.grad = g if q.grad is None else q.grad.add_(g)
+        for q, g in zip(self.params, total, strict=True):
+            q.grad = g
         self.opt.step()
         self.sched.step()
         self.step_count += 1
