@@ -4,7 +4,7 @@ regulariser on it; the primary gradient and the regulariser's gradient clipped
 separately, then added (App. D.2.2), and with ``clip_mlm_separately`` the MLM gradient
 clipped apart from the task gradient too (the paper's reason for clipping IMM apart, "two
 loss functions that have very different scales", holds for a fresh MLM head: its gradient
-is ~60x the task's and a joint clip starves the classifier).
+norm is ~60x the task's, so a joint clip scales the task gradient down as much).
 
 Per step: a batch of the shuffled training subset; BERT's masking of 15% of its word
 positions (80% [MASK], 10% a random token, 10% kept; at least one a sentence); the loss
