@@ -106,7 +106,7 @@ def warm_up_head(ctx: RunContext, steps: int, lr: float, generator: torch.Genera
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     model.zero_grad(set_to_none=True)
     model.train(was)
     return losses

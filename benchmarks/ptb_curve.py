@@ -1,0 +1,70 @@
+"""Per-epoch validation perplexity of one method of a PTB spec (default specs/ptb.yaml,
+its first size, seed 0), trained exactly as its cell is (same initial weights, method
+generator, recipe), to see whether the model is still learning when training stops and
+what the paper's fine-tuning schedule does.
+
+--finetune-below P: the regulariser starts once validation perplexity falls below P and
+the lr is reset to finetune_lr (the paper's fine-tuning mode); with --lr-reset-control the
+same lr reset happens for any method, the baseline included (the control that separates
+the regulariser from the lr reset). Validation only: the test split is never read.
+
+Usage: python benchmarks/ptb_curve.py METHOD [--spec specs/ptb.yaml] [--epochs 6]
+       [--finetune-below P] [--lr-reset-control] [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from harness.registry import METHODS
+from harness.spec import load_spec
+from harness.tasks.base import make_generator
+from harness.tasks.ptb_lstm.corpus import build_bigram
+from harness.tasks.ptb_lstm.sampler import ContextSampler
+from harness.tasks.ptb_lstm.task import PtbLstmTask
+from harness.tasks.ptb_lstm.train import Trainer, describe
+from harness.tasks.ptb_lstm.views import StaleModel, TrainContext, batchify
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("method", help="method name of the spec (e.g. baseline, imm_sampled)")
+    parser.add_argument("--spec", default="specs/ptb.yaml")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the spec's")
+    parser.add_argument("--finetune-below", type=float, default=None)
+    parser.add_argument("--lr-reset-control", action="store_true")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+
+    spec = load_spec(args.spec)
+    entry = next(m for m in spec.methods if m.name == args.method)
+    p = spec.task.params.model_copy(update={
+        "max_epochs": args.epochs or spec.task.params.max_epochs, "checkpoint": False,
+        "finetune_below": args.finetune_below})
+    size, seed = spec.sizes[0], spec.seeds[0]
+    task = PtbLstmTask(p, args.data_dir)
+    train = task.train_stream(size)
+    data = batchify(train, p.batch_size)
+    lam = entry.lambda_ if isinstance(entry.lambda_, float) else None
+    method = METHODS.get(args.method)(entry.params, lam)
+    parts = (seed, size, 0)
+    ctx = TrainContext(
+        params=p, model=task.build_model(parts), bigram=build_bigram(train.cpu(), task.vocab_size),
+        sampler=ContextSampler(train, task.vocab_size, p.imm_window, pad=task.eos),
+        generator=make_generator(task.device, "ptb_lstm-method", args.method, *parts),
+        steps_per_epoch=-(-(data.shape[1] - 1) // p.bptt),
+        stale=StaleModel(data, p.bptt, task.vocab_size))
+    trainer = Trainer(ctx, method, data, task.corpus.valid.to(task.device), None)
+    if args.lr_reset_control and args.finetune_below is not None:
+        trainer.state.term_on = False  # the fine-tuning lr reset, whatever the method
+    start = time.perf_counter()
+    state = trainer.train()
+    info = describe(state)
+    curve = ", ".join(f"{v:.1f}" for v in info["history"])
+    print(f"{args.method}: validation perplexity by epoch {curve}; best {info['best_val']:.2f}, "
+          f"lr {info['lr']}, {info['decays']} decays, {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
