@@ -8,7 +8,7 @@ short contexts, e.g. the previous token), built once, vectorised: ``order`` list
 items sorted by key (stable), ``offsets[w]`` is where w's items start and ``counts[w]``
 how many there are; sampling is ``order[offsets[w] + floor(u * counts[w])]``.
 
-(The PTB task's ``ContextSampler`` is this layout plus its window bookkeeping.)
+(The PTB task's ``ContextSampler`` wraps one with its window bookkeeping.)
 """
 
 from __future__ import annotations
