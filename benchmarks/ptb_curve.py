@@ -3,13 +3,13 @@ its first size, seed 0), trained exactly as its cell is (same initial weights, m
 generator, recipe), to see whether the model is still learning when training stops and
 what the paper's fine-tuning schedule does.
 
---finetune-below P: the regulariser starts once validation perplexity falls below P and
-the lr is reset to finetune_lr (the paper's fine-tuning mode); with --lr-reset-control the
-same lr reset happens for any method, the baseline included (the control that separates
-the regulariser from the lr reset). Validation only: the test split is never read.
+--finetune-below P: once validation perplexity falls below P the lr is reset to
+finetune_lr and the regulariser starts (the paper's fine-tuning mode; the baseline gets the
+same lr reset, so it is the control for it). Default: the spec's own finetune_below.
+Validation only: the test split is never read.
 
 Usage: python benchmarks/ptb_curve.py METHOD [--spec specs/ptb.yaml] [--epochs 6]
-       [--finetune-below P] [--lr-reset-control] [--data-dir DIR]
+       [--finetune-below P] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -33,15 +33,15 @@ def main() -> None:
     parser.add_argument("--spec", default="specs/ptb.yaml")
     parser.add_argument("--epochs", type=int, default=None, help="default: the spec's")
     parser.add_argument("--finetune-below", type=float, default=None)
-    parser.add_argument("--lr-reset-control", action="store_true")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
 
     spec = load_spec(args.spec)
     entry = next(m for m in spec.methods if m.name == args.method)
-    p = spec.task.params.model_copy(update={
-        "max_epochs": args.epochs or spec.task.params.max_epochs, "checkpoint": False,
-        "finetune_below": args.finetune_below})
+    update = {"max_epochs": args.epochs or spec.task.params.max_epochs, "checkpoint": False}
+    if args.finetune_below is not None:
+        update["finetune_below"] = args.finetune_below
+    p = spec.task.params.model_copy(update=update)
     size, seed = spec.sizes[0], spec.seeds[0]
     task = PtbLstmTask(p, args.data_dir)
     train = task.train_stream(size)
@@ -56,8 +56,6 @@ def main() -> None:
         steps_per_epoch=-(-(data.shape[1] - 1) // p.bptt),
         stale=StaleModel(data, p.bptt, task.vocab_size))
     trainer = Trainer(ctx, method, data, task.corpus.valid.to(task.device), None)
-    if args.lr_reset_control and args.finetune_below is not None:
-        trainer.state.term_on = False  # the fine-tuning lr reset, whatever the method
     start = time.perf_counter()
     state = trainer.train()
     info = describe(state)

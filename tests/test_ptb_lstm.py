@@ -222,6 +222,12 @@ def test_cells_are_deterministic_and_paired():
     base = tuned.run(make_method("baseline"), request)
     held = tuned.run(make_method("reverse_kd"), request)
     assert all(np.array_equal(base[k], held[k]) for k in base)
+    # Once the threshold is crossed the lr reset applies to every method, the baseline
+    # included (it is the control for the reset), so a reached threshold changes it.
+    two = CellRequest(size=3000, seed=1, runs=1, lam=0.2)
+    plain = tiny_task(max_epochs=2).run(make_method("baseline"), two)
+    reset = tiny_task(max_epochs=2, finetune_below=1e9).run(make_method("baseline"), two)
+    assert not np.array_equal(plain["valid_ppl"], reset["valid_ppl"])
 
 
 @needs_data

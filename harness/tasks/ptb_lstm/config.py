@@ -59,9 +59,9 @@ class PtbLstmParams(TaskParams):
     max_epochs: PositiveInt = Field(6, description="stop after this many epochs (paper: 400)")
     finetune_below: PositiveFloat | None = Field(
         None,
-        description="regularised methods train as the baseline until validation perplexity "
-        "falls below this, then add their term (the paper's fine-tuning mode, 90); "
-        "null = the term from the start",
+        description="every method trains as the baseline until validation perplexity falls "
+        "below this; then the lr is reset to finetune_lr for all and the regularised "
+        "methods add their term (the paper's fine-tuning mode, 90); null = from the start",
     )
     finetune_lr: PositiveFloat = Field(
         0.5, description="lr reset when the regulariser starts (fine-tuning mode)"
