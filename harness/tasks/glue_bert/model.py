@@ -9,7 +9,8 @@ pooler and, where the checkpoint has them, the MLM head weights come along. A ch
 without MLM head weights gets a fresh head (transform + bias initialised by transformers)
 whose decoder is tied to the word embeddings; this is said once per checkpoint (logger
 ``harness.tasks.glue_bert``, level WARNING). The classification head (dropout + linear on
-the pooled [CLS]) is always fresh, as in ``BertForSequenceClassification``.
+the pooled [CLS], or on the mean of the last layer with ``pooling = "mean"``) is always
+fresh, as in ``BertForSequenceClassification``.
 
 Attention: ``attn_implementation`` "sdpa" (default) or "eager"; both accept the additive
 float 4-D masks of ``causal.py`` (eager adds them to the scores; SDPA passes them as
@@ -70,6 +71,10 @@ class BertMlmClassifier(nn.Module):
         # Mixed precision: the encoder runs under autocast to this dtype (e.g. bfloat16);
         # its outputs and both heads stay float32. None = float32 throughout.
         self.amp_dtype: torch.dtype | None = None
+        # What the classifier reads: "cls" = the pooled [CLS] (BERT's recipe), "mean" = the
+        # mean of the last layer over real tokens (what sentence-transformers checkpoints
+        # such as all-MiniLM-L6-v2 were trained to make meaningful).
+        self.pooling: str = "cls"
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                token_type_ids: Tensor | None = None, position_ids: Tensor | None = None
@@ -86,23 +91,32 @@ class BertMlmClassifier(nn.Module):
         return EncoderOutput(out.last_hidden_state.float(),
                              None if pooled is None else pooled.float())
 
-    def classify(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+    def task_head(self, hidden: Tensor, pooled: Tensor | None, attention_mask: Tensor
+                  ) -> Tensor:
+        """Task logits (B, num_labels) from the last layer (B, L, H), the pooler output
+        (B, H) and the (B, L) 0/1 mask of real tokens, by ``self.pooling``."""
+        if self.pooling == "mean":
+            weight = attention_mask.to(hidden.dtype)[..., None]
+            pooled = (hidden * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+        return self.classifier(self.dropout(pooled))
+
+    def classify(self, input_ids: Tensor, attention_mask: Tensor,
                  token_type_ids: Tensor | None = None) -> Tensor:
         """Task logits (B, num_labels)."""
-        pooled = self.encode(input_ids, attention_mask, token_type_ids).pooler_output
-        return self.classifier(self.dropout(pooled))
+        out = self.encode(input_ids, attention_mask, token_type_ids)
+        return self.task_head(out.last_hidden_state, out.pooler_output, attention_mask)
 
     def mlm_logits(self, hidden: Tensor) -> Tensor:
         """Vocabulary logits (..., V) of hidden states (..., H)."""
         return self.mlm_head(hidden)
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+    def forward(self, input_ids: Tensor, attention_mask: Tensor,
                 token_type_ids: Tensor | None = None, mlm_select: Tensor | None = None
                 ) -> tuple[Tensor, Tensor | None]:
         """One encoder pass: task logits (B, C) and, when ``mlm_select`` (B, L) bool is
         given, MLM logits (n_selected, V) at those positions (row-major order)."""
         out = self.encode(input_ids, attention_mask, token_type_ids)
-        cls_logits = self.classifier(self.dropout(out.pooler_output))
+        cls_logits = self.task_head(out.last_hidden_state, out.pooler_output, attention_mask)
         if mlm_select is None:
             return cls_logits, None
         return cls_logits, self.mlm_logits(out.last_hidden_state[mlm_select])

@@ -43,7 +43,7 @@ from harness.tasks.glue_bert.train import (
     Generators,
     Trainer,
     steps_per_epoch,
-    warm_up_head,
+    warmed_up_head,
 )
 from harness.tasks.glue_bert.views import RunContext
 
@@ -75,6 +75,7 @@ class GlueBertTask(Task):
             loaded = load_bert(p.model, num_labels=2, device=self.device,
                                attn_implementation=p.attn_implementation)
         loaded.model.amp_dtype = torch.bfloat16 if p.precision == "bf16" else None
+        loaded.model.pooling = p.pooling
         return loaded
 
     def context(self, loaded: LoadedBert, train, method: Method, seed_parts: tuple
@@ -137,8 +138,10 @@ class GlueBertTask(Task):
         seed_parts = (glue_task, request.seed, request.size, run)
         loaded, ctx, gens = self.prepare(glue_task, method, seed_parts, train_split)
         if loaded.fresh_mlm_head and p.head_warmup_steps and method.name not in TASK_LOSS_ONLY:
-            warm_up_head(ctx, p.head_warmup_steps, p.head_warmup_lr,
-                         make_generator(dev, "glue_bert-head-warmup", *seed_parts))
+            key = (loaded.checkpoint, seed_parts, request.split,
+                   p.model_dump(exclude={"tasks"}))
+            warmed_up_head(ctx, repr(key), p.head_warmup_steps, p.head_warmup_lr,
+                           make_generator(dev, "glue_bert-head-warmup", *seed_parts))
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(stable_seed("glue_bert-dropout", *seed_parts))
             Trainer(ctx, method, gens, progress).train()

@@ -112,6 +112,29 @@ def warm_up_head(ctx: RunContext, steps: int, lr: float, generator: torch.Genera
     return losses
 
 
+_WARM_HEADS: dict[str, dict[str, Tensor]] = {}
+
+
+def warmed_up_head(ctx: RunContext, key: str, steps: int, lr: float,
+                   generator: torch.Generator) -> bool:
+    """``warm_up_head`` once per ``key`` and process: the warm-up depends only on the
+    checkpoint, the training subset and its seed, not on the method, so the other methods'
+    cells of a replicate load the same trained head (its own weights; the decoder stays
+    tied) instead of repeating it. Returns whether the head came from the cache."""
+    head = ctx.model.mlm_head
+    tied = ctx.model.bert.embeddings.word_embeddings.weight
+    own = {name: q for name, q in head.named_parameters() if q is not tied}
+    cached = _WARM_HEADS.get(key)
+    if cached is None:
+        warm_up_head(ctx, steps, lr, generator)
+        _WARM_HEADS[key] = {name: q.detach().clone() for name, q in own.items()}
+        return False
+    with torch.no_grad():
+        for name, q in own.items():
+            q.copy_(cached[name])
+    return True
+
+
 class Trainer:
     def __init__(self, ctx: RunContext, method: Method, generators: Generators,
                  progress: Progress | None = None) -> None:

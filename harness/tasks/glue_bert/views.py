@@ -107,7 +107,8 @@ class GlueViews(Views):
                 n = len(b.input_ids)
                 out = model.encode(torch.cat([b.input_ids, self.mlm.input_ids]),
                                    b.attention_mask.repeat(2, 1), b.token_type_ids.repeat(2, 1))
-                cls = model.classifier(model.dropout(out.pooler_output[:n]))
+                pooled = None if out.pooler_output is None else out.pooler_output[:n]
+                cls = model.task_head(out.last_hidden_state[:n], pooled, b.attention_mask)
                 hidden = out.last_hidden_state[n:][self.mlm.select]
                 self._main = (cls, F.log_softmax(model.mlm_logits(hidden), -1))
         return self._main
