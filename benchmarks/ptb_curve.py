@@ -5,11 +5,12 @@ what the paper's fine-tuning schedule does.
 
 --finetune-below P: once validation perplexity falls below P the lr is reset to
 finetune_lr and the regulariser starts (the paper's fine-tuning mode; the baseline gets the
-same lr reset, so it is the control for it). Default: the spec's own finetune_below.
+same lr reset, so it is the control for it). Default: the spec's own finetune_below;
+--from-start: the regulariser from the first step, no lr reset.
 Validation only: the test split is never read.
 
 Usage: python benchmarks/ptb_curve.py METHOD [--spec specs/ptb.yaml] [--epochs 6]
-       [--finetune-below P] [--data-dir DIR]
+       [--finetune-below P | --from-start] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -32,14 +33,16 @@ def main() -> None:
     parser.add_argument("method", help="method name of the spec (e.g. baseline, imm_sampled)")
     parser.add_argument("--spec", default="specs/ptb.yaml")
     parser.add_argument("--epochs", type=int, default=None, help="default: the spec's")
-    parser.add_argument("--finetune-below", type=float, default=None)
+    schedule = parser.add_mutually_exclusive_group()
+    schedule.add_argument("--finetune-below", type=float, default=None)
+    schedule.add_argument("--from-start", action="store_true")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
 
     spec = load_spec(args.spec)
     entry = next(m for m in spec.methods if m.name == args.method)
     update = {"max_epochs": args.epochs or spec.task.params.max_epochs, "checkpoint": False}
-    if args.finetune_below is not None:
+    if args.finetune_below is not None or args.from_start:
         update["finetune_below"] = args.finetune_below
     p = spec.task.params.model_copy(update=update)
     size, seed = spec.sizes[0], spec.seeds[0]
