@@ -1,10 +1,11 @@
-"""Gradient norms of the task loss and of the MLM loss on the first training batches of a
-GLUE spec's replicate (default specs/glue.yaml, size = its first, seed 0), with and
-without warming up a fresh MLM head: how much a joint clip of (task + MLM) scales the
-task gradient down (the diagnosis of specs/glue.yaml in the README).
+"""Gradient norms of the task loss, the MLM loss and the method's regulariser on the first
+training batches of a GLUE spec's replicate (default specs/glue.yaml, size = its first,
+seed 0), with or without warming up a fresh MLM head: how much a joint clip of (task +
+MLM) scales the task gradient down, and how large each part is before its clip (the
+diagnosis of specs/glue.yaml in the README).
 
 Usage: python benchmarks/glue_grad_norms.py [--spec specs/glue.yaml] [--tasks mrpc cola]
-       [--head-warmup 0] [--batches 3] [--data-dir DIR]
+       [--method mlm] [--head-warmup N (default: the spec's)] [--batches 3] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -30,34 +31,42 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", default="specs/glue.yaml")
     parser.add_argument("--tasks", nargs="+", default=["mrpc", "cola"])
-    parser.add_argument("--head-warmup", type=int, default=0)
+    parser.add_argument("--method", default="mlm", help="a method of the spec")
+    parser.add_argument("--head-warmup", type=int, default=None)
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
 
     spec = load_spec(args.spec)
-    p = spec.task.params.model_copy(update={"head_warmup_steps": args.head_warmup})
+    warmup = (spec.task.params.head_warmup_steps if args.head_warmup is None
+              else args.head_warmup)
+    p = spec.task.params.model_copy(update={"head_warmup_steps": warmup})
     task = GlueBertTask(p, args.data_dir)
-    method = METHODS.get("mlm")(METHODS.config("mlm")(), None)
+    entry = next(m for m in spec.methods if m.name == args.method)
+    lam = entry.lambda_ if isinstance(entry.lambda_, float) else None
+    method = METHODS.get(args.method)(entry.params, lam)
     size, seed = spec.sizes[0], spec.seeds[0]
     for glue_task in args.tasks:
         train, _ = splits(glue_task, size, seed, "test", task.data_dir, p.valid_fraction)
         parts = (glue_task, seed, size, 0)
         _, ctx, gens = task.prepare(glue_task, method, parts, train)
-        if args.head_warmup:
-            losses = warm_up_head(ctx, args.head_warmup, p.head_warmup_lr,
+        if warmup:
+            losses = warm_up_head(ctx, warmup, p.head_warmup_lr,
                                   make_generator(task.device, "glue_bert-head-warmup", *parts))
             print(f"{glue_task}: head warm-up MLM loss {losses[0]:.2f} -> {losses[-1]:.2f}")
         trainer = Trainer(ctx, method, gens)
         for index in trainer.batches()[:args.batches]:
             views = trainer.views(index)
-            mlm, _ = method.loss_parts(views, 0)
+            mlm, term = method.loss_parts(views, 0)
             task_loss = F.cross_entropy(views.task_logits(), views.batch.labels)
-            g_task = torch.autograd.grad(task_loss, trainer.params, retain_graph=True,
-                                         allow_unused=True)
-            g_mlm = torch.autograd.grad(mlm, trainer.params, allow_unused=True)
-            print(f"{glue_task}: task loss {task_loss.item():.3f} |grad| {norm(g_task):.3f}"
-                  f"   MLM loss {mlm.item():.3f} |grad| {norm(g_mlm):.3f}")
+            pieces = [("task", task_loss), ("MLM", mlm)] + (
+                [] if term is None else [(f"{args.method} term", term)])
+            line = []
+            for i, (name, loss) in enumerate(pieces):
+                grads = torch.autograd.grad(loss, trainer.params, allow_unused=True,
+                                            retain_graph=i < len(pieces) - 1)
+                line.append(f"{name} loss {loss.item():.3f} |grad| {norm(grads):.3f}")
+            print(f"{glue_task}: " + "   ".join(line))
 
 
 if __name__ == "__main__":
