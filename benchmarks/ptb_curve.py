@@ -20,12 +20,11 @@ import time
 
 from harness.registry import METHODS
 from harness.spec import load_spec
-from harness.tasks.base import make_generator
 from harness.tasks.ptb_lstm.corpus import build_bigram
 from harness.tasks.ptb_lstm.sampler import ContextSampler
 from harness.tasks.ptb_lstm.task import PtbLstmTask
 from harness.tasks.ptb_lstm.train import Trainer, describe
-from harness.tasks.ptb_lstm.views import StaleModel, TrainContext, batchify
+from harness.tasks.ptb_lstm.views import batchify
 
 
 def main() -> None:
@@ -51,13 +50,9 @@ def main() -> None:
     data = batchify(train, p.batch_size)
     lam = entry.lambda_ if isinstance(entry.lambda_, float) else None
     method = METHODS.get(args.method)(entry.params, lam)
-    parts = (seed, size, 0)
-    ctx = TrainContext(
-        params=p, model=task.build_model(parts), bigram=build_bigram(train.cpu(), task.vocab_size),
-        sampler=ContextSampler(train, task.vocab_size, p.imm_window, pad=task.eos),
-        generator=make_generator(task.device, "ptb_lstm-method", args.method, *parts),
-        steps_per_epoch=-(-(data.shape[1] - 1) // p.bptt),
-        stale=StaleModel(data, p.bptt, task.vocab_size))
+    ctx = task.train_context(method, (seed, size, 0), data,
+                             build_bigram(train.cpu(), task.vocab_size),
+                             ContextSampler(train, task.vocab_size, p.imm_window, pad=task.eos))
     trainer = Trainer(ctx, method, data, task.corpus.valid.to(task.device), None)
     start = time.perf_counter()
     state = trainer.train()

@@ -80,6 +80,12 @@ def mask_tokens(batch: Batch, probability: float, mask_id: int, vocab_size: int,
     return MlmInputs(masked, select, ids[rows, cols], ids[rows, cols - 1])
 
 
+def head_own_parameters(model: torch.nn.Module) -> dict[str, torch.nn.Parameter]:
+    """The MLM head's own parameters: all but the decoder tied to the word embeddings."""
+    tied = model.bert.embeddings.word_embeddings.weight
+    return {name: q for name, q in model.mlm_head.named_parameters() if q is not tied}
+
+
 def warm_up_head(ctx: RunContext, steps: int, lr: float, generator: torch.Generator
                  ) -> list[float]:
     """Train only a fresh MLM head (its transform and output bias; the decoder is the word
@@ -88,9 +94,7 @@ def warm_up_head(ctx: RunContext, steps: int, lr: float, generator: torch.Genera
     fine-tuning from a trained state, as a pretrained checkpoint's head would, instead of
     sending the encoder the gradients of a random head. Returns the losses."""
     model, p = ctx.model, ctx.params
-    tied = model.bert.embeddings.word_embeddings.weight
-    params = [q for q in model.mlm_head.parameters() if q is not tied]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(head_own_parameters(model).values(), lr=lr, weight_decay=0.0)
     n, losses = len(ctx.train), []
     was = model.training
     model.eval()
@@ -121,9 +125,7 @@ def warmed_up_head(ctx: RunContext, key: str, steps: int, lr: float,
     checkpoint, the training subset and its seed, not on the method, so the other methods'
     cells of a replicate load the same trained head (its own weights; the decoder stays
     tied) instead of repeating it. Returns whether the head came from the cache."""
-    head = ctx.model.mlm_head
-    tied = ctx.model.bert.embeddings.word_embeddings.weight
-    own = {name: q for name, q in head.named_parameters() if q is not tied}
+    own = head_own_parameters(ctx.model)
     cached = _WARM_HEADS.get(key)
     if cached is None:
         warm_up_head(ctx, steps, lr, generator)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from harness.methods.base import Method
 from harness.tasks.base import CellRequest, Progress, Task, make_generator, stable_seed
@@ -79,6 +80,21 @@ class PtbLstmTask(Task):
                           method.lam, request.size, request.seed, request.split)
         return Path(root) / f"ptb_lstm-{method.name}-{key:016x}" / f"run{run}.pt"
 
+    def train_context(self, method: Method, seed_parts: tuple, data: Tensor, bigram,
+                      sampler: ContextSampler) -> TrainContext:
+        """A replicate's fresh model and what the method's views read; one place, so that
+        benchmarks/ptb_curve.py trains exactly as the cell does."""
+        p = self.params
+        blank = method.name == "noising" and p.noising_variant == "blank"
+        return TrainContext(
+            params=p, model=self.build_model(seed_parts, self.vocab_size + 1 if blank else None),
+            bigram=bigram, sampler=sampler,
+            generator=make_generator(self.device, "ptb_lstm-method", method.name, *seed_parts),
+            steps_per_epoch=-(-(data.shape[1] - 1) // p.bptt),
+            stale=StaleModel(data, p.bptt, self.vocab_size),
+            blank_id=self.vocab_size if blank else None,
+        )
+
     # ---- a cell --------------------------------------------------------------------
     def run(self, method: Method, request: CellRequest, progress: Progress | None = None
             ) -> dict[str, np.ndarray]:
@@ -91,19 +107,11 @@ class PtbLstmTask(Task):
         valid = self.corpus.valid[:cut].to(self.device)
         final = valid if request.split == "validation" else self.corpus.test[:cut].to(
             self.device)
-        blank = method.name == "noising" and p.noising_variant == "blank"
         results: dict[str, list[float]] = {}
         for run in range(request.runs):
-            seed_parts = (request.seed, request.size, run)
-            model = self.build_model(seed_parts, self.vocab_size + 1 if blank else None)
-            ctx = TrainContext(
-                params=p, model=model, bigram=bigram, sampler=sampler,
-                generator=make_generator(self.device, "ptb_lstm-method", method.name,
-                                         *seed_parts),
-                steps_per_epoch=-(-(data.shape[1] - 1) // p.bptt),
-                stale=StaleModel(data, p.bptt, self.vocab_size),
-                blank_id=self.vocab_size if blank else None,
-            )
+            ctx = self.train_context(method, (request.seed, request.size, run), data, bigram,
+                                     sampler)
+            model = ctx.model
 
             def report(fraction: float, run: int = run) -> None:
                 if progress is not None:
