@@ -333,15 +333,28 @@ def test_reported_table2_matches_the_specs():
 
     reported = load_reported(ROOT / "reported" / "glue_table2.yaml")
     assert reported.task == "glue_bert"
-    cpu, paper = load_spec(ROOT / "specs" / "glue.yaml"), load_spec(
-        ROOT / "specs" / "glue_paper.yaml")
-    labels = {m.display for m in cpu.methods} & {m.display for m in paper.methods}
+    specs = [load_spec(ROOT / "specs" / f"{name}.yaml")
+             for name in ("glue", "glue_2000", "glue_paper")]
+    labels = set.intersection(*({m.display for m in spec.methods} for spec in specs))
     for rule in reported.rules:
         assert (rule.metric or reported.metric) in GlueBertParams.metrics
         named = {getattr(rule, k) for k in ("label", "better", "worse") if hasattr(rule, k)}
         assert named <= labels
         sizes = rule.sizes if rule.rule == "ordering" else [rule.size]
-        assert set(sizes) <= {cpu.sizes[0], paper.sizes[0]}
+        assert set(sizes) <= {spec.sizes[0] for spec in specs}
+
+
+def test_glue_2000_differs_from_glue_only_in_size_tasks_and_methods():
+    """specs/glue_2000.yaml is specs/glue.yaml at 2,000 examples of CoLA and MRPC, with
+    Table 2's three methods configured identically: the comparison is of scale only."""
+    cpu, larger = (load_spec(ROOT / "specs" / f"{name}.yaml") for name in ("glue", "glue_2000"))
+    assert larger.task.params.model_dump(exclude={"tasks"}) == cpu.task.params.model_dump(
+        exclude={"tasks"})
+    assert larger.task.params.tasks == ["cola", "mrpc"]
+    assert larger.sizes == [2000] and larger.seeds == cpu.seeds
+    same = {m.display: m for m in cpu.methods}
+    assert [m.display for m in larger.methods] == ["baseline", "mlm", "imm"]
+    assert all(m == same[m.display] for m in larger.methods)
 
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
