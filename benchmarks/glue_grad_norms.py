@@ -15,11 +15,10 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from harness.registry import METHODS
+from harness.runner.execute import first_cell
 from harness.spec import load_spec
 from harness.tasks.base import make_generator
 from harness.tasks.glue_bert.corpus import splits
-from harness.tasks.glue_bert.task import GlueBertTask
 from harness.tasks.glue_bert.train import Trainer, warm_up_head
 
 
@@ -38,14 +37,10 @@ def main() -> None:
     args = parser.parse_args()
 
     spec = load_spec(args.spec)
-    warmup = (spec.task.params.head_warmup_steps if args.head_warmup is None
-              else args.head_warmup)
-    p = spec.task.params.model_copy(update={"head_warmup_steps": warmup})
-    task = GlueBertTask(p, args.data_dir)
-    entry = next(m for m in spec.methods if m.name == args.method)
-    lam = entry.lambda_ if isinstance(entry.lambda_, float) else None
-    method = METHODS.get(args.method)(entry.params, lam)
-    size, seed = spec.sizes[0], spec.seeds[0]
+    update = {} if args.head_warmup is None else {"head_warmup_steps": args.head_warmup}
+    cell, task, method = first_cell(spec, args.method, args.data_dir, **update)
+    p, size, seed = task.params, cell.size, cell.seed
+    warmup = p.head_warmup_steps
     for glue_task in args.tasks:
         train, _ = splits(glue_task, size, seed, "test", task.data_dir, p.valid_fraction)
         parts = (glue_task, seed, size, 0)
@@ -60,7 +55,7 @@ def main() -> None:
             mlm, term = method.loss_parts(views, 0)
             task_loss = F.cross_entropy(views.task_logits(), views.batch.labels)
             pieces = [("task", task_loss), ("MLM", mlm)] + (
-                [] if term is None else [(f"{args.method} term", term)])
+                [] if term is None else [(f"{method.name} term", term)])
             line = []
             for i, (name, loss) in enumerate(pieces):
                 grads = torch.autograd.grad(loss, trainer.params, allow_unused=True,

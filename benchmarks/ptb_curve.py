@@ -18,11 +18,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from harness.registry import METHODS
+from harness.runner.execute import first_cell
 from harness.spec import load_spec
 from harness.tasks.ptb_lstm.corpus import build_bigram
 from harness.tasks.ptb_lstm.sampler import ContextSampler
-from harness.tasks.ptb_lstm.task import PtbLstmTask
 from harness.tasks.ptb_lstm.train import Trainer, describe
 from harness.tasks.ptb_lstm.views import batchify
 
@@ -39,17 +38,15 @@ def main() -> None:
     args = parser.parse_args()
 
     spec = load_spec(args.spec)
-    entry = next(m for m in spec.methods if m.name == args.method)
-    update = {"max_epochs": args.epochs or spec.task.params.max_epochs, "checkpoint": False}
+    update = {"checkpoint": False}
+    if args.epochs:
+        update["max_epochs"] = args.epochs
     if args.finetune_below is not None or args.from_start:
         update["finetune_below"] = args.finetune_below
-    p = spec.task.params.model_copy(update=update)
-    size, seed = spec.sizes[0], spec.seeds[0]
-    task = PtbLstmTask(p, args.data_dir)
+    cell, task, method = first_cell(spec, args.method, args.data_dir, **update)
+    p, size, seed = task.params, cell.size, cell.seed
     train = task.train_stream(size)
     data = batchify(train, p.batch_size)
-    lam = entry.lambda_ if isinstance(entry.lambda_, float) else None
-    method = METHODS.get(args.method)(entry.params, lam)
     ctx = task.train_context(method, (seed, size, 0), data,
                              build_bigram(train.cpu(), task.vocab_size),
                              ContextSampler(train, task.vocab_size, p.imm_window, pad=task.eos))

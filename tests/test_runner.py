@@ -56,6 +56,25 @@ def test_grid_counts_order_and_only_filters() -> None:
         expand(spec, {"size": 3})
 
 
+def test_first_cell_builds_a_methods_cell_as_a_worker_does() -> None:
+    # Benchmarks rerun part of a cell through first_cell: the method's first cell, its
+    # lambda, and only the task params they override changed.
+    from harness.runner.execute import first_cell
+
+    spec = validate_spec(small_spec())
+    cell, task, method = first_cell(spec, "imm", epochs=77)
+    assert cell.cell_id == expand(spec, {"method": "imm"})[0].cell_id
+    assert (method.name, method.lam) == ("imm_sampled", cell.entry.lambda_)
+    assert task.params.epochs == 77
+    assert task.params.model_copy(update={"epochs": 40}) == (
+        spec.task.params)
+    _, _, noising = first_cell(spec, "noising")  # a lambda schedule, at the first size (2)
+    ratio = 0.818 - 0.0111 * 2
+    assert noising.lam == pytest.approx(ratio / (1 - ratio))
+    with pytest.raises(GridError, match="no such method"):
+        first_cell(spec, "nosuch")
+
+
 def test_cell_id_stable_sensitive_and_format_independent(write_spec) -> None:
     base = small_spec()
     assert ids(base) == ids(small_spec())

@@ -9,6 +9,7 @@ also guarantees that what runs is exactly what was hashed.
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 import traceback
@@ -81,6 +82,24 @@ def build(config: dict[str, Any], lam: float | None, data_dir: str | None) -> tu
     task = TASKS.get(task_cfg["name"])(task_params, data_dir)
     method = METHODS.get(method_cfg["name"])(method_params, lam)
     return task, method
+
+
+def first_cell(spec: Any, method: str, data_dir: str | None = None, **task_updates: Any
+               ) -> tuple[Any, Any, Any]:
+    """The first cell (first size and seed) of ``spec``'s method ``method`` (name or label)
+    with its task and method built as a worker builds them (per-method task params and
+    lambda schedules included), ``task_updates`` over the task params: for benchmarks
+    that rerun part of a cell with one setting changed. Returns (cell, task, method)."""
+    from harness.runner.grid import expand
+
+    cell = expand(spec, {"method": method})[0]
+    config = copy.deepcopy(dict(cell.config))
+    config["task"]["params"].update(task_updates)
+    choice = fixed_lambda(cell.entry.lambda_, cell.size)
+    if choice.error:
+        raise ValueError(choice.error)
+    task, built = build(config, choice.value, data_dir_for(data_dir, spec))
+    return cell, task, built
 
 
 def evaluate(task: Any, method: Any, request: Any, progress: Any = None
