@@ -1,33 +1,63 @@
 """The ``harness`` command line. Heavy imports (torch, mlflow, optuna) happen inside the
-subcommands that need them, so ``--help``, ``validate``, ``list`` and ``schema`` are fast."""
+subcommands that need them, so ``--help``, ``validate``, ``list`` and ``schema`` are fast.
+
+Every mistake a user can make is one line on stderr and exit status 1 (2 for a malformed
+command line), never a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import yaml
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``harness run: error: ... (see harness run --help)``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _parse_assignment(text: str) -> tuple[str, Any]:
     key, sep, value = text.partition("=")
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected key=value, got {text!r}")
-    return key, yaml.safe_load(value)
+    try:
+        return key, yaml.safe_load(value)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not valid YAML "
+                                         f"({problem})") from None
+
+
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("harness")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="harness",
         description="Declarative benchmark harness for Induced Model Matching (IMM).",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"harness {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     p = sub.add_parser("validate", help="check specs against the schema (exit 0 or 1)")
     p.add_argument("specs", nargs="+", metavar="SPEC")
+    p.add_argument("--data-dir", default=None,
+                   help="also check the data files the specs' cells read, as a run would")
 
     p = sub.add_parser("run", help="run a spec's grid (resumes by default)")
     p.add_argument("spec", metavar="SPEC")
@@ -42,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, help="parallel cell workers (processes)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides spec)")
     p.add_argument("--data-dir", default=None, help="data files (else spec or HARNESS_DATA_DIR)")
-    p.add_argument("--fresh", action="store_true", help="discard earlier results of this spec")
+    p.add_argument("--fresh", action="store_true",
+                   help="discard earlier results of this spec (only what harness wrote)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the run")
 
     p = sub.add_parser("list", help="list registered tasks or methods")
@@ -54,10 +85,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", default=None, help="metric to report (default: the spec's)")
     p.add_argument("--plot", default=None, metavar="FILE.png", help="also write a plot")
     p.add_argument("--output", "-o", default=None, help="write the table here (else stdout)")
+    p.add_argument("--data-dir", default=None, help="the data the spec's cells read")
 
     p = sub.add_parser("check", help="compare results with reported numbers (exit 1 on regression)")
     p.add_argument("source", metavar="SPEC|RESULTS")
     p.add_argument("--against", required=True, metavar="reported/FILE.yaml")
+    p.add_argument("--data-dir", default=None, help="the data the spec's cells read")
+
+    p = sub.add_parser("records", help="list every record in a results folder, in the grid "
+                       "or not")
+    p.add_argument("source", metavar="SPEC|RESULTS")
+    p.add_argument("--data-dir", default=None, help="the data the spec's cells read")
 
     sub.add_parser("schema", help="print the spec's JSON Schema (for editor autocompletion)")
     return parser
@@ -65,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from harness.errors import HarnessError
     from harness.registry import UnknownNameError
     from harness.spec import SpecError
 
@@ -74,29 +113,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines:
             print(line, file=sys.stderr)
         return 1
-    except UnknownNameError as exc:
+    except (UnknownNameError, HarnessError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted: finished cells are saved; run again to resume", file=sys.stderr)
+        print("interrupted: finished cells are saved and running cells keep their "
+              "checkpoints; run again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # `harness schema | head`: the reader left; nothing is wrong with the command.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
     from harness.spec import SpecError, load_spec
 
     failed = False
     for path in args.specs:
         try:
             spec = load_spec(path)
+            data_note = _check_spec_data(spec, args.data_dir) if args.data_dir else ""
         except SpecError as exc:
             failed = True
             for line in exc.lines:
                 print(line, file=sys.stderr)
+        except HarnessError as exc:
+            failed = True
+            print(f"{path}: {exc}", file=sys.stderr)
         else:
             print(f"{path}: ok ({spec.task.name}, {len(spec.methods)} methods, "
-                  f"{len(spec.sizes)} sizes, {len(spec.seeds)} seeds, {spec.runs} runs)")
+                  f"{len(spec.sizes)} sizes, {len(spec.seeds)} seeds, {spec.runs} runs"
+                  f"{data_note})")
     return 1 if failed else 0
+
+
+def _check_spec_data(spec: Any, data_dir: str) -> str:
+    """The data checks a run makes before any compute; ', N data files' when they pass."""
+    from harness.runner.data import CellData
+    from harness.runner.grid import expand
+    from harness.runner.sweep import check_data
+
+    data = CellData.for_spec(spec, data_dir)
+    cells = expand(spec, None, data)
+    check_data(spec, cells, data)
+    files = {entry.get("path") or entry.get("source") for c in cells for entry in c.data.values()}
+    return f", {len(files)} data files checked" if files else ", no data files"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -113,6 +177,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     from harness.spec import spec_model
 
     print(json.dumps(spec_model().model_json_schema(by_alias=True), indent=2))
+    sys.stdout.flush()
     return 0
 
 
@@ -134,12 +199,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     return check_command(args)
 
 
+def cmd_records(args: argparse.Namespace) -> int:
+    from harness.report.command import records_command
+
+    return records_command(args)
+
+
 COMMANDS = {
     "validate": cmd_validate,
     "run": cmd_run,
     "list": cmd_list,
     "report": cmd_report,
     "check": cmd_check,
+    "records": cmd_records,
     "schema": cmd_schema,
 }
 

@@ -1,4 +1,21 @@
-"""Exceptions the runner understands: they mark a cell as failed or skipped with a reason."""
+"""Exceptions with a meaning for the user or the runner.
+
+``HarnessError`` and its subclasses carry one line meant for the user: the CLI prints it
+without a traceback. ``Diverged`` and ``SkipCell`` mark a cell as failed or skipped.
+"""
+
+
+class HarnessError(Exception):
+    """A problem the user can fix (bad input, a folder harness will not touch); the
+    message is one line."""
+
+
+class DataError(HarnessError, ValueError):
+    """A data file is missing, unreadable or unusable; the message names the file."""
+
+
+class DataMissingError(DataError, FileNotFoundError):
+    """A data file is absent; the message says what, where and how to get it."""
 
 
 class Diverged(RuntimeError):

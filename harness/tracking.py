@@ -1,9 +1,16 @@
 """MLflow tracking: one parent run per spec, one nested child run per cell.
 
-Logging happens in the main process when a record is written; the child run's id is then
-written into the record, so a record without one (tracking was off, or the process died in
-between) is logged on the next resume instead of being recomputed. mlflow is imported only
-when tracking is enabled: it takes seconds to import.
+Logging happens in the main process when a record is written, while the cell's claim is
+held; the child run's id is then written into the record, so a record without one
+(tracking was off, or the process died in between) is logged on the next resume instead
+of being recomputed. Logging is idempotent: a cell's child run is found by its
+``cell_id`` tag before one is created, so resumes and concurrent runs of one spec give one
+MLflow run per cell. The parent run is created under a claim of its own.
+
+An ``http(s)`` tracking server is probed first (``/health``, 5 s): when it cannot be
+reached the sweep goes on untracked with one warning, and its records are logged on a
+later resume. mlflow is imported only when tracking is enabled: it takes seconds to
+import.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +33,8 @@ MAX_KEY = 250
 MAX_PARAM = 6000
 MAX_TAG = 8000
 BATCH = 100
+PROBE_TIMEOUT_S = 5.0
+QUIET_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3")
 
 
 def tracking_uri(spec: Any, override: str | None = None) -> str:
@@ -60,10 +70,12 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
 class Tracker:
     """Logs a spec's cells to MLflow under one parent run (reused across resumes)."""
 
-    def __init__(self, spec: Any, store: ResultsStore, uri: str) -> None:
+    def __init__(self, spec: Any, store: ResultsStore, uri: str, claims: Any = None) -> None:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         from mlflow import MlflowClient
 
         self.uri = uri
@@ -71,10 +83,15 @@ class Tracker:
         self.client = MlflowClient(tracking_uri=uri)
         self.store = store
         experiment = spec.tracking.experiment or spec.name
-        found = self.client.get_experiment_by_name(experiment)
-        self.experiment_id = (found.experiment_id if found is not None
-                              else self.client.create_experiment(experiment))
-        self.parent_id = self._parent_run(spec)
+        claim = _wait_for(claims, "tracking")
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            self.experiment_id = (found.experiment_id if found is not None
+                                  else self.client.create_experiment(experiment))
+            self.parent_id = self._parent_run(spec)
+        finally:
+            if claim is not None:
+                claims.release(claim)
 
     def _parent_run(self, spec: Any) -> str:
         """The run id saved in tracking.json if it still exists in this store, else a new one."""
@@ -100,10 +117,27 @@ class Tracker:
                                    "parent_run_id": run.info.run_id})
         return run.info.run_id
 
+    def existing_run(self, record: dict[str, Any]) -> str | None:
+        """The id of the child run already logged for this very record (same cell, same
+        parent run, same finish time), if any: a resume or a concurrent run that logs it
+        again finds it instead of logging a duplicate. A recomputed cell (a retry, or
+        after --fresh) is a new record and gets a run of its own."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(f"tags.cell_id = '{record['cell_id']}' and "
+                           f"tags.`{PARENT_TAG}` = '{self.parent_id}' and "
+                           f"tags.record_finished = '{record.get('finished') or ''}'"),
+            max_results=1,
+        )
+        return runs[0].info.run_id if runs else None
+
     def log_cell(self, record: dict[str, Any]) -> str:
-        """Log one record as a child run; return the run id."""
+        """Log one record as a child run (or find the one logged before); return its id."""
         from mlflow.entities import Metric, RunTag
 
+        found = self.existing_run(record)
+        if found is not None:
+            return found
         tags = {
             PARENT_TAG: self.parent_id,
             "mlflow.runName": f"{record['label']}-size{record['size']}-seed{record['seed']}",
@@ -113,6 +147,7 @@ class Tracker:
             "status": record["status"],
             "git_commit": record.get("git_commit") or "",
             "reason": record.get("reason") or "",
+            "record_finished": record.get("finished") or "",
         }
         if record["status"] == "skipped":
             tags["skipped"] = "true"
@@ -150,18 +185,60 @@ class Tracker:
         return out
 
 
-def open_tracker(spec: Any, store: ResultsStore, override: str | None = None
-                 ) -> Tracker | None:
+def _wait_for(claims: Any, key: str, timeout: float = 60.0) -> Any:
+    """A claim on ``key`` (waiting while another run holds it), or None without claims."""
+    if claims is None:
+        return None
+    deadline = time.monotonic() + timeout
+    claim = claims.acquire(key)
+    while claim is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        claim = claims.acquire(key)
+    return claim
+
+
+def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when an http(s) tracking server answers /health, else why not (one line).
+    Other URIs (sqlite, file stores) are not probed."""
+    if not uri.startswith(("http://", "https://")):
+        return None
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+            if reply.status >= 400:
+                return f"HTTP {reply.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"unreachable ({one_line_text(reason)})"
+    return None
+
+
+def one_line_text(value: Any) -> str:
+    return " ".join(str(value).split())[:200]
+
+
+def open_tracker(spec: Any, store: ResultsStore, override: str | None = None,
+                 claims: Any = None) -> Tracker | None:
     """A Tracker, or None when tracking is disabled or MLflow cannot be reached (the sweep
     still runs; records without a run id are logged on a later resume)."""
     if not spec.tracking.enabled:
         return None
     uri = tracking_uri(spec, override)
+    problem = probe(uri)
+    if problem is not None:
+        print(f"warning: MLflow tracking server {uri} {problem}; running untracked "
+              "(records are logged on a later resume)", file=sys.stderr)
+        return None
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
-        return Tracker(spec, store, uri)
+        return Tracker(spec, store, uri, claims)
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
         print(f"warning: MLflow tracking at {uri} unavailable ({type(exc).__name__}: "
-              f"{' '.join(str(exc).split())[:300]}); continuing without it", file=sys.stderr)
+              f"{one_line_text(exc)}); running untracked (records are logged on a later "
+              "resume)", file=sys.stderr)
         return None

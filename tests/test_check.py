@@ -205,10 +205,12 @@ def ptb_results(root: Path, size: int, values: dict[str, dict[str, float]]) -> P
             "methods": [{"name": lb, "label": lb} for lb in labels], "sizes": [size],
             "seeds": [0], "runs": 1}
     (results / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    grid = {"spec": "ptb", "cells": list(labels), "data": {}}
+    (results / "grid.json").write_text(json.dumps(grid), encoding="utf-8")
     for label in labels:
         record = {"schema": 1, "cell_id": label, "spec": "ptb", "task": "ptb_lstm",
                   "method": label, "label": label, "size": size, "seed": 0, "runs": 1,
-                  "status": "ok", "reason": None,
+                  "status": "ok", "reason": None, "config": {},
                   "metrics": {m: [values[label][m]] for m in values[label]}}
         (results / "cells" / f"{label}.json").write_text(json.dumps(record), encoding="utf-8")
     return results

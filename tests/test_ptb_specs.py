@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from harness.runner import expand
+from harness.runner.data import CellData
 from harness.spec import load_spec
 from harness.spec.models import task_params_for
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+needs_data = pytest.mark.skipif(not (DATA / "ptb" / "ptb.train.txt").is_file(),
+                                reason=f"PTB files not at {DATA}/ptb")
 METHODS = {"baseline", "interpolation", "noising", "reverse_kd", "imm_sampled",
            "imm_serialized"}
 
@@ -49,25 +52,28 @@ def test_paper_spec_has_the_paper_recipe():
     assert task_params_for(spec, entries["imm_sampled"]).finetune_below == 90
 
 
+@needs_data
 def test_sizes_spec_has_the_size_axis_and_all_six_methods():
     spec = load_spec(ROOT / "specs" / "ptb_sizes.yaml")
     assert spec.sizes == [50000, 100000, 200000, 400000]
     assert set(methods(spec)) == METHODS
-    assert len(expand(spec)) == 24
+    assert len(expand(spec, data=CellData(DATA))) == 24
     assert spec.task.params.checkpoint
 
 
+@needs_data
 def test_checkpointing_is_operational_and_leaves_cell_ids_alone(tmp_path):
     # Checkpointing changes how a cell runs, not its numbers: switching it (or moving the
     # checkpoint folder) keeps earlier results; a field that changes numbers does not.
     text = (ROOT / "specs" / "ptb.yaml").read_text()
-    base = [c.cell_id for c in expand(load_spec(ROOT / "specs" / "ptb.yaml"))]
+    data = CellData(DATA)
+    base = [c.cell_id for c in expand(load_spec(ROOT / "specs" / "ptb.yaml"), data=data)]
     for i, change in enumerate(["checkpoint: false", "checkpoint: true\n    checkpoint_dir: x",
                                 "dropout: 0.3"]):
         path = tmp_path / f"s{i}.yaml"
         path.write_text(text.replace("dropout: 0.5", f"dropout: 0.5\n    {change}", 1)
                         if "dropout" not in change else text.replace("dropout: 0.5", change))
-        ids = [c.cell_id for c in expand(load_spec(path))]
+        ids = [c.cell_id for c in expand(load_spec(path), data=data)]
         assert (ids == base) == ("dropout" not in change), change
 
 

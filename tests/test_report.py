@@ -37,30 +37,37 @@ def write_results(
     Each cell dict needs label, size, seed and either ``values`` (accuracy per run; other
     metrics are derived) or ``status`` + ``reason``.
     """
+    from harness.runner.grid import expand
+    from harness.spec import validate_spec
+
     methods = {"baseline": "baseline", "noising": "noising", "imm": "imm_sampled"}
-    spec = {
+    spec = validate_spec({
         "name": name,
         "task": {"name": "logistic", "params": {}},
-        "methods": [{"name": methods.get(lb, lb), "label": lb, "lambda": None, "params": {}}
-                    for lb in labels],
+        "methods": [{"name": methods.get(lb, lb), "label": lb}
+                    | ({} if lb == "baseline" else {"lambda": 1.5}) for lb in labels],
         "sizes": list(sizes),
-        "seeds": sorted({c["seed"] for c in cells}),
+        "seeds": sorted({c["seed"] for c in cells}) or [0],
         "runs": runs,
         "metric": "accuracy",
         "output_dir": str(root),
-    }
+    })
+    grid = {(c.label, c.size, c.seed): c.cell_id for c in expand(spec)}
     results = root / name
     (results / "cells").mkdir(parents=True)
-    (results / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
+    dumped = spec.model_dump(mode="json", by_alias=True)
+    (results / "spec.yaml").write_text(yaml.safe_dump(dumped), encoding="utf-8")
+    (results / "grid.json").write_text(json.dumps({"spec": name, "cells": list(grid.values()),
+                                                   "data": {}}))
     for cell in cells:
         label, size, seed = cell["label"], cell["size"], cell["seed"]
         values = [float(v) for v in cell.get("values", [])]
         metrics = {"accuracy": values, "log_loss": [1.0 - v for v in values]} if values else {}
         record = {
-            "schema": 1, "cell_id": f"{label}-n{size}-s{seed}", "spec": name, "task": "logistic",
+            "schema": 1, "cell_id": grid[(label, size, seed)], "spec": name, "task": "logistic",
             "method": methods.get(label, label), "label": label, "size": size, "seed": seed,
             "runs": len(values) or runs, "status": cell.get("status", "ok"),
-            "reason": cell.get("reason"), "metrics": metrics,
+            "reason": cell.get("reason"), "metrics": metrics, "config": {},
         }
         path = results / "cells" / f"{record['cell_id']}.json"
         path.write_text(json.dumps(record), encoding="utf-8")
@@ -93,10 +100,9 @@ def test_pools_runs_of_all_seeds(results: Path):
     rs = load_results(results)
     assert rs.labels == LABELS and rs.sizes == (5, 10) and rs.metric == "accuracy"
     cell = rs.pooled("accuracy")[("imm", 10)]
-    values = np.concatenate([
-        json.loads((results / "cells" / f"imm-n10-s{s}.json").read_text())["metrics"]["accuracy"]
-        for s in (0, 1)
-    ])
+    records = [json.loads(p.read_text()) for p in (results / "cells").glob("*.json")]
+    values = np.concatenate([r["metrics"]["accuracy"] for r in records
+                             if r["label"] == "imm" and r["size"] == 10])
     assert cell.n == 100
     assert cell.median == pytest.approx(np.median(values))
     assert (cell.p10, cell.p90) == pytest.approx(tuple(np.percentile(values, [10, 90])))
@@ -105,12 +111,10 @@ def test_pools_runs_of_all_seeds(results: Path):
 
 def test_load_from_spec_file_uses_output_dir(results: Path, tmp_path: Path):
     spec = yaml.safe_load((results / "spec.yaml").read_text())
-    spec["methods"] = [{"name": "baseline"}, {"name": "noising", "lambda": 1.5},
-                       {"name": "imm_sampled", "label": "imm", "lambda": 1.5}]
     path = tmp_path / "toy.yaml"
     path.write_text(yaml.safe_dump(spec))
     rs = load_results(path)
-    assert rs.results_dir == results and rs.labels == LABELS
+    assert rs.results_dir == results and rs.labels == LABELS and len(rs.records) == 12
 
 
 def test_no_results_is_one_clear_line(tmp_path: Path, capsys):

@@ -21,7 +21,7 @@ from harness.spec import load_spec, validate_spec
 RECORD_KEYS = {
     "schema", "cell_id", "spec", "task", "method", "label", "size", "seed", "runs", "status",
     "reason", "traceback", "lambda", "lambda_source", "tuning", "config", "metrics", "summary",
-    "timings", "git_commit", "versions", "started", "finished", "mlflow_run_id",
+    "timings", "git_commit", "versions", "started", "finished", "mlflow_run_id", "data",
 }
 
 
@@ -155,14 +155,21 @@ def test_diverging_cell_is_recorded_as_failed_and_the_others_complete(write_spec
     assert "4 ok, 2 failed" in out and "failed: imm size=2 seed=0: diverged:" in out
 
 
-def test_changed_setting_archives_old_records_and_restores_them(write_spec) -> None:
+def test_records_of_another_setting_stay_and_the_report_reads_only_its_grid(write_spec,
+                                                                           capsys) -> None:
+    # Issue 11, point 1: a run with a changed setting writes its own records beside the
+    # others; neither report mixes them in, and going back to the first setting resumes.
     spec = validate_spec(small_spec(seeds=[0], sizes=[2]))
     run_spec(spec)
     changed = validate_spec(small_spec(seeds=[0], sizes=[2], runs=3))
     run_spec(changed, only={"method": "baseline"})
     store = ResultsStore.for_spec(spec)
-    assert len(list(store.cells_dir.glob("*.json"))) == 1
-    assert len(list((store.cells_dir / "stale").glob("*.json"))) == 3
+    assert len(list(store.cells_dir.glob("*.json"))) == 4
+    path = write_spec(small_spec(seeds=[0], sizes=[2]))
+    assert main(["report", str(path), "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert "1 record(s)" in err and "harness records" in err and "left out" not in out
+    assert {row.split(",")[4] for row in out.splitlines()[1:]} == {"4"}  # n: runs of `spec`
     assert run_spec(spec).resumed == 3
 
 
@@ -197,19 +204,23 @@ def test_resume_after_sigkill_keeps_finished_cells_and_matches_a_clean_run(write
     assert metrics(Path("clean/tiny")) == metrics(Path("results/tiny"))
 
 
-def test_a_cell_failed_by_an_error_is_retried_on_resume(tmp_path, monkeypatch):
-    """Missing data fails the cell with a one-line reason; once the data is given, a plain
-    rerun (no --fresh) runs it, while diverged cells stay recorded as results."""
-    data = Path(__file__).resolve().parents[2] / "shared" / "data"
-    if not (data / "ptb" / "ptb.train.txt").is_file():
-        pytest.skip("PTB data not present")
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)
-    spec = Path(__file__).resolve().parents[1] / "specs" / "smoke" / "ptb.yaml"
-    args = ["run", str(spec), "--only", "method=baseline", "--no-report"]
-    assert main([*args, "--data-dir", str(tmp_path / "nowhere")]) == 1
-    [record] = [json.loads(p.read_text()) for p in tmp_path.glob("results/*/cells/*.json")]
-    assert record["status"] == "failed" and "DataMissingError" in record["reason"]
-    assert main([*args, "--data-dir", str(data)]) == 0
-    [record] = [json.loads(p.read_text()) for p in tmp_path.glob("results/*/cells/*.json")]
-    assert record["status"] == "ok"
+def test_a_cell_failed_by_an_error_is_retried_on_resume(write_spec, monkeypatch):
+    """A cell that failed with an error is rerun by a plain rerun (no --fresh), while a
+    diverged cell stays recorded as a result."""
+    from harness.tasks.logistic.task import LogisticTask
+
+    spec = validate_spec(small_spec(seeds=[0], sizes=[2], methods=[{"name": "baseline"}]))
+    real_run = LogisticTask.run
+
+    def broken(self, *args, **kwargs):
+        raise RuntimeError("a bug since fixed")
+
+    monkeypatch.setattr(LogisticTask, "run", broken)
+    first = run_spec(spec)
+    [record] = records(Path("results/tiny")).values()
+    assert first.exit_code == 1 and record["status"] == "failed"
+    assert record["reason"] == "RuntimeError: a bug since fixed"
+    monkeypatch.setattr(LogisticTask, "run", real_run)
+    second = run_spec(spec)
+    [record] = records(Path("results/tiny")).values()
+    assert second.exit_code == 0 and second.resumed == 0 and record["status"] == "ok"

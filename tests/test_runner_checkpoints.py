@@ -19,6 +19,7 @@ import pytest
 from conftest import small_spec
 
 from harness.runner import execute, expand, run_spec
+from harness.runner.data import CellData
 from harness.runner.execute import CHECKPOINT_ENV
 from harness.runner.store import ResultsStore
 from harness.spec import validate_spec
@@ -121,7 +122,7 @@ def test_interrupted_ptb_sweep_resumes_from_the_last_epoch(write_spec, monkeypat
     monkeypatch.setattr(Trainer, "run_epoch", spy_run_epoch)
 
     whole_spec = validate_spec({**PTB_SPEC, "output_dir": "whole"})
-    [cell] = expand(whole_spec)
+    [cell] = expand(whole_spec, data=CellData(DATA))
     whole = run_spec(whole_spec, data_dir=str(DATA))
     assert whole.counts["ok"] == 1 and epochs_run == [0, 1, 2]
     whole_root = ResultsStore.for_spec(whole_spec).root

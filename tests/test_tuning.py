@@ -36,7 +36,8 @@ def test_interrupted_study_resumes_and_tuning_never_sees_test_data(tmp_path, mon
         sizes=[5], seeds=[0], tuning={"trials": 4, "runs": 3, "seed": 7},
     ))
     store = ResultsStore.for_spec(spec)
-    store.prepare(spec)
+    store.claim_folders()
+    store.prepare(spec, [], {})
     cell = expand(spec)[0]
     partial = tune_lambda(spec, cell, store.optuna_url, max_new_trials=2)  # "interrupted"
     assert partial.tuning["trials"] == 2

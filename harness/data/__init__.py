@@ -1,11 +1,8 @@
-"""Dataset loaders shared by tasks (paths come from --data-dir / spec / HARNESS_DATA_DIR)."""
+"""Dataset loaders shared by tasks (the data folder: harness.data.location.data_root)."""
 
-from harness.data.ptb import (
-    DataMissingError,
-    PTBCorpus,
-    first_tokens,
-    load_ptb,
-    resolve_data_dir,
-)
+from harness.data.location import DATA_DIR_ENV, data_root
+from harness.data.ptb import PTBCorpus, first_tokens, load_ptb, resolve_data_dir
+from harness.errors import DataError, DataMissingError
 
-__all__ = ["DataMissingError", "PTBCorpus", "first_tokens", "load_ptb", "resolve_data_dir"]
+__all__ = ["DATA_DIR_ENV", "DataError", "DataMissingError", "PTBCorpus", "data_root",
+           "first_tokens", "load_ptb", "resolve_data_dir"]

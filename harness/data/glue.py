@@ -21,6 +21,8 @@ When the files are absent, ``datasets.load_dataset("nyu-mll/glue", name)`` is tr
 from __future__ import annotations
 
 import csv
+import importlib.util
+import io
 import os
 import socket
 from dataclasses import dataclass, replace
@@ -29,7 +31,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-DATA_DIR_ENV = "HARNESS_DATA_DIR"
+from harness.data.location import DATA_DIR_ENV
+from harness.data.text import read_text
+from harness.errors import DataError, DataMissingError
+
 TASK_DIRS = {"cola": "CoLA", "mrpc": "MRPC", "rte": "RTE", "qnli": "QNLI"}
 SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "validation": "dev.tsv"}
 LABEL_NAMES = {
@@ -53,7 +58,7 @@ _HUB_COLUMNS = {
 }
 
 
-class GlueDataMissing(FileNotFoundError):
+class GlueDataMissing(DataMissingError):
     """Neither the GLUE files nor the hub fallback could be read."""
 
 
@@ -104,8 +109,10 @@ def candidate_files(task: str, split: str, data_dir: str | os.PathLike | None = 
 
 
 def _rows(path: Path) -> list[list[str]]:
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        return [row for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE) if row]
+    """The TSV rows of ``path`` (checked UTF-8 text, BOM dropped, quoting off)."""
+    text = read_text(path, "GLUE file")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
+    return [row for row in reader if row]
 
 
 def read_tsv(task: str, path: Path, split: str = "train") -> GlueSplit:
@@ -116,28 +123,42 @@ def read_tsv(task: str, path: Path, split: str = "train") -> GlueSplit:
     if key == "cola":
         bad = [i + 1 for i, r in enumerate(rows) if len(r) != 4]
         if bad:
-            raise ValueError(f"{path}: expected 4 columns (no header) at lines {bad[:5]}")
+            raise DataError(f"{path}: expected 4 columns (no header) at lines {bad[:5]}")
         return GlueSplit(key, split, [r[3] for r in rows], None,
-                         np.array([int(r[1]) for r in rows], dtype=np.int64), names, str(path))
+                         _int_labels(path, [r[1] for r in rows], 1), names, str(path))
     header, body = rows[0], rows[1:]
+    if not body:
+        raise DataError(f"{path}: a header and no examples")
     col_a, col_b, col_y = _COLUMNS[key]
     missing = [c for c in (col_a, col_b, col_y) if c not in header]
     if missing:
-        raise ValueError(f"{path}: header {header} lacks columns {missing}")
+        raise DataError(f"{path}: header {header} lacks columns {missing}")
     ia, ib, iy = header.index(col_a), header.index(col_b), header.index(col_y)
     bad = [i + 2 for i, r in enumerate(body) if len(r) != len(header)]
     if bad:
-        raise ValueError(f"{path}: expected {len(header)} columns at lines {bad[:5]}")
+        raise DataError(f"{path}: expected {len(header)} columns at lines {bad[:5]}")
     if key == "mrpc":
-        labels = [int(r[iy]) for r in body]
+        labels = list(_int_labels(path, [r[iy] for r in body], 2))
     else:
         lookup = {n: i for i, n in enumerate(names)}
         unknown = {r[iy] for r in body} - set(lookup)
         if unknown:
-            raise ValueError(f"{path}: unknown labels {sorted(unknown)[:5]}; expected {names}")
+            raise DataError(f"{path}: unknown labels {sorted(unknown)[:5]}; expected {names}")
         labels = [lookup[r[iy]] for r in body]
     return GlueSplit(key, split, [r[ia] for r in body], [r[ib] for r in body],
                      np.array(labels, dtype=np.int64), names, str(path))
+
+
+def _int_labels(path: Path, values: list[str], first_line: int) -> np.ndarray:
+    """Integer labels (0/1), or a DataError naming the file and line."""
+    for i, value in enumerate(values):
+        if value not in ("0", "1"):
+            raise DataError(f"{path}: label {value!r} at line {first_line + i} is not 0 or 1")
+    return np.array([int(v) for v in values], dtype=np.int64)
+
+
+def datasets_installed() -> bool:
+    return importlib.util.find_spec("datasets") is not None
 
 
 def _hub_reachable(timeout: float = 3.0) -> bool:
@@ -180,12 +201,15 @@ def load_glue(task: str, split: str = "train", data_dir: str | os.PathLike | Non
             except Exception as err:  # no `datasets`, hub errors: all mean "missing"
                 first = str(err).splitlines()[0][:160] if str(err) else ""
                 reason = f"hub fallback failed: {type(err).__name__}: {first}"
+    online = ("go online so datasets.load_dataset('nyu-mll/glue', "
+              f"'{key}') can fetch it" if datasets_installed() else
+              "go online with `pip install datasets` so datasets.load_dataset("
+              f"'nyu-mll/glue', '{key}') can fetch it")
     raise GlueDataMissing(
         f"GLUE {TASK_DIRS[key]} {split} not found: looked for "
         f"{' and '.join(str(p) for p in paths)} ({reason}); either put the GLUE TSVs there "
         f"(pass --data-dir, spec data_dir or ${DATA_DIR_ENV} pointing at the folder holding "
-        f"glue/{TASK_DIRS[key]}/) or go online with `pip install datasets` so "
-        f"datasets.load_dataset('nyu-mll/glue', '{key}') can fetch it"
+        f"glue/{TASK_DIRS[key]}/) or {online}"
     )
 
 
@@ -208,3 +232,24 @@ def subset_indices(n: int, size: int | float, seed: int) -> np.ndarray:
 def training_subset(data: GlueSplit, size: int | float, seed: int) -> GlueSplit:
     """``data`` restricted to ``subset_indices(len(data), size, seed)``."""
     return data.select(subset_indices(len(data), size, seed))
+
+
+def local_file(task: str, split: str, data_dir: str | os.PathLike | None) -> Path | None:
+    """The first GLUE TSV of ``candidate_files`` that exists, or None."""
+    return next((p for p in candidate_files(task, split, data_dir) if p.is_file()), None)
+
+
+def hub_source(task: str, split: str) -> str:
+    """The name under which a hub split is recorded (no local file to fingerprint)."""
+    return f"hub:nyu-mll/glue/{_task_key(task)}/{split}"
+
+
+def check_source(task: str, split: str, where: Path | str,
+                 data_dir: str | os.PathLike | None) -> None:
+    """Validate one GLUE split before compute: a local TSV is read and parsed; a hub split
+    is loaded (online it is then cached by `datasets`; offline this raises the one-line
+    GlueDataMissing, before any training)."""
+    if isinstance(where, Path):
+        read_tsv(task, where, split)
+    else:
+        load_glue(task, split, data_dir)

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import Field, PositiveInt
+
+from harness.spec.strict import StrictModel
 
 
-class MethodParams(BaseModel):
-    """Base of all method settings: unknown keys are errors."""
+class MethodParams(StrictModel):
+    """Base of all method settings: unknown keys, inf/NaN and numbers written as strings
+    are errors."""
 
-    model_config = ConfigDict(extra="forbid")
     uses_lambda: ClassVar[bool] = True
 
 

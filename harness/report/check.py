@@ -108,16 +108,14 @@ class CheckRow:
 
 def load_reported(path: str | Path) -> Reported:
     """Read and validate a reported file; problems become one ReportError line."""
-    import yaml
+    from harness.yamlio import YamlFileError, read_yaml_file
 
     path = Path(path)
-    if not path.is_file():
-        raise ReportError(f"{path}: no such reported file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = read_yaml_file(path, "reported file")
         return Reported.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise ReportError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    except YamlFileError as exc:
+        raise ReportError(str(exc)) from None
     except ValidationError as exc:
         problems = [
             f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"

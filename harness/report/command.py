@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.report.check import failed, load_reported, print_checks, run_checks
-from harness.report.load import ReportError, ResultSet, load_results
+from harness.report.load import ReportError, ResultSet, load_results, read_all_records
 from harness.report.plot import plot_metric
 from harness.report.table import render
 
@@ -36,39 +36,91 @@ def chosen_metrics(rs: ResultSet, metric: str | None) -> list[str]:
     return [rs.check_metric(metric)]
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def _output_path(value: str, what: str, suffixes: tuple[str, ...] = ()) -> Path:
+    """A file path the user gave for output, checked before any work is done."""
+    out = Path(value)
+    if out.is_dir():
+        raise ReportError(f"{what} {out}: is a directory; give a file name")
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise ReportError(f"{what} {out}: unknown image type {out.suffix or '(none)'!r}; "
+                          f"use one of {', '.join(suffixes)}")
+    return out
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
 @_one_line_errors
 def report_command(args: argparse.Namespace) -> int:
     """Print (or write) the comparison table and optionally the plot."""
-    rs = load_results(args.source)
+    out = _output_path(args.output, "--output") if args.output else None
+    plot = _output_path(args.plot, "--plot", PLOT_SUFFIXES) if args.plot else None
+    rs = load_results(args.source, getattr(args, "data_dir", None))
     metrics = chosen_metrics(rs, args.metric)
     text = render(rs, metrics, args.format)
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text, encoding="utf-8")
+    if out is not None:
+        _write(out, text)
         print(f"wrote {out}", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    if args.plot:
+    if plot is not None:
         metric = metrics[0] if len(metrics) == 1 else rs.metric
-        print(f"wrote {plot_metric(rs, metric, args.plot)}", file=sys.stderr)
+        try:
+            print(f"wrote {plot_metric(rs, metric, plot)}", file=sys.stderr)
+        except OSError as exc:
+            raise ReportError(f"{plot}: cannot write ({exc.strerror or exc})") from None
     return 0
 
 
 @_one_line_errors
 def check_command(args: argparse.Namespace) -> int:
     """Check results against a reported file; exit 1 if a required rule fails."""
-    rs = load_results(args.source)
     reported = load_reported(args.against)
+    rs = load_results(args.source, getattr(args, "data_dir", None))
     rows = run_checks(rs, reported)
     print_checks(rows, title=f"{rs.name} vs {args.against} ({reported.source})")
     return 1 if failed(rows) else 0
 
 
+@_one_line_errors
+def records_command(args: argparse.Namespace) -> int:
+    """Every record in the results folder, marked in or out of the grid, with its data."""
+    from harness.report.table import data_text
+
+    source = Path(args.source)
+    try:
+        rs = load_results(source, args.data_dir, note=False)
+        results_dir, grid = rs.results_dir, {r["cell_id"] for r in rs.records}
+    except ReportError as exc:
+        if not source.is_dir():
+            raise
+        print(f"note: {exc}", file=sys.stderr)
+        results_dir, grid = source, set()
+    print("| cell id | in grid | label | size | seed | status | finished | data |")
+    print("|---|:---:|---|---:|---:|---|---|---|")
+    for path, record, problem in read_all_records(results_dir):
+        if record is None:
+            print(f"| {path.stem} | no | | | | unreadable: {problem} | | |")
+            continue
+        data = ", ".join(data_text(e) for e in (record.get("data") or {}).values()) or "-"
+        print(f"| {record['cell_id']} | {'yes' if record['cell_id'] in grid else 'no'} | "
+              f"{record['label']} | {record['size']} | {record['seed']} | "
+              f"{record['status']} | {record.get('finished') or ''} | {data} |")
+    return 0
+
+
 def write_default_report(results_dir: Path) -> list[Path]:
     """After a sweep: report.md (all metrics), report.csv and plot.png (headline metric)."""
     results_dir = Path(results_dir)
-    rs = load_results(results_dir)
+    rs = load_results(results_dir, note=False)
     md = results_dir / "report.md"
     md.write_text(render(rs, chosen_metrics(rs, "all"), "md"), encoding="utf-8")
     csv_path = results_dir / "report.csv"

@@ -1,4 +1,10 @@
-"""Read one spec's results (``spec.yaml`` + ``cells/*.json``) and pool runs per (label, size).
+"""Read one spec's results and pool runs per (label, size).
+
+Reports read their grid, never the whole folder: a spec file selects the records whose
+cell ids are in its grid as it is now (its settings and the current data's hashes); a
+results folder selects those of its last run (``grid.json``). Records of other
+configurations that share the folder are left out, with a note on stderr saying how many
+and how to list them (``harness records``).
 
 Reports and checks never look at a single seed: the per-run values of every ok cell of
 the same (label, size) are pooled across seeds, so that the percentiles describe the
@@ -9,13 +15,13 @@ were skipped are kept as such (with their reasons), never silently dropped.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 STATISTICS = ("median", "mean", "p10", "p90")
 
@@ -89,6 +95,8 @@ class ResultSet:
     higher_is_better: dict[str, bool]
     labels: tuple[str, ...]
     sizes: tuple[int, ...]
+    data: dict[str, Any] = field(default_factory=dict)  # {role: {path, size, sha256}}
+    left_out: int = 0  # records in the folder that are not of this grid
 
     @property
     def name(self) -> str:
@@ -157,8 +165,12 @@ def runs_text(pooled: dict[tuple[str, int], Pooled]) -> str:
     return f"{span} runs"
 
 
-def load_results(source: str | Path) -> ResultSet:
-    """Results named by a spec file (``<output_dir>/<name>/``) or by a results directory."""
+def load_results(source: str | Path, data_dir: str | None = None,
+                 note: bool = True) -> ResultSet:
+    """The records of a spec's grid: named by a spec file (``<output_dir>/<name>/``,
+    ids computed with the data found by --data-dir / the spec / $HARNESS_DATA_DIR) or by
+    a results folder (the grid of its last run). ``note``: say on stderr how many records
+    of other configurations were left out."""
     source = Path(source)
     if source.is_dir():
         results_dir = source
@@ -166,41 +178,103 @@ def load_results(source: str | Path) -> ResultSet:
         if not spec_path.is_file():
             raise ReportError(f"{results_dir}: no spec.yaml: not a results directory")
         spec = _read_yaml(spec_path)
+        saved = _saved_grid(results_dir)
+        ids = set(saved["cells"]) if saved else _grid_ids(_validated(spec, spec_path),
+                                                         data_dir, results_dir)
     else:
         from harness.spec import load_spec
 
         model = load_spec(source)
         spec = model.model_dump(mode="json", by_alias=True)
         results_dir = Path(spec["output_dir"]) / spec["name"]
-    records = _read_records(results_dir, source)
-    return _result_set(spec, records, results_dir)
+        ids = _grid_ids(model, data_dir, results_dir)
+    found = _read_records(results_dir, source)
+    records = [r for r in found if r["cell_id"] in ids]
+    left_out = len(found) - len(records)
+    if left_out and note:
+        print(f"note: {left_out} record(s) in {results_dir / 'cells'} are of other settings "
+              f"or data than this grid and are left out; `harness records {results_dir}` "
+              "lists them", file=sys.stderr)
+    if not records:
+        spec_arg = "SPEC" if source.is_dir() else source
+        raise ReportError(f"no results of this grid in {results_dir}: run `harness run "
+                          f"{spec_arg}` first")
+    rs = _result_set(spec, records, results_dir)
+    data: dict[str, Any] = {}
+    for record in records:
+        data.update(record.get("data") or {})
+    return replace(rs, data=data, left_out=left_out)
+
+
+def _saved_grid(results_dir: Path) -> dict[str, Any] | None:
+    from harness.runner.store import ResultsStore
+
+    return ResultsStore(results_dir).grid()
+
+
+def _validated(spec: dict[str, Any], path: Path) -> Any:
+    from harness.spec import SpecError, validate_spec
+
+    try:
+        return validate_spec(spec, str(path))
+    except SpecError as exc:
+        raise ReportError(exc.lines[0]) from None
+
+
+def _grid_ids(spec: Any, data_dir: str | None, results_dir: Path) -> set[str]:
+    """The cell ids of ``spec``'s full grid with the data as found now."""
+    from harness.errors import DataError
+    from harness.runner.data import CellData
+    from harness.runner.grid import expand
+
+    try:
+        return {c.cell_id for c in expand(spec, None, CellData.for_spec(spec, data_dir))}
+    except DataError as exc:
+        raise ReportError(f"{exc} (the cell ids include the data's hashes: pass --data-dir, "
+                          f"or report the results folder {results_dir}, which knows the "
+                          "data of its last run)") from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    from harness.yamlio import YamlFileError, read_yaml_file
+
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ReportError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+        data = read_yaml_file(path, "spec file")
+    except YamlFileError as exc:
+        raise ReportError(str(exc)) from None
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a mapping")
     return data
 
 
+def read_all_records(results_dir: Path) -> list[tuple[Path, dict[str, Any] | None, str | None]]:
+    """Every record file in the folder: (path, record or None, problem or None)."""
+    from harness.runner.record import record_problem
+
+    out: list[tuple[Path, dict[str, Any] | None, str | None]] = []
+    for path in sorted((results_dir / "cells").glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            out.append((path, None, f"unreadable: {exc}"))
+            continue
+        problem = record_problem(record, path.stem)
+        out.append((path, None if problem else record, problem))
+    return out
+
+
 def _read_records(results_dir: Path, source: Path) -> list[dict[str, Any]]:
-    paths = sorted((results_dir / "cells").glob("*.json"))
-    if not paths:
+    entries = read_all_records(results_dir)
+    if not entries:
         spec = "SPEC" if source.is_dir() else source
         raise ReportError(f"no results in {results_dir}: run `harness run {spec}` first")
     records = []
-    for path in paths:
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ReportError(f"{path}: unreadable cell record: {exc}") from None
-        missing = [k for k in ("method", "size", "status") if k not in record]
-        if missing:
-            raise ReportError(f"{path}: cell record lacks {', '.join(missing)}")
-        records.append(record)
+    for path, record, problem in entries:
+        if record is None:
+            print(f"warning: {path}: {problem}; left out (the next run recomputes it)",
+                  file=sys.stderr)
+        else:
+            records.append(record)
     return records
 
 

@@ -12,6 +12,7 @@ import csv
 import html
 import io
 from dataclasses import dataclass
+from pathlib import Path
 
 from harness.report.load import Pooled, ResultSet, display_scale, runs_text
 
@@ -64,6 +65,13 @@ def cell_text(pooled: Pooled, scale: float, digits: int) -> str:
     return f"{m} [{lo}, {hi}] (mean {mean})"
 
 
+def data_text(entry: dict) -> str:
+    """A data file as reports name it: its file name and the start of its sha256."""
+    if "source" in entry:
+        return str(entry["source"])
+    return f"{Path(entry['path']).name} (sha256 {entry['sha256'][:12]})"
+
+
 def build_table(rs: ResultSet, metric: str) -> Table:
     pooled = rs.pooled(metric)
     scale, unit = display_scale(metric, pooled)
@@ -79,6 +87,8 @@ def build_table(rs: ResultSet, metric: str) -> Table:
         notes += [f"{p.label}, N={size}: {problem}" for p in row for problem in p.problems]
     if any(p.status == "missing" for p in pooled.values()):
         notes.append(f"{NOT_RUN} = not run yet")
+    if rs.data:
+        notes.append("data: " + ", ".join(data_text(entry) for entry in rs.data.values()))
     title = (
         f"{rs.name}: {metric}{unit}, median [p10, p90] (mean) of {runs_text(pooled)} "
         f"pooled over seeds; best median per row marked "

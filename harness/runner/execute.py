@@ -15,7 +15,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,7 +24,6 @@ from harness.errors import Diverged, SkipCell
 from harness.runner.record import SCHEMA, Provenance, summarize, utc_now
 from harness.spec.lambdas import TuneLambda, resolve_lambda
 
-DATA_DIR_ENV = "HARNESS_DATA_DIR"
 CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"
 
 
@@ -49,14 +48,11 @@ class CellJob:
     choice: LambdaChoice
     data_dir: str | None
     provenance: Provenance
+    # The data files the cell reads, as recorded: {role: {path, size, sha256} or {source}}.
+    data: dict[str, Any] = field(default_factory=dict)
     # This cell's checkpoint root, given to the task as $HARNESS_CHECKPOINT_DIR while the
     # cell runs (tasks with ``checkpoint: true`` resume from it); None = leave it alone.
     checkpoint_dir: str | None = None
-
-
-def data_dir_for(cli_value: str | None, spec: Any) -> str | None:
-    """--data-dir, then the spec's data_dir, then $HARNESS_DATA_DIR, else None."""
-    return cli_value or spec.data_dir or os.environ.get(DATA_DIR_ENV) or None
 
 
 def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:
@@ -90,15 +86,17 @@ def first_cell(spec: Any, method: str, data_dir: str | None = None, **task_updat
     with its task and method built as a worker builds them (per-method task params and
     lambda schedules included), ``task_updates`` over the task params: for benchmarks
     that rerun part of a cell with one setting changed. Returns (cell, task, method)."""
+    from harness.runner.data import CellData
     from harness.runner.grid import expand
 
-    cell = expand(spec, {"method": method})[0]
+    data = CellData.for_spec(spec, data_dir)
+    cell = expand(spec, {"method": method}, data)[0]
     config = copy.deepcopy(dict(cell.config))
     config["task"]["params"].update(task_updates)
     choice = fixed_lambda(cell.entry.lambda_, cell.size)
     if choice.error:
         raise ValueError(choice.error)
-    task, built = build(config, choice.value, data_dir_for(data_dir, spec))
+    task, built = build(config, choice.value, data.data_dir)
     return cell, task, built
 
 
@@ -122,7 +120,9 @@ def evaluate(task: Any, method: Any, request: Any, progress: Any = None
 
 
 def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
-    """Run one cell and return its complete record (never raises but KeyboardInterrupt)."""
+    """Run one cell and return its complete record (never raises but KeyboardInterrupt).
+    After the cell, its data files are fingerprinted again (cheap: cached by size and
+    mtime); a change fails the cell rather than recording numbers of mixed data."""
     from harness.tasks.base import CellRequest
 
     config, choice = job.config, job.choice
@@ -136,12 +136,15 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
             request = CellRequest(size=config["size"], seed=config["seed"],
                                   runs=config["runs"], lam=choice.value, split="test")
             metrics = evaluate(task, method, request, progress)
+        changed = _data_changed(job.data)
+        if changed:
+            raise _DataChanged(f"data changed during the run: {changed}; rerun the cell")
     except SkipCell as exc:
         status, reason = "skipped", one_line(str(exc)) or "skipped"
     except Diverged as exc:
         status, reason = "failed", f"diverged: {one_line(str(exc))}"
-    except _NoLambda as exc:
-        status, reason = "failed", str(exc)
+    except (_NoLambda, _DataChanged) as exc:
+        status, reason, metrics = "failed", str(exc), {}
     except Exception as exc:  # noqa: BLE001 - any error fails this cell only
         status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
         trace = traceback.format_exc()
@@ -172,6 +175,7 @@ def make_record(job: CellJob, status: str, reason: str | None, trace: str | None
         "lambda_source": choice.source,
         "tuning": choice.tuning,
         "config": config,
+        "data": dict(job.data),
         "metrics": metrics if ok else {},
         "summary": {k: summarize(v) for k, v in metrics.items()} if ok else {},
         "timings": {"train_s": round(train_s, 4), "tune_s": round(choice.tune_s, 4)},
@@ -197,16 +201,20 @@ def checkpoint_env(directory: str | None) -> Iterator[None]:
         os.environ.pop(CHECKPOINT_ENV, None)
 
 
-def run_job_in_worker(job: CellJob) -> dict[str, Any]:
-    """Entry point in a worker process: one thread each, so N workers use N cores."""
-    import torch
+def _data_changed(data: dict[str, Any]) -> str | None:
+    if not data:
+        return None
+    from harness.runner.data import CellData
 
-    torch.set_num_threads(1)
-    return run_job(job)
+    return CellData(None).changed(data)
 
 
 class _NoLambda(RuntimeError):
     """No lambda could be chosen (e.g. its tuning failed); the reason is already a line."""
+
+
+class _DataChanged(RuntimeError):
+    """A data file's content changed while the cell ran: its numbers belong to no data."""
 
 
 def one_line(text: str, limit: int = 500) -> str:

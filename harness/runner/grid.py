@@ -4,6 +4,8 @@ A cell's id hashes the resolved configuration that determines its numbers, so a 
 setting gives a new id (recomputed on resume) while reformatting the YAML does not. Task
 and method params still at their defaults are left out of the hash, so a release that adds
 a new setting (with a default that keeps the old behaviour) keeps earlier results valid.
+The sha256 of every data file the task reads is hashed too (``harness.runner.data``):
+changed data means new cells; tasks that read no files keep the ids they always had.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from harness.runner.data import CellData
 
 ONLY_KEYS = ("method", "size", "seed")
 
@@ -31,6 +35,7 @@ class Cell:
     seed: int
     config: Mapping[str, Any]
     cell_id: str
+    data: Mapping[str, Any] = field(default_factory=dict)  # {role: {path, size, sha256}}
 
     @property
     def label(self) -> str:
@@ -52,12 +57,12 @@ class Cell:
         return f"{self.label} size={self.size} seed={self.seed}"
 
 
-def cell_config(spec: Any, entry: Any, size: int, seed: int, *, identity: bool = False
-                ) -> dict[str, Any]:
+def cell_config(spec: Any, entry: Any, size: int, seed: int, *, identity: bool = False,
+                data: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The resolved configuration of one cell: everything that changes its numbers (task
     params include the entry's per-method ``task_params`` overrides). ``identity``: the
     form that is hashed into the cell id (params at their defaults and the task's
-    ``operational`` fields left out)."""
+    ``operational`` fields left out, the data files' hashes ``data`` added)."""
     from harness.spec.models import task_params_for
 
     dumped = entry.model_dump(mode="json", by_alias=True)
@@ -78,6 +83,8 @@ def cell_config(spec: Any, entry: Any, size: int, seed: int, *, identity: bool =
         "seed": seed,
         "runs": spec.runs,
     }
+    if identity and data:
+        config["data"] = dict(data)
     if entry.tuned:
         # The metric is included because the tuned lambda optimises it.
         config["tuning"] = {**spec.tuning.model_dump(mode="json", by_alias=True),
@@ -91,19 +98,26 @@ def config_id(config: Mapping[str, Any]) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def expand(spec: Any, only: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None
-           ) -> list[Cell]:
+def expand(spec: Any, only: Mapping[str, Any] | Iterable[tuple[str, Any]] | None = None,
+           data: CellData | None = None) -> list[Cell]:
     """All cells of ``spec`` that pass the ``only`` filters, by method, then size, then seed.
 
     ``only`` maps method/size/seed to one value or a list (OR within a key, AND across keys);
     a (key, value) pair list as given by repeated ``--only`` flags is accepted too.
+    ``data``: the sweep's data (default: the spec's data_dir, else $HARNESS_DATA_DIR);
+    raises DataError when a task's data files cannot be found.
     """
+    from harness.spec.models import task_params_for
+
     filters = normalize_only(only)
     _check_values(spec, filters)
+    data = data if data is not None else CellData.for_spec(spec)
     cells = []
     for index, entry in enumerate(spec.methods):
         if "method" in filters and not filters["method"] & {entry.name, entry.display}:
             continue
+        params = task_params_for(spec, entry)
+        hashes, files = data.identity(params), data.record(params)
         for size in spec.sizes:
             if "size" in filters and str(size) not in filters["size"]:
                 continue
@@ -111,8 +125,9 @@ def expand(spec: Any, only: Mapping[str, Any] | Iterable[tuple[str, Any]] | None
                 if "seed" in filters and str(seed) not in filters["seed"]:
                     continue
                 config = cell_config(spec, entry, size, seed)
-                identity = cell_config(spec, entry, size, seed, identity=True)
-                cells.append(Cell(index, entry, size, seed, config, config_id(identity)))
+                identity = cell_config(spec, entry, size, seed, identity=True, data=hashes)
+                cells.append(Cell(index, entry, size, seed, config, config_id(identity),
+                                  files))
     return cells
 
 

@@ -23,7 +23,8 @@ STYLE = {"ok": "green", "failed": "bold red", "skipped": "yellow"}
 
 
 class SweepProgress:
-    """Context manager: ``start_cell``, ``fraction`` (the task's callback), ``finish``."""
+    """Context manager: ``fraction`` (an in-process cell's callback), ``running`` (cells in
+    workers), ``finish``."""
 
     def __init__(self, total: int, done: int = 0, metric: str | None = None,
                  console: Console | None = None) -> None:
@@ -57,6 +58,12 @@ class SweepProgress:
     def fraction(self, value: float) -> None:
         """Progress inside the current cell, in [0, 1] (in-process runs only)."""
         self._bar.update(self._task, completed=self.done + min(max(value, 0.0), 1.0))
+
+    def running(self, fractions: list[float]) -> None:
+        """Progress inside the cells running in worker processes."""
+        if fractions:
+            extra = sum(min(max(f, 0.0), 1.0) for f in fractions)
+            self._bar.update(self._task, completed=self.done + extra)
 
     def finish(self, record: dict[str, Any], note: str = "") -> None:
         self.done += 1

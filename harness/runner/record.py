@@ -1,4 +1,5 @@
-"""The per-cell record (schema 1, shared with harness.report) and its provenance fields."""
+"""The per-cell record (schema 1, shared with harness.report), its provenance fields and
+the check that a record is complete."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import subprocess
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 SCHEMA = 1
 PACKAGES = ("harness", "torch", "numpy", "pydantic", "optuna", "mlflow")
@@ -69,3 +71,48 @@ class Provenance:
     @classmethod
     def collect(cls) -> Provenance:
         return cls(git_commit=git_commit(), versions=versions())
+
+
+class CellRecord(BaseModel):
+    """What a record must hold to count as a finished cell (extra keys are allowed, so
+    newer records stay readable); one that does not validate is rerun, with a warning."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+    schema_: Literal[1] = Field(alias="schema")
+    cell_id: str
+    spec: str
+    task: str
+    method: str
+    label: str
+    size: int
+    seed: int
+    runs: PositiveInt
+    status: Literal["ok", "failed", "skipped"]
+    reason: str | None
+    config: dict[str, Any]
+    metrics: dict[str, list[float]]
+
+    @model_validator(mode="after")
+    def _complete(self) -> CellRecord:
+        if self.status == "ok":
+            if not self.metrics:
+                raise ValueError("an ok record without metrics")
+            short = [m for m, v in self.metrics.items() if len(v) != self.runs]
+            if short:
+                raise ValueError(f"metric {short[0]!r} does not have {self.runs} values")
+        elif not self.reason:
+            raise ValueError(f"a {self.status} record without a reason")
+        return self
+
+
+def record_problem(data: Any, cell_id: str | None = None) -> str | None:
+    """Why ``data`` is not a complete record (of ``cell_id``), or None when it is."""
+    try:
+        record = CellRecord.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        return f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}"
+    if cell_id is not None and record.cell_id != cell_id:
+        return f"it is the record of cell {record.cell_id}"
+    return None

@@ -1,78 +1,68 @@
-"""The results directory of one spec: ``<output_dir>/<name>/``.
+"""The results folder of one spec: ``<output_dir>/<name>/``.
 
-Layout: ``spec.yaml`` (the validated spec), ``cells/<cell_id>.json`` (one record per cell,
-the contract shared with harness.report), ``optuna.db`` (tuning studies),
-``tracking.json`` (the MLflow parent run) and ``checkpoints/<cell_id>/`` (training
-checkpoints of a cell that is running or was interrupted; see harness.runner.sweep). Every
-write is atomic (temp file in the same directory, fsync, os.replace), so a kill at any
-moment leaves either the old or the new file, never a torn one.
+Layout: ``.harness`` (the marker: harness made this folder), ``spec.yaml`` (the spec as
+last run), ``grid.json`` (the cell ids of that run's full grid and its data files: what
+``harness report RESULTS`` selects), ``cells/<cell_id>.json`` (one record per cell, the
+contract shared with harness.report; records of other configurations stay here too and
+reports leave them out), ``claims/<cell_id>.lock`` (cells being computed, see
+harness.runner.claims), ``journal.jsonl`` (one line per cell started, recorded, lost or
+discarded: the audit trail), ``optuna.db`` (tuning studies), ``tracking.json`` (the
+MLflow parent run) and ``checkpoints/<cell_id>/`` (training checkpoints of a cell that is
+running or was interrupted). Every write is atomic, so a kill at any moment leaves either
+the old or the new file, never a torn one.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
+import socket
 import sys
-import tempfile
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-STALE_DIR = "stale"
+from harness.atomic import atomic_write_json, atomic_write_text
+from harness.runner.ownership import MARKER, Layout, claim_folder, clear_folder, is_marked
+from harness.runner.record import record_problem, utc_now
+
+CELLS_DIR = "cells"
+STALE_DIR = "stale"  # where earlier versions archived other configurations' records
 CHECKPOINTS_DIR = "checkpoints"
+CLAIMS_DIR = "claims"
+GRID_FILE = "grid.json"
+
+RESULTS_LAYOUT: Layout = {
+    "spec.yaml": None, GRID_FILE: None, "tracking.json": None, "journal.jsonl": None,
+    "optuna.db": None, "optuna.db-*": None, "report.md": None, "report.csv": None,
+    "plot.png": None, CHECKPOINTS_DIR: None,
+    CELLS_DIR: {"*.json": None, STALE_DIR: {"*.json": None}},
+    CLAIMS_DIR: {"*.lock": None, "*.takeover": None},
+}
+OUTPUT_LAYOUT: Layout = {"mlflow.db": None, "mlflow.db-*": None}
 
 
-def _file_mode() -> int:
-    """0o666 less the umask: what open() would give (mkstemp makes 0o600 files)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+def is_final(record: dict[str, Any]) -> bool:
+    """Whether a record ends its cell: ok, skipped or diverged. A cell that failed with an
+    error (missing data, a bug since fixed) is run again on resume."""
+    reason = record.get("reason") or ""
+    return record.get("status") != "failed" or reason.startswith("diverged")
 
 
-FILE_MODE = _file_mode()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=False) + "\n")
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Persist the rename itself (POSIX); a no-op where directories cannot be opened."""
-    if sys.platform.startswith("win"):
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def looks_like_results(path: Path) -> bool:
+    """A results folder of harness: marked, or (made before markers) spec.yaml + cells/."""
+    return path.is_dir() and (is_marked(path) or (
+        (path / "spec.yaml").is_file() and (path / CELLS_DIR).is_dir()))
 
 
 class ResultsStore:
-    """Reads and writes one spec's results directory."""
+    """Reads and writes one spec's results folder."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.cells_dir = root / "cells"
+        self.cells_dir = root / CELLS_DIR
+        self.claims_dir = root / CLAIMS_DIR
 
     @classmethod
     def for_spec(cls, spec: Any) -> ResultsStore:
@@ -92,11 +82,13 @@ class ResultsStore:
         return self.cells_dir / f"{cell_id}.json"
 
     def checkpoint_dir(self, cell_id: str) -> Path:
-        """Where the runner lets a cell's task checkpoint (``$HARNESS_CHECKPOINT_DIR``)."""
+        """Where the runner lets a cell's task checkpoint."""
         return self.root / CHECKPOINTS_DIR / cell_id
 
     def remove_checkpoints(self, cell_id: str) -> bool:
         """Delete a cell's checkpoints (once its final record is written); True if any."""
+        import shutil
+
         path = self.checkpoint_dir(cell_id)
         if not path.exists():
             return False
@@ -104,53 +96,103 @@ class ResultsStore:
         return True
 
     # ---- lifecycle ------------------------------------------------------------------
-    def clear(self) -> None:
-        """Delete everything of this spec (``--fresh``)."""
-        if self.root.exists():
-            shutil.rmtree(self.root)
+    def claim_folders(self) -> None:
+        """Refuse (FolderRefused, one line) unless harness may write the output folder
+        and this results folder; mark them (see harness.runner.ownership)."""
+        output = self.root.parent
+        if output.is_dir() and not is_marked(output):
+            ours = [p for p in output.iterdir() if looks_like_results(p)]
+        else:
+            ours = []
+        claim_folder(output, "output_dir", OUTPUT_LAYOUT, adopt_if=ours)
+        claim_folder(self.root, "results folder (name or output_dir)", RESULTS_LAYOUT)
 
-    def prepare(self, spec: Any) -> None:
-        """Create the layout, save the spec and drop temp files left by a killed run."""
+    def clear(self) -> list[str]:
+        """``--fresh``: delete what harness wrote here; return what was kept (not ours)."""
+        return clear_folder(self.root, RESULTS_LAYOUT)
+
+    def prepare(self, spec: Any, grid: list[str], data: dict[str, Any]) -> None:
+        """Create the layout, save the spec and its grid, drop temp files of a killed run
+        and bring back records that earlier versions moved to cells/stale/."""
         self.cells_dir.mkdir(parents=True, exist_ok=True)
+        self.claims_dir.mkdir(exist_ok=True)
         for leftover in list(self.cells_dir.glob(".*.tmp")) + list(self.root.glob(".*.tmp")):
             leftover.unlink(missing_ok=True)
+        stale = self.cells_dir / STALE_DIR
+        for path in stale.glob("*.json"):
+            if not (self.cells_dir / path.name).exists():
+                os.replace(path, self.cells_dir / path.name)
+        if stale.is_dir() and not any(stale.iterdir()):
+            stale.rmdir()
         text = yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
         atomic_write_text(self.root / "spec.yaml", text)
+        atomic_write_json(self.root / GRID_FILE, {"spec": spec.name, "cells": grid,
+                                                  "data": data})
 
-    def archive_stale(self, current: Iterable[str]) -> int:
-        """Move records of cells no longer in the spec's grid (a changed setting gives new
-        cell ids) to ``cells/stale/``, so reports only see the spec as it is now, and bring
-        back archived records of current cells (the setting was changed back)."""
-        keep = set(current)
-        stale_dir = self.cells_dir / STALE_DIR
-        for path in stale_dir.glob("*.json"):
-            if path.stem in keep:
-                os.replace(path, self.cells_dir / path.name)
-        moved = 0
-        for path in self.cells_dir.glob("*.json"):
-            if path.stem not in keep:
-                stale_dir.mkdir(exist_ok=True)
-                os.replace(path, stale_dir / path.name)
-                moved += 1
-        return moved
+    def writable(self) -> str | None:
+        """None when files can be written here, else why not (one line)."""
+        probe = self.root / f".write-probe-{os.getpid()}.tmp"
+        try:
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            return f"{self.root}: cannot write ({exc.strerror or exc})"
+        return None
 
     # ---- records --------------------------------------------------------------------
     def read_record(self, cell_id: str) -> dict[str, Any] | None:
-        """The cell's record, or None when it has none (an unreadable one counts as none)."""
+        """The cell's record, or None when it has none; an unreadable or incomplete one
+        counts as none (with a warning), so the cell is rerun."""
         path = self.record_path(cell_id)
         try:
-            return json.loads(path.read_text(encoding="utf-8"))
+            record = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
             print(f"warning: {path}: unreadable record ({exc}); the cell is rerun",
                   file=sys.stderr)
             return None
+        problem = record_problem(record, cell_id)
+        if problem is not None:
+            print(f"warning: {path}: incomplete record ({problem}); the cell is rerun",
+                  file=sys.stderr)
+            return None
+        return record
+
+    def final_record(self, cell_id: str) -> dict[str, Any] | None:
+        """The cell's record if it ends the cell (see ``is_final``), else None."""
+        record = self.read_record(cell_id)
+        return record if record is not None and is_final(record) else None
 
     def write_record(self, record: dict[str, Any]) -> Path:
         path = self.record_path(record["cell_id"])
         atomic_write_json(path, record)
         return path
+
+    def grid(self) -> dict[str, Any] | None:
+        """grid.json of the last run (None in folders made before it existed)."""
+        try:
+            data = json.loads((self.root / GRID_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) and isinstance(data.get("cells"), list) else None
+
+    # ---- journal --------------------------------------------------------------------
+    def journal(self, event: str, cell_id: str | None = None, **fields: Any) -> None:
+        """Append one line to journal.jsonl (a single O_APPEND write: lines of concurrent
+        runs never interleave)."""
+        entry = {"time": utc_now(), "event": event, "cell_id": cell_id,
+                 "host": socket.gethostname(), "pid": os.getpid(), **fields}
+        line = (json.dumps(entry, sort_keys=False) + "\n").encode("utf-8")
+        try:
+            fd = os.open(self.root / "journal.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+                         0o644)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+        except OSError:
+            pass  # the audit trail must never cost a result
 
     # ---- tracking state -------------------------------------------------------------
     def read_tracking(self) -> dict[str, Any]:
@@ -161,3 +203,6 @@ class ResultsStore:
 
     def write_tracking(self, state: dict[str, Any]) -> None:
         atomic_write_json(self.tracking_path, state)
+
+
+__all__ = ["MARKER", "RESULTS_LAYOUT", "ResultsStore", "is_final", "looks_like_results"]

@@ -1,53 +1,59 @@
-"""Run a spec's grid: resume, tune, execute (in-process or in worker processes), record,
-track, report.
+"""Run a spec's grid: check the data, claim cells, execute (in-process or in worker
+processes), record, track, report.
 
-Each record is written the moment its cell finishes, so an interrupted sweep (Ctrl-C,
-SIGKILL, a crash) loses at most the cells that were running; the next run skips every
-cell that has a record and computes the rest.
+Guarantees (tested with real processes and signals, see the README):
+
+- Each record is written the moment its cell finishes, atomically, so an interrupted
+  sweep (Ctrl-C, SIGKILL, a crash) loses at most the cells that were running; the next
+  run skips every cell that has a final record and computes the rest.
+- Each cell is computed once, also by concurrent runs of one spec: a run computes a cell
+  only while it holds the cell's claim (harness.runner.claims); cells held by another
+  live run are waited for and then read (counted as resumed). A result whose claim was
+  taken over meanwhile (its run was silent too long) is discarded, not recorded.
+- The first Ctrl-C (or SIGTERM) stops workers within seconds and keeps finished cells
+  and the running cells' checkpoints; a second one exits at once. Workers exit on their
+  own when the main process dies.
 
 Checkpoints within a cell: each cell runs with ``$HARNESS_CHECKPOINT_DIR`` =
 ``<results>/checkpoints/<cell_id>`` (a task with ``checkpoint: true``, e.g. ptb_lstm,
-saves there every epoch), so a rerun of an interrupted sweep resumes the cells that were
-running from their last completed epoch. Not set when the variable is already set (the
-user's directory is used as is and never cleaned) or when the cell's task params name a
-``checkpoint_dir``. Once a cell's final record is written (ok, skipped or diverged) its
-checkpoint directory is deleted: the record holds the results, resume never reads the
-checkpoint again, and at paper scale each one is hundreds of MB (the LSTM's weights, its
-best weights and serialized IMM's snapshot). A cell that failed with an error keeps its
-checkpoints, since the next run retries it. ``--fresh`` deletes them with the rest.
+saves there every epoch), so a rerun resumes an interrupted cell from its last completed
+epoch. Not set when the variable is already set (the user's directory is used as is and
+never cleaned) or when the cell's task params name a ``checkpoint_dir``. Once a cell's
+final record is written its checkpoint directory is deleted; a cell that failed with an
+error keeps its checkpoints, since the next run retries it.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import sys
 import time
-import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import HarnessError
+from harness.runner.claims import Claim, FileClaims
+from harness.runner.data import CellData
 from harness.runner.execute import (
     CHECKPOINT_ENV,
     CellJob,
     LambdaChoice,
-    data_dir_for,
     fixed_lambda,
-    make_record,
     one_line,
     run_job,
-    run_job_in_worker,
 )
 from harness.runner.grid import Cell, GridError, expand
+from harness.runner.pool import Outcome, WorkerPool
 from harness.runner.progress import SweepProgress
-from harness.runner.record import Provenance, utc_now
-from harness.runner.store import ResultsStore
+from harness.runner.record import Provenance
+from harness.runner.stopping import stop_on_signals
+from harness.runner.store import ResultsStore, is_final
+
+POLL_S = 0.5
 
 
 @dataclass
@@ -56,13 +62,18 @@ class SweepSummary:
 
     results_dir: Path
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
-    resumed: int = 0
+    resumed: int = 0  # finished before, or by another run while this one waited
     lost: int = 0  # cells whose worker process died: no record, retried on the next run
     wall_s: float = 0.0
+    read_only: str | None = None  # set when nothing was computed in a read-only folder
 
     @property
     def counts(self) -> Counter[str]:
         return Counter(r["status"] for r in self.records.values())
+
+    @property
+    def computed(self) -> int:
+        return len(self.records) - self.resumed
 
     @property
     def exit_code(self) -> int:
@@ -85,79 +96,299 @@ def run_spec(
     fresh: bool = False,
     progress_console: Any = None,
 ) -> SweepSummary:
-    """Run (or resume) ``spec``'s grid and return a summary; see the module docstring."""
+    """Run (or resume) ``spec``'s grid and return a summary; see the module docstring.
+    Bad input (filters, data, a folder harness did not make) raises a one-line
+    HarnessError or GridError before anything is computed or written."""
     if workers < 1:
         raise GridError(f"--workers {workers}: must be at least 1")
     clock = time.perf_counter()
-    cells = expand(spec, only)  # bad filters fail before anything is touched
+    data = CellData.for_spec(spec, data_dir)
+    cells = expand(spec, only, data)  # bad filters and missing data fail here
+    grid = expand(spec, None, data)
+    check_data(spec, cells, data)
     store = ResultsStore.for_spec(spec)
-    if fresh:
-        store.clear()
-    store.prepare(spec)
-    stale = store.archive_stale(c.cell_id for c in expand(spec))
     summary = SweepSummary(results_dir=store.root)
-    for cell in cells:
-        record = store.read_record(cell.cell_id)
-        if record is not None and not should_retry(record):
-            summary.records[cell.cell_id] = record
+    if not fresh and store.root.is_dir():
+        for cell in cells:
+            record = store.final_record(cell.cell_id)
+            if record is not None:
+                summary.records[cell.cell_id] = record
+        if len(summary.records) == len(cells) and store.writable() is not None:
+            summary.read_only = store.writable()
+            summary.resumed = len(cells)
+            summary.wall_s = time.perf_counter() - clock
+            return summary
+    store.claim_folders()
+    if fresh:
+        kept = store.clear()
+        summary.records.clear()
+        if kept:
+            print(f"note: --fresh kept {len(kept)} file(s) harness did not make in "
+                  f"{store.root}: {', '.join(kept[:5])}", file=sys.stderr)
+    problem = store.writable()
+    if problem:
+        raise HarnessError(f"{problem}; nothing was run")
+    store.prepare(spec, [c.cell_id for c in grid], _data_summary(grid))
     summary.resumed = len(summary.records)
     pending = [c for c in cells if c.cell_id not in summary.records]
     if workers > 1:
-        # Largest datasets first (they take longest), so no worker idles at the end.
-        pending.sort(key=lambda c: -c.size)
+        pending.sort(key=lambda c: -c.size)  # largest first: no worker idles at the end
 
     from harness.tracking import open_tracker
 
+    claims = FileClaims(store.claims_dir)
     untracked = any(not r.get("mlflow_run_id") for r in summary.records.values())
-    tracker = open_tracker(spec, store, tracking_uri) if pending or untracked else None
-    recorder = _Recorder(store, tracker, summary)
-    with SweepProgress(len(cells), summary.resumed, spec.metric, progress_console) as bar:
-        recorder.bar = bar
-        if stale:
-            bar.message(f"moved {stale} record(s) of an earlier version of the spec to "
-                        f"{store.cells_dir / 'stale'}")
-        recorder.track_untracked()
-        jobs = _jobs(spec, pending, store, data_dir_for(data_dir, spec), bar)
-        if workers == 1:
-            for job, cell in jobs:
-                bar.describe(cell.describe())
-                recorder.finish(run_job(job, bar.fraction))
-        else:
-            _run_pool(jobs, workers, recorder, bar)
-        bar.describe("done")
-    recorder.close()
+    tracker = open_tracker(spec, store, tracking_uri, claims) if pending or untracked else None
+    executor: Executor = (InlineExecutor() if workers == 1
+                          else PoolExecutor(WorkerPool(workers, run_job, threads=1)))
+    recorder = _Recorder(store, claims, tracker, summary)
+    jobs = _JobFactory(spec, store, claims, data)
+    try:
+        with stop_on_signals(executor.kill), SweepProgress(
+                len(cells), summary.resumed, spec.metric, progress_console) as bar:
+            recorder.bar = executor.bar = jobs.bar = bar
+            recorder.track_untracked()
+            _schedule(pending, store, claims, executor, recorder, jobs, bar)
+            bar.describe("done")
+    except BaseException:
+        executor.terminate()
+        store.journal("interrupted", running=len(recorder.running))
+        raise
+    finally:
+        executor.close()
+        claims.close()
+        recorder.close()
     summary.wall_s = time.perf_counter() - clock
     return summary
 
 
-def should_retry(record: dict[str, Any]) -> bool:
-    """A cell that failed with an error (missing data, a bug since fixed) is run again on
-    resume; one that diverged is a result and is kept, like ok and skipped cells."""
-    reason = record.get("reason") or ""
-    return record.get("status") == "failed" and not reason.startswith("diverged")
+def check_data(spec: Any, cells: Iterable[Cell], data: CellData) -> None:
+    """The task's checks of its data files, before any compute (once per distinct task
+    params among ``cells``)."""
+    from harness.spec.models import task_params_for
+
+    seen: set[int] = set()
+    for cell in cells:
+        if cell.index not in seen:
+            seen.add(cell.index)
+            data.check(task_params_for(spec, cell.entry), list(spec.sizes))
 
 
+def _data_summary(cells: Iterable[Cell]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for cell in cells:
+        out.update(cell.data)
+    return out
+
+
+# ---- scheduling -------------------------------------------------------------------------
+def _schedule(pending: list[Cell], store: ResultsStore, claims: FileClaims,
+              executor: Executor, recorder: _Recorder, jobs: _JobFactory,
+              bar: SweepProgress) -> None:
+    """Claim and run cells until none is left; wait for cells other runs hold."""
+    queue = list(pending)
+    announced = False
+    while queue or executor.running:
+        started = False
+        for cell in list(queue):
+            if executor.free <= 0:
+                break
+            done = store.final_record(cell.cell_id)
+            claim = None if done is not None else claims.acquire(cell.cell_id)
+            if done is None and claim is not None:
+                done = store.final_record(cell.cell_id)  # finished just before the claim
+                if done is not None:
+                    claims.release(claim)
+            if done is not None:
+                queue.remove(cell)
+                recorder.resumed(done)
+                continue
+            if claim is None:
+                continue  # another live run holds it: wait
+            queue.remove(cell)
+            job = jobs.make(cell)
+            store.journal("started", cell.cell_id, label=cell.label, size=cell.size,
+                          seed=cell.seed)
+            recorder.running[cell.cell_id] = claim
+            executor.submit(job)
+            started = True
+        for outcome in executor.wait(POLL_S if queue else None):
+            recorder.outcome(outcome)
+        bar.running(executor.fractions())
+        if queue and not started and executor.running == 0:
+            if not announced:
+                holders = sorted({h for c in queue if (h := claims.holder(c.cell_id))})
+                bar.message(f"waiting for {len(queue)} cell(s) held by other runs "
+                            f"({', '.join(holders) or 'finishing'}); they will be read, "
+                            "not recomputed")
+                announced = True
+            time.sleep(POLL_S)
+
+
+class Executor:
+    """Where jobs run: ``free`` slots, ``submit``, ``wait`` for outcomes, stop."""
+
+    bar: SweepProgress | None = None
+
+    @property
+    def free(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> int:
+        raise NotImplementedError
+
+    def submit(self, job: CellJob) -> None:
+        raise NotImplementedError
+
+    def wait(self, timeout: float | None) -> list[Outcome]:
+        raise NotImplementedError
+
+    def fractions(self) -> list[float]:
+        return []
+
+    def terminate(self) -> None:
+        """Stop running jobs now (an interrupt)."""
+
+    def kill(self) -> None:
+        """Kill child processes at once (a second interrupt)."""
+
+    def close(self) -> None:
+        """Release resources at the end."""
+
+
+class InlineExecutor(Executor):
+    """Runs each job in this process when submitted (``--workers 1``), with the cell's
+    progress on the bar."""
+
+    def __init__(self) -> None:
+        self._done: list[Outcome] = []
+
+    @property
+    def free(self) -> int:
+        return 0 if self._done else 1
+
+    @property
+    def running(self) -> int:
+        return len(self._done)
+
+    def submit(self, job: CellJob) -> None:
+        if self.bar is not None:
+            self.bar.describe(job_label(job))
+        progress = self.bar.fraction if self.bar is not None else None
+        self._done.append(Outcome(job, run_job(job, progress)))
+
+    def wait(self, timeout: float | None) -> list[Outcome]:
+        done, self._done = self._done, []
+        return done
+
+
+class PoolExecutor(Executor):
+    """Runs jobs in worker processes (harness.runner.pool)."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+
+    @property
+    def free(self) -> int:
+        return self.pool.free
+
+    @property
+    def running(self) -> int:
+        return self.pool.running
+
+    def submit(self, job: CellJob) -> None:
+        if self.bar is not None:
+            self.bar.describe(f"cells ({self.pool.workers} workers)")
+        self.pool.submit(job)
+
+    def wait(self, timeout: float | None) -> list[Outcome]:
+        return self.pool.wait(timeout)
+
+    def fractions(self) -> list[float]:
+        return self.pool.fractions()
+
+    def terminate(self) -> None:
+        self.pool.terminate()
+
+    def kill(self) -> None:
+        self.pool.kill()
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def job_label(job: CellJob) -> str:
+    c = job.config
+    return f"{c['method']['label']} size={c['size']} seed={c['seed']}"
+
+
+# ---- recording --------------------------------------------------------------------------
 class _Recorder:
-    """Writes each finished cell's record, logs it to MLflow and writes the run id back."""
+    """Writes each finished cell's record while its claim is held, logs it to MLflow,
+    then releases the claim."""
 
-    def __init__(self, store: ResultsStore, tracker: Any, summary: SweepSummary) -> None:
-        self.store, self.tracker, self.summary = store, tracker, summary
+    def __init__(self, store: ResultsStore, claims: FileClaims, tracker: Any,
+                 summary: SweepSummary) -> None:
+        self.store, self.claims, self.tracker, self.summary = store, claims, tracker, summary
         self.bar: SweepProgress | None = None
+        self.running: dict[str, Claim] = {}
 
-    def finish(self, record: dict[str, Any]) -> None:
-        self.store.write_record(record)
-        if not should_retry(record):
-            self.store.remove_checkpoints(record["cell_id"])
+    def _say(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.message(text)
+
+    def resumed(self, record: dict[str, Any]) -> None:
+        """A cell another run finished while this one was running or waiting."""
         self.summary.records[record["cell_id"]] = record
+        self.summary.resumed += 1
+        if self.bar is not None:
+            self.bar.finish(record, note="(by another run)")
+
+    def outcome(self, outcome: Outcome) -> None:
+        job = outcome.job
+        claim = self.running.pop(job.cell_id)
+        if outcome.record is None:
+            self.summary.lost += 1
+            self.store.journal("lost", job.cell_id, reason=outcome.lost)
+            self._say(f"lost {job_label(job)}: {outcome.lost}; rerun to retry")
+            self.claims.release(claim)
+            return
+        if not self.claims.holds(claim):
+            holder = self.claims.holder(job.cell_id) or "another run"
+            self.store.journal("discarded", job.cell_id, reason=f"claim taken by {holder}")
+            self._say(f"discarded {job_label(job)}: this run was silent too long and "
+                      f"{holder} took the cell over; its result counts")
+            return
+        record = outcome.record
+        self.store.write_record(record)
+        self.store.journal("recorded", job.cell_id, status=record["status"])
+        if is_final(record):
+            self.store.remove_checkpoints(job.cell_id)
         self._track(record)
+        self.claims.release(claim)
+        self.summary.records[job.cell_id] = record
         if self.bar is not None:
             self.bar.finish(record)
 
     def track_untracked(self) -> None:
-        """Log resumed records that have no MLflow run yet (not recomputed)."""
-        for record in self.summary.records.values():
-            if not record.get("mlflow_run_id"):
-                self._track(record)
+        """Log resumed records that have no MLflow run yet (not recomputed), each under
+        its claim so that concurrent runs do not log it twice."""
+        if self.tracker is None:
+            return
+        for cell_id, record in list(self.summary.records.items()):
+            if record.get("mlflow_run_id"):
+                continue
+            claim = self.claims.acquire(cell_id)
+            if claim is None:
+                continue  # another run holds it and will log it
+            try:
+                fresh = self.store.read_record(cell_id) or record
+                if not fresh.get("mlflow_run_id"):
+                    self._track(fresh)
+                self.summary.records[cell_id] = fresh
+            finally:
+                self.claims.release(claim)
 
     def _track(self, record: dict[str, Any]) -> None:
         if self.tracker is None:
@@ -174,37 +405,59 @@ class _Recorder:
 
     def close(self) -> None:
         if self.tracker is not None:
-            self.tracker.close(failed=self.summary.exit_code != 0)
+            try:
+                self.tracker.close(failed=self.summary.exit_code != 0)
+            except Exception:  # noqa: BLE001 - the results are safe
+                pass
 
 
-def _jobs(spec: Any, pending: list[Cell], store: ResultsStore, data_dir: str | None,
-          bar: SweepProgress) -> Iterator[tuple[CellJob, Cell]]:
-    """The jobs of the pending cells in grid order; a tuned method's lambda is tuned (once
-    per label and size) right before its first pending cell."""
-    from harness.tuning import study_name, tune_lambda
+# ---- jobs -------------------------------------------------------------------------------
+class _JobFactory:
+    """The job of a claimed cell; a tuned method's lambda is tuned (once per label and
+    size, under a claim of its own) right before its first cell."""
 
-    provenance = Provenance.collect()
-    user_checkpoints = bool(os.environ.get(CHECKPOINT_ENV))
-    tuned: dict[tuple[str, int], LambdaChoice] = {}
-    for cell in pending:
-        if cell.tuned:
-            key = (cell.label, cell.size)
-            if key not in tuned:
-                name = study_name(cell.label, cell.size)
-                bar.describe(f"tuning {name}")
-                tuned[key] = choice = tune_lambda(
-                    spec, cell, store.optuna_url, data_dir,
-                    on_trial=lambda done, total, n=name: bar.describe(
-                        f"tuning {n} ({done}/{total} trials)"),
-                )
-                bar.message(_tuning_line(name, choice, spec.metric))
-            choice = tuned[key]
-        else:
-            choice = fixed_lambda(cell.entry.lambda_, cell.size)
-        own = not user_checkpoints and not cell.config["task"]["params"].get("checkpoint_dir")
-        checkpoints = str(store.checkpoint_dir(cell.cell_id).resolve()) if own else None
-        yield CellJob(spec.name, cell.cell_id, dict(cell.config), choice, data_dir,
-                      provenance, checkpoints), cell
+    def __init__(self, spec: Any, store: ResultsStore, claims: FileClaims, data: CellData
+                 ) -> None:
+        self.spec, self.store, self.claims, self.data = spec, store, claims, data
+        self.provenance = Provenance.collect()
+        self.user_checkpoints = bool(os.environ.get(CHECKPOINT_ENV))
+        self.tuned: dict[tuple[str, int], LambdaChoice] = {}
+        self.bar: SweepProgress | None = None
+
+    def make(self, cell: Cell) -> CellJob:
+        choice = self._tuned(cell) if cell.tuned else fixed_lambda(cell.entry.lambda_,
+                                                                     cell.size)
+        own = (not self.user_checkpoints
+               and not cell.config["task"]["params"].get("checkpoint_dir"))
+        checkpoints = str(self.store.checkpoint_dir(cell.cell_id).resolve()) if own else None
+        return CellJob(self.spec.name, cell.cell_id, dict(cell.config), choice,
+                       self.data.data_dir, self.provenance, dict(cell.data), checkpoints)
+
+    def _tuned(self, cell: Cell) -> LambdaChoice:
+        from harness.tuning import study_name, tune_lambda
+
+        key = (cell.label, cell.size)
+        if key in self.tuned:
+            return self.tuned[key]
+        name = study_name(cell.label, cell.size)
+        describe = self.bar.describe if self.bar is not None else (lambda _text: None)
+        claim = self.claims.acquire(f"tune-{name}")
+        while claim is None:  # another run is tuning this study: its trials will count
+            describe(f"waiting for {name}'s tuning ({self.claims.holder(f'tune-{name}')})")
+            time.sleep(POLL_S)
+            claim = self.claims.acquire(f"tune-{name}")
+        try:
+            describe(f"tuning {name}")
+            choice = tune_lambda(
+                self.spec, cell, self.store.optuna_url, self.data.data_dir,
+                on_trial=lambda done, total: describe(f"tuning {name} ({done}/{total} trials)"),
+            )
+        finally:
+            self.claims.release(claim)
+        self.tuned[key] = choice
+        if self.bar is not None:
+            self.bar.message(_tuning_line(name, choice, self.spec.metric))
+        return choice
 
 
 def _tuning_line(name: str, choice: LambdaChoice, metric: str) -> str:
@@ -216,43 +469,16 @@ def _tuning_line(name: str, choice: LambdaChoice, metric: str) -> str:
             f"{choice.tune_s:.1f}s)")
 
 
-def _run_pool(jobs: Iterator[tuple[CellJob, Cell]], workers: int, recorder: _Recorder,
-              bar: SweepProgress) -> None:
-    """Run jobs in "spawn" worker processes; the main process records results as they come
-    (also between submissions, since tuning may keep it busy)."""
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
-    futures: dict[Future[dict[str, Any]], CellJob] = {}
-
-    def collect(future: Future[dict[str, Any]]) -> None:
-        job = futures.pop(future)
-        try:
-            recorder.finish(future.result())
-        except BrokenProcessPool:
-            recorder.summary.lost += 1
-            bar.message(f"lost {job.cell_id}: a worker process died; rerun to retry")
-        except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be unpickled
-            recorder.finish(make_record(job, "failed", one_line(f"{type(exc).__name__}: {exc}"),
-                                        traceback.format_exc(), {}, utc_now(), 0.0))
-
-    try:
-        bar.describe(f"cells ({workers} workers)")
-        for job, _cell in jobs:
-            futures[pool.submit(run_job_in_worker, job)] = job
-            for future in [f for f in futures if f.done()]:
-                collect(future)
-        for future in as_completed(list(futures)):
-            collect(future)
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-
-
+# ---- the command ------------------------------------------------------------------------
 def run_command(args: argparse.Namespace) -> int:
     """``harness run``: load the spec with --set overrides, run it, print a summary, report."""
     from harness.spec import load_spec
 
     spec = load_spec(args.spec, overrides=dict(args.overrides) or None)
+    cores = available_cores()
+    if args.workers > cores:
+        print(f"warning: --workers {args.workers} is more than the {cores} core(s) available; "
+              "cells will compete for them", file=sys.stderr)
     try:
         summary = run_spec(spec, only=list(args.only), workers=args.workers,
                            tracking_uri=args.tracking_uri, data_dir=args.data_dir,
@@ -266,9 +492,18 @@ def run_command(args: argparse.Namespace) -> int:
             print(f"  failed: {record['label']} size={record['size']} seed={record['seed']}: "
                   f"{record['reason']}")
     print(f"results: {summary.results_dir}")
-    if not args.no_report:
+    if summary.read_only:
+        print(f"note: {summary.read_only}: every cell was already recorded; nothing written")
+    elif not args.no_report:
         _report(summary.results_dir, print)
     return summary.exit_code
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _report(results_dir: Path, say: Callable[[str], None]) -> None:

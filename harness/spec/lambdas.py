@@ -8,14 +8,14 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     NonNegativeFloat,
     Tag,
     model_validator,
 )
+
+from harness.spec.strict import StrictModel
 
 
 def ratio_to_lambda(ratio: float) -> float:
@@ -27,14 +27,13 @@ def lambda_to_ratio(lam: float) -> float:
     return lam / (1.0 + lam)
 
 
-class LinearRatioSchedule(BaseModel):
+class LinearRatioSchedule(StrictModel):
     """r = slope * size + intercept (optionally rounded), clipped, then lambda = r / (1 - r).
 
     The paper's logistic schedule is slope -0.0111, intercept 0.818; its RL schedule is
     slope -0.0002, intercept 0.1891, round 1.
     """
 
-    model_config = ConfigDict(extra="forbid")
     schedule: Literal["linear_ratio"]
     slope: float
     intercept: float
@@ -49,10 +48,9 @@ class LinearRatioSchedule(BaseModel):
         return ratio_to_lambda(min(max(ratio, self.min_ratio), self.max_ratio))
 
 
-class TableSchedule(BaseModel):
+class TableSchedule(StrictModel):
     """An explicit lambda for each dataset size."""
 
-    model_config = ConfigDict(extra="forbid")
     schedule: Literal["table"]
     values: dict[int, NonNegativeFloat]
 
@@ -62,14 +60,13 @@ class TableSchedule(BaseModel):
         return self.values[size]
 
 
-class TuneLambda(BaseModel):
+class TuneLambda(StrictModel):
     """Tune lambda with Optuna on validation data, per (method, size).
 
     ``scale: ratio`` searches r = lambda/(1+lambda) in [low, high] (the paper's axis);
     ``scale: lambda`` searches lambda itself.
     """
 
-    model_config = ConfigDict(extra="forbid")
     scale: Literal["ratio", "lambda"] = "ratio"
     low: NonNegativeFloat = 0.0
     high: NonNegativeFloat = 0.95

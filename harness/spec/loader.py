@@ -15,6 +15,9 @@ from pydantic import BaseModel, ValidationError
 
 from harness.registry import METHODS, TASKS, did_you_mean
 from harness.spec.models import spec_model
+from harness.yamlio import YamlFileError, read_yaml_file
+
+MAX_ERROR_LINES = 10
 
 
 class SpecError(Exception):
@@ -35,15 +38,10 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise SpecError([f"{path}: no such spec file"])
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise SpecError([f"{path}: {where}invalid YAML: {problem}"]) from None
+        data = read_yaml_file(path, "spec file")
+    except YamlFileError as exc:
+        raise SpecError([str(exc)]) from None
     if not isinstance(data, dict):
         raise SpecError([f"{path}: a spec must be a mapping of fields, got {type(data).__name__}"])
     return data
@@ -59,7 +57,14 @@ def validate_spec(data: dict[str, Any], source: str = "<spec>") -> Any:
             for err in exc.errors()
             for line in format_error(model, err).splitlines()
         ]
-        raise SpecError(list(dict.fromkeys(lines))) from None
+        raise SpecError(capped(list(dict.fromkeys(lines)))) from None
+
+
+def capped(lines: list[str], limit: int = MAX_ERROR_LINES) -> list[str]:
+    """At most ``limit`` lines, the last saying how many more there were."""
+    if len(lines) <= limit:
+        return lines
+    return [*lines[: limit - 1], f"... and {len(lines) - limit + 1} more"]
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +104,11 @@ def format_error(model: type[BaseModel], err: dict[str, Any]) -> str:
             f" Registered {registry.kind}s: {', '.join(registry.names())}"
         )
     message = err["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
+    if kind == "strict_number" and where:  # lines are "field: problem" below ``where``
+        return "\n".join(f"{where}.{line}" for line in message.splitlines())
+    if not where:
+        return message
+    return "\n".join(f"{where}: {line}" for line in message.splitlines())
 
 
 def _did_you_mean_quoted(name: str, candidates: list[str]) -> str:

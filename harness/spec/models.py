@@ -26,14 +26,14 @@ from pydantic import (
 
 from harness.registry import METHODS, TASKS
 from harness.spec.lambdas import LambdaSpec, TuneLambda
+from harness.spec.strict import StrictModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-class TuningSettings(BaseModel):
+class TuningSettings(StrictModel):
     """Optuna settings for methods whose lambda is "tune"."""
 
-    model_config = ConfigDict(extra="forbid")
     trials: PositiveInt = Field(20, description="trials per (method, size) study")
     sampler: Literal["tpe", "random"] = "tpe"
     runs: PositiveInt | None = Field(
@@ -45,10 +45,9 @@ class TuningSettings(BaseModel):
     )
 
 
-class TrackingSettings(BaseModel):
+class TrackingSettings(StrictModel):
     """MLflow tracking: one parent run per spec, one child run per cell."""
 
-    model_config = ConfigDict(extra="forbid")
     enabled: bool = True
     uri: str | None = Field(
         None, description="tracking URI; default sqlite:///<output_dir>/mlflow.db"
@@ -56,10 +55,10 @@ class TrackingSettings(BaseModel):
     experiment: str | None = Field(None, description="experiment name; default: the spec name")
 
 
-class MethodEntryBase(BaseModel):
+class MethodEntryBase(StrictModel):
     """Fields every method entry has; ``params`` is added per method."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)
     label: str | None = Field(
         None, description="name in reports; default: the method name (must be unique)"
     )
@@ -88,8 +87,8 @@ class MethodEntryBase(BaseModel):
         return self
 
 
-class TaskEntryBase(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TaskEntryBase(StrictModel):
+    """Fields every task entry has; ``name`` and ``params`` are added per task."""
 
 
 def _entry_model(base: type[BaseModel], name: str, params: type[BaseModel]) -> type[BaseModel]:
@@ -110,10 +109,9 @@ def spec_model() -> type[BaseModel]:
     TaskEntry = Annotated[_union(task_variants), Field(discriminator="name")]
     MethodEntry = Annotated[_union(method_variants), Field(discriminator="name")]
 
-    class Spec(BaseModel):
+    class Spec(StrictModel):
         """A benchmark grid: one task, several methods, dataset sizes and seeds."""
 
-        model_config = ConfigDict(extra="forbid")
         name: str = Field(pattern=NAME_PATTERN, description="names results/<name>/")
         description: str = ""
         task: TaskEntry  # type: ignore[valid-type]

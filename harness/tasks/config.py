@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from harness.spec.strict import StrictModel
 
 
-class TaskParams(BaseModel):
+class TaskParams(StrictModel):
     """Base of all task params. Subclasses declare the metrics they report.
 
     ``metrics`` lists the metric names the task returns, the first being the default;
     ``higher_is_better`` says which way each one improves (used by reports and tuning);
     ``operational`` names fields that change how a cell runs but not its numbers (say,
     checkpointing): they are left out of the cell id, so switching them keeps old results.
+
+    A task that reads files declares them with ``data_files`` (their content hashes go
+    into the cell id and the record) and validates them with ``check_data`` (run before
+    any training, and by ``harness validate --data-dir``).
     """
 
-    model_config = ConfigDict(extra="forbid")
     metrics: ClassVar[tuple[str, ...]] = ()
     higher_is_better: ClassVar[dict[str, bool]] = {}
     operational: ClassVar[frozenset[str]] = frozenset()
@@ -24,3 +31,15 @@ class TaskParams(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where tensors live; auto = cuda when available, else cpu"
     )
+
+    def data_files(self, root: Path | None) -> dict[str, Path | str]:
+        """The files a cell reads, by role ({} = none), under the data folder ``root``
+        (None when no folder was given). A str value names a remote source (a hub
+        dataset) recorded by name. Raise ``harness.errors.DataMissingError`` (one line:
+        what, where looked, how to get it) when a required file is absent."""
+        return {}
+
+    def check_data(self, files: dict[str, Path | str], sizes: Sequence[int]) -> None:
+        """Validate ``files`` (from ``data_files``) for cells at ``sizes`` before any
+        compute: readable, non-empty UTF-8, long enough for the batch and evaluation
+        geometry. Raise ``harness.errors.DataError`` naming the file and the problem."""

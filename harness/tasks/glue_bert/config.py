@@ -23,6 +23,8 @@ training file instead (``valid_fraction``), so tuning never sees the dev set.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import (
@@ -159,3 +161,30 @@ class GlueBertParams(TaskParams):
         if len(set(value)) != len(value):
             raise ValueError("GLUE tasks must be unique")
         return value
+
+    def data_files(self, root: Path | None) -> dict[str, Path | str]:
+        """Each GLUE task's train and dev TSV (or its hub split when absent), and the
+        bigram corpus file when one is named. The pretrained checkpoint is identified by
+        its name (``model``), not hashed."""
+        from harness.data.glue import hub_source, local_file
+
+        files: dict[str, Path | str] = {}
+        for task in self.tasks:
+            for split in ("train", "dev"):
+                found = local_file(task, split, root)
+                files[f"{task}.{split}"] = found if found is not None else hub_source(task,
+                                                                                      split)
+        if self.bigram_corpus != "train":
+            files["bigram_corpus"] = Path(self.bigram_corpus).expanduser()
+        return files
+
+    def check_data(self, files: dict[str, Path | str], sizes: Sequence[int]) -> None:
+        from harness.data.glue import check_source
+        from harness.data.text import read_text
+
+        for role, where in files.items():
+            if role == "bigram_corpus":
+                read_text(Path(where), "bigram corpus")
+                continue
+            task, split = role.split(".")
+            check_source(task, split, where, None)

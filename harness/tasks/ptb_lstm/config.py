@@ -12,10 +12,13 @@ The dataset-size axis: a cell's ``size`` is the number of training tokens (the f
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
 
+from harness.errors import DataError
 from harness.tasks.config import TaskParams
 
 
@@ -114,3 +117,28 @@ class PtbLstmParams(TaskParams):
         if self.tie_weights and self.emb_size != self.hidden_size:
             raise ValueError("tie_weights needs emb_size == hidden_size")
         return self
+
+    def data_files(self, root: Path | None) -> dict[str, Path | str]:
+        from harness.data.ptb import ptb_files, resolve_data_dir
+
+        return dict(ptb_files(resolve_data_dir(root)))
+
+    def check_data(self, files: dict[str, Path | str], sizes: Sequence[int]) -> None:
+        """Each size needs two columns of ``batch_size`` rows; each evaluation stream two
+        of ``eval_batch_size`` rows (after the ``eval_tokens`` cut)."""
+        from harness.data.ptb import check_ptb
+
+        train_rows, eval_rows = 2 * self.batch_size, 2 * self.eval_batch_size
+        for name, tokens, rows in (("sizes", min(sizes), train_rows),
+                                   ("eval_tokens", self.eval_tokens, eval_rows),
+                                   ("induced_eval_tokens", self.induced_eval_tokens,
+                                    train_rows)):
+            if tokens is not None and tokens < rows:
+                raise DataError(f"{name}: {tokens} tokens is too short: the batch geometry "
+                                f"needs at least {rows}")
+        paths = {split: Path(path) for split, path in files.items()}
+        counts = check_ptb(paths, {"train": train_rows, "valid": eval_rows, "test": eval_rows})
+        smallest = min(min(sizes), counts["train"])
+        if smallest < train_rows:
+            raise DataError(f"{paths['train']}: {smallest} training tokens at size "
+                            f"{min(sizes)}; batch_size {self.batch_size} needs {train_rows}")

@@ -1,0 +1,196 @@
+"""Worker processes for cells: one job at a time each, terminated on request, gone when
+the main process is.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: it cannot terminate running workers
+(a Ctrl-C would wait for them), and nothing stops its workers when the main process is
+killed with SIGKILL. Here each worker is a "spawn" process with a pipe to the main
+process; it ignores SIGINT (the main process decides), exits within a second when its
+parent is gone (a watchdog thread), and reports progress inside its cell. A worker that
+dies mid-cell is reported as lost; the pool starts a new one for the next job.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+PROGRESS_EVERY_S = 0.5
+WATCHDOG_S = 0.5
+
+
+@dataclass
+class Outcome:
+    """A job's end: its record, or None when the worker died (``lost`` says why)."""
+
+    job: Any
+    record: dict[str, Any] | None
+    lost: str | None = None
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit at once when the parent process is gone (reparented: the pid changes)."""
+    while True:
+        time.sleep(WATCHDOG_S)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def worker_main(conn: Connection, parent: int, run: Callable[..., dict[str, Any]],
+                threads: int | None) -> None:
+    """A worker's life: jobs from the pipe, one at a time, until None or EOF."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    last = [0.0]
+
+    def progress(fraction: float) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PROGRESS_EVERY_S:
+            last[0] = now
+            conn.send(("progress", float(fraction)))
+
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        conn.send(("done", run(job, progress)))
+
+
+class _Worker:
+    def __init__(self, ctx: Any, run: Callable[..., dict[str, Any]], threads: int | None
+                 ) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=worker_main, args=(child, os.getpid(), run, threads),
+                                   name="harness-worker", daemon=True)
+        self.process.start()
+        child.close()
+        self.job: Any = None
+        self.fraction = 0.0
+
+
+class WorkerPool:
+    """Up to ``workers`` processes running ``run(job, progress)``; see the module docstring."""
+
+    def __init__(self, workers: int, run: Callable[..., dict[str, Any]],
+                 threads: int | None = 1) -> None:
+        self.workers = workers
+        self.run = run
+        self.threads = threads
+        self._ctx = multiprocessing.get_context("spawn")
+        self._idle: list[_Worker] = []
+        self._busy: list[_Worker] = []
+
+    @property
+    def free(self) -> int:
+        return self.workers - len(self._busy)
+
+    @property
+    def running(self) -> int:
+        return len(self._busy)
+
+    def fractions(self) -> list[float]:
+        """Progress inside each running cell, in [0, 1]."""
+        return [w.fraction for w in self._busy]
+
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._idle + self._busy if w.process.pid]
+
+    def submit(self, job: Any) -> None:
+        if self.free <= 0:
+            raise RuntimeError("no free worker")
+        worker = self._idle.pop() if self._idle else _Worker(self._ctx, self.run, self.threads)
+        worker.job, worker.fraction = job, 0.0
+        worker.conn.send(job)
+        self._busy.append(worker)
+
+    def wait(self, timeout: float | None) -> list[Outcome]:
+        """Outcomes of the jobs that ended within ``timeout`` seconds (progress messages
+        are absorbed)."""
+        if not self._busy:
+            return []
+        handles: list[Any] = [w.conn for w in self._busy] + [w.process.sentinel
+                                                              for w in self._busy]
+        ready = set(wait(handles, timeout))
+        outcomes = []
+        for worker in list(self._busy):
+            if worker.conn in ready:
+                outcome = self._receive(worker)
+            elif worker.process.sentinel in ready:
+                outcome = self._dead(worker)
+            else:
+                continue
+            if outcome is not None:
+                outcomes.append(outcome)
+        return outcomes
+
+    def _receive(self, worker: _Worker) -> Outcome | None:
+        try:
+            while worker.conn.poll():
+                kind, payload = worker.conn.recv()
+                if kind == "progress":
+                    worker.fraction = min(max(payload, 0.0), 1.0)
+                    continue
+                self._busy.remove(worker)
+                self._idle.append(worker)
+                return Outcome(worker.job, payload)
+        except (EOFError, OSError):
+            return self._dead(worker)
+        return None
+
+    def _dead(self, worker: _Worker) -> Outcome:
+        worker.process.join(1.0)
+        code = worker.process.exitcode
+        self._busy.remove(worker)
+        worker.conn.close()
+        why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return Outcome(worker.job, None, f"the worker process died ({why})")
+
+    def terminate(self, grace: float = 2.0) -> None:
+        """Stop every worker now: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        workers = self._idle + self._busy
+        for w in workers:
+            if w.process.is_alive():
+                w.process.terminate()
+        deadline = time.monotonic() + grace
+        for w in workers:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(1.0)
+            w.conn.close()
+        self._idle, self._busy = [], []
+
+    def kill(self) -> None:
+        """SIGKILL every worker (the second Ctrl-C)."""
+        for pid in self.pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Idle workers exit; busy ones (there should be none) are terminated."""
+        for w in self._idle:
+            try:
+                w.conn.send(None)
+            except OSError:
+                pass
+        for w in self._idle:
+            w.process.join(5.0)
+            w.conn.close()
+        self._idle = []
+        if self._busy:
+            self.terminate()
