@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
         dest="overrides", help="override a spec field, e.g. task.params.epochs=100 (repeatable)",
     )
     p.add_argument("--workers", type=int, default=1, help="parallel cell workers (processes)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per cell process (default: the spec's threads, else "
+                   "the task's choice, else cores / workers)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides spec)")
     p.add_argument("--data-dir", default=None, help="data files (else spec or HARNESS_DATA_DIR)")
     p.add_argument("--fresh", action="store_true",

@@ -74,9 +74,10 @@ class Tracker:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.CRITICAL)
         from mlflow import MlflowClient
+
+        for name in QUIET_LOGGERS:  # after the import: mlflow configures its own loggers
+            logging.getLogger(name).setLevel(logging.CRITICAL)
 
         self.uri = uri
         self.spec_name = spec.name
@@ -213,7 +214,7 @@ def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         return f"HTTP {exc.code}"
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
-        return f"unreachable ({one_line_text(reason)})"
+        return one_line_text(reason)
     return None
 
 
@@ -230,8 +231,8 @@ def open_tracker(spec: Any, store: ResultsStore, override: str | None = None,
     uri = tracking_uri(spec, override)
     problem = probe(uri)
     if problem is not None:
-        print(f"warning: MLflow tracking server {uri} {problem}; running untracked "
-              "(records are logged on a later resume)", file=sys.stderr)
+        print(f"warning: MLflow tracking server {uri} did not answer /health ({problem}); "
+              "running untracked (records are logged on a later resume)", file=sys.stderr)
         return None
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

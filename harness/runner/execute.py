@@ -50,6 +50,8 @@ class CellJob:
     provenance: Provenance
     # The data files the cell reads, as recorded: {role: {path, size, sha256} or {source}}.
     data: dict[str, Any] = field(default_factory=dict)
+    # torch intra-op threads the cell runs with (None: leave the process's setting).
+    threads: int | None = None
     # This cell's checkpoint root, given to the task as $HARNESS_CHECKPOINT_DIR while the
     # cell runs (tasks with ``checkpoint: true`` resume from it); None = leave it alone.
     checkpoint_dir: str | None = None
@@ -131,7 +133,7 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     try:
         if choice.error:
             raise _NoLambda(choice.error)
-        with checkpoint_env(job.checkpoint_dir):
+        with checkpoint_env(job.checkpoint_dir), torch_threads(job.threads):
             task, method = build(config, choice.value, job.data_dir)
             request = CellRequest(size=config["size"], seed=config["seed"],
                                   runs=config["runs"], lam=choice.value, split="test")
@@ -179,12 +181,29 @@ def make_record(job: CellJob, status: str, reason: str | None, trace: str | None
         "metrics": metrics if ok else {},
         "summary": {k: summarize(v) for k, v in metrics.items()} if ok else {},
         "timings": {"train_s": round(train_s, 4), "tune_s": round(choice.tune_s, 4)},
+        "threads": job.threads,
         "git_commit": job.provenance.git_commit,
         "versions": dict(job.provenance.versions),
         "started": started,
         "finished": utc_now(),
         "mlflow_run_id": None,
     }
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads = ``threads`` for the duration (restored afterwards)."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextmanager

@@ -95,12 +95,15 @@ def run_spec(
     data_dir: str | None = None,
     fresh: bool = False,
     progress_console: Any = None,
+    threads: int | None = None,
 ) -> SweepSummary:
     """Run (or resume) ``spec``'s grid and return a summary; see the module docstring.
     Bad input (filters, data, a folder harness did not make) raises a one-line
     HarnessError or GridError before anything is computed or written."""
     if workers < 1:
         raise GridError(f"--workers {workers}: must be at least 1")
+    if threads is not None and threads < 1:
+        raise GridError(f"--threads {threads}: must be at least 1")
     clock = time.perf_counter()
     data = CellData.for_spec(spec, data_dir)
     cells = expand(spec, only, data)  # bad filters and missing data fail here
@@ -140,9 +143,9 @@ def run_spec(
     untracked = any(not r.get("mlflow_run_id") for r in summary.records.values())
     tracker = open_tracker(spec, store, tracking_uri, claims) if pending or untracked else None
     executor: Executor = (InlineExecutor() if workers == 1
-                          else PoolExecutor(WorkerPool(workers, run_job, threads=1)))
+                          else PoolExecutor(WorkerPool(workers, run_job, threads=None)))
     recorder = _Recorder(store, claims, tracker, summary)
-    jobs = _JobFactory(spec, store, claims, data)
+    jobs = _JobFactory(spec, store, claims, data, threads or spec.threads, workers)
     try:
         with stop_on_signals(executor.kill), SweepProgress(
                 len(cells), summary.resumed, spec.metric, progress_console) as bar:
@@ -416,9 +419,10 @@ class _JobFactory:
     """The job of a claimed cell; a tuned method's lambda is tuned (once per label and
     size, under a claim of its own) right before its first cell."""
 
-    def __init__(self, spec: Any, store: ResultsStore, claims: FileClaims, data: CellData
-                 ) -> None:
+    def __init__(self, spec: Any, store: ResultsStore, claims: FileClaims, data: CellData,
+                 threads: int | None, workers: int) -> None:
         self.spec, self.store, self.claims, self.data = spec, store, claims, data
+        self.threads, self.workers = threads, workers
         self.provenance = Provenance.collect()
         self.user_checkpoints = bool(os.environ.get(CHECKPOINT_ENV))
         self.tuned: dict[tuple[str, int], LambdaChoice] = {}
@@ -431,7 +435,18 @@ class _JobFactory:
                and not cell.config["task"]["params"].get("checkpoint_dir"))
         checkpoints = str(self.store.checkpoint_dir(cell.cell_id).resolve()) if own else None
         return CellJob(self.spec.name, cell.cell_id, dict(cell.config), choice,
-                       self.data.data_dir, self.provenance, dict(cell.data), checkpoints)
+                       self.data.data_dir, self.provenance, dict(cell.data),
+                       self._threads(cell), checkpoints)
+
+    def _threads(self, cell: Cell) -> int:
+        """--threads, else the spec's threads, else the task's default, else the cores
+        shared among the workers."""
+        if self.threads is not None:
+            return self.threads
+        from harness.registry import TASKS
+
+        default = TASKS.config(self.spec.task.name).default_threads
+        return default if default is not None else max(1, available_cores() // self.workers)
 
     def _tuned(self, cell: Cell) -> LambdaChoice:
         from harness.tuning import study_name, tune_lambda
@@ -482,7 +497,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         summary = run_spec(spec, only=list(args.only), workers=args.workers,
                            tracking_uri=args.tracking_uri, data_dir=args.data_dir,
-                           fresh=args.fresh)
+                           fresh=args.fresh, threads=args.threads)
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -128,6 +128,12 @@ def spec_model() -> type[BaseModel]:
             None, description="where data files are (else --data-dir or HARNESS_DATA_DIR)"
         )
         tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+        threads: PositiveInt | None = Field(
+            None,
+            description="torch intra-op threads of each cell process (operational: not in "
+            "the cell id); default: the task's choice (1 for small launch-bound tasks), "
+            "else the available cores divided by the workers",
+        )
 
         @field_validator("sizes", "seeds")
         @classmethod

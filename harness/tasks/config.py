@@ -27,6 +27,9 @@ class TaskParams(StrictModel):
     metrics: ClassVar[tuple[str, ...]] = ()
     higher_is_better: ClassVar[dict[str, bool]] = {}
     operational: ClassVar[frozenset[str]] = frozenset()
+    # torch threads a cell of this task runs with by default (None: cores / workers);
+    # small, launch-bound tasks are fastest on one (benchmarks/threads.py).
+    default_threads: ClassVar[int | None] = None
 
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where tensors live; auto = cuda when available, else cpu"

@@ -14,6 +14,7 @@ class GridRlParams(TaskParams):
     FIB solution of the POMDP that observes the x coordinate only. The dataset size of a
     cell is the number of training epochs (one trajectory and one update each)."""
 
+    default_threads: ClassVar[int | None] = 1
     metrics: ClassVar[tuple[str, ...]] = ("reward",)
     higher_is_better: ClassVar[dict[str, bool]] = {"reward": True}
 

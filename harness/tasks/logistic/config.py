@@ -15,6 +15,7 @@ class LogisticParams(TaskParams):
     """Features uniform on a cube, y = 1{a x1 + b x2 + c x3 + d > 0}; the restricted model
     sees x1 only and is the Bayes-optimal P(y|x1), optionally mixed with a coin flip."""
 
+    default_threads: ClassVar[int | None] = 1
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "log_loss", "restricted_ce")
     higher_is_better: ClassVar[dict[str, bool]] = {
         "accuracy": True,
