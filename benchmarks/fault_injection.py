@@ -3,7 +3,8 @@
 The sweep (``specs/logistic.yaml`` by default, MLflow tracking on, ``--workers 2``) is
 started, killed with SIGKILL at ``--kills`` random moments and with SIGINT at
 ``--interrupts`` (in a shuffled order, each after a random delay of ``--min-delay`` to
-``--max-delay`` seconds), restarted each time, and finally run to completion. An
+``--max-delay`` seconds; by default long enough for a run to finish a few cells),
+restarted each time, and finally run to completion. An
 uninterrupted run of the same spec is the reference. Printed:
 
 - cells lost: grid cells without a final record at the end (must be 0);
@@ -81,7 +82,9 @@ def main() -> int:
     parser.add_argument("--interrupts", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--min-delay", type=float, default=1.0)
-    parser.add_argument("--max-delay", type=float, default=12.0)
+    parser.add_argument("--max-delay", type=float, default=None,
+                        help="default: twice (4 s of start-up + twice the reference's time per "
+                        "fault), so that the faults fall all along the sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--json", default=None, help="also write the figures here")
@@ -96,6 +99,12 @@ def main() -> int:
           flush=True)
     assert run(spec, scratch, "reference", args.workers).wait() == 0
     reference_s = time.monotonic() - clock
+    longest = max(json.loads(p.read_text())["timings"]["train_s"]
+                  for p in (scratch / "reference" / name / "cells").glob("*.json"))
+    faults_n = args.kills + args.interrupts
+    max_delay = args.max_delay or 2.0 * (4.0 + 2.0 * reference_s / max(1, faults_n))
+    print(f"reference: {reference_s:.1f}s, longest cell {longest:.1f}s; faults after "
+          f"{args.min_delay:.1f} to {max_delay:.1f}s", flush=True)
 
     rng = random.Random(args.seed)
     faults = ["SIGKILL"] * args.kills + ["SIGINT"] * args.interrupts
@@ -105,7 +114,7 @@ def main() -> int:
     clock = time.monotonic()
     for i, fault in enumerate(faults, 1):
         proc = run(spec, scratch, "faulty", args.workers)
-        delay = rng.uniform(args.min_delay, args.max_delay)
+        delay = rng.uniform(args.min_delay, max_delay)
         try:
             proc.wait(delay)
             codes["finished before the fault"] += 1
@@ -143,6 +152,7 @@ def main() -> int:
         "report_csv_identical": (root / "report.csv").read_bytes()
         == (ref / "report.csv").read_bytes(),
         "reference_s": round(reference_s, 1),
+        "longest_cell_s": round(longest, 1),
         "interrupted_s": round(faulty_s, 1),
     }
     print(json.dumps(figures, indent=2))

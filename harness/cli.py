@@ -167,12 +167,15 @@ def _check_spec_data(spec: Any, data_dir: str) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    from harness.registry import METHODS, TASKS
+    from harness.registry import METHODS, TASKS, discover
 
+    discover()
     registry = TASKS if args.kind == "tasks" else METHODS
-    width = max(len(n) for n in registry.names())
-    for name, description in registry.describe():
-        print(f"{name:<{width}}  {description}")
+    rows = registry.origins()
+    width = max(len(name) for name, _, _ in rows)
+    origin_width = max(len(origin) for _, origin, _ in rows)
+    for name, origin, description in rows:
+        print(f"{name:<{width}}  {origin:<{origin_width}}  {description}")
     return 0
 
 

@@ -7,7 +7,14 @@ import sys
 
 import pytest
 
-from harness.registry import METHODS, TASKS, Registry, RegistryFrozenError, UnknownNameError
+from harness.registry import (
+    METHODS,
+    TASKS,
+    PluginError,
+    Registry,
+    RegistryFrozenError,
+    UnknownNameError,
+)
 
 
 def test_decorator_and_lookup():
@@ -48,7 +55,7 @@ def test_no_suggestion_when_nothing_is_close():
 def test_duplicate_and_frozen():
     reg: Registry = Registry("x")
     reg.add("a", object())
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(PluginError, match="already registered"):
         reg.add("a", object())
     reg.freeze()
     with pytest.raises(RegistryFrozenError):

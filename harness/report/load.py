@@ -214,8 +214,10 @@ def _saved_grid(results_dir: Path) -> dict[str, Any] | None:
 
 def _validated(spec: dict[str, Any], path: Path) -> Any:
     from harness.spec import SpecError, validate_spec
+    from harness.spec.loader import load_plugins_of
 
     try:
+        load_plugins_of(spec, path)
         return validate_spec(spec, str(path))
     except SpecError as exc:
         raise ReportError(exc.lines[0]) from None

@@ -52,6 +52,8 @@ class CellJob:
     data: dict[str, Any] = field(default_factory=dict)
     # torch intra-op threads the cell runs with (None: leave the process's setting).
     threads: int | None = None
+    # The spec's plugins (module names, absolute .py paths): a worker imports them first.
+    plugins: tuple[str, ...] = ()
     # This cell's checkpoint root, given to the task as $HARNESS_CHECKPOINT_DIR while the
     # cell runs (tasks with ``checkpoint: true`` resume from it); None = leave it alone.
     checkpoint_dir: str | None = None
@@ -71,9 +73,11 @@ def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:
 
 
 def build(config: dict[str, Any], lam: float | None, data_dir: str | None) -> tuple[Any, Any]:
-    """The task and method a config describes, from the registries."""
-    from harness.registry import METHODS, TASKS
+    """The task and method a config describes, from the registries (installed plugins
+    discovered first)."""
+    from harness.registry import METHODS, TASKS, discover
 
+    discover()
     task_cfg, method_cfg = config["task"], config["method"]
     task_params = TASKS.config(task_cfg["name"]).model_validate(task_cfg["params"])
     method_params = METHODS.config(method_cfg["name"]).model_validate(method_cfg["params"])
@@ -133,6 +137,10 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     try:
         if choice.error:
             raise _NoLambda(choice.error)
+        if job.plugins:
+            from harness.registry.plugins import load_spec_plugins
+
+            load_spec_plugins(list(job.plugins), None)
         with checkpoint_env(job.checkpoint_dir), torch_threads(job.threads):
             task, method = build(config, choice.value, job.data_dir)
             request = CellRequest(size=config["size"], seed=config["seed"],

@@ -436,7 +436,7 @@ class _JobFactory:
         checkpoints = str(self.store.checkpoint_dir(cell.cell_id).resolve()) if own else None
         return CellJob(self.spec.name, cell.cell_id, dict(cell.config), choice,
                        self.data.data_dir, self.provenance, dict(cell.data),
-                       self._threads(cell), checkpoints)
+                       self._threads(cell), tuple(self.spec.plugins), checkpoints)
 
     def _threads(self, cell: Cell) -> int:
         """--threads, else the spec's threads, else the task's default, else the cores

@@ -34,7 +34,26 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
     data = read_yaml(path)
     if overrides:
         data = apply_overrides(data, overrides)
+    load_plugins_of(data, path)
     return validate_spec(data, str(path))
+
+
+def load_plugins_of(data: dict[str, Any], path: Path | None) -> list[str]:
+    """Import the spec's ``plugins`` before it is validated (they may register the task
+    or methods it names); one SpecError line naming the plugin when one fails."""
+    from harness.registry import PluginError
+    from harness.registry.plugins import load_spec_plugins
+
+    plugins = data.get("plugins") or []
+    source = str(path) if path is not None else "<spec>"
+    if not isinstance(plugins, list) or not all(isinstance(p, str) for p in plugins):
+        raise SpecError([f"{source}: plugins: expected a list of module names or .py files"])
+    try:
+        resolved = load_spec_plugins(plugins, path.parent if path is not None else None)
+    except PluginError as exc:
+        raise SpecError([f"{source}: plugins: {exc}"]) from None
+    data["plugins"] = resolved  # as workers must load them again
+    return resolved
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

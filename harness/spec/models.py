@@ -101,9 +101,17 @@ def _entry_model(base: type[BaseModel], name: str, params: type[BaseModel]) -> t
     )
 
 
-@functools.cache
 def spec_model() -> type[BaseModel]:
-    """The Spec model class, built once from the registered tasks and methods."""
+    """The Spec model class, built from the registered tasks and methods (installed
+    plugins included); rebuilt when a spec's plugins register more."""
+    from harness.registry import discover
+
+    discover()
+    return _spec_model(TASKS.version, METHODS.version)
+
+
+@functools.cache
+def _spec_model(tasks_version: int, methods_version: int) -> type[BaseModel]:
     task_variants = tuple(_entry_model(TaskEntryBase, n, TASKS.config(n)) for n in TASKS)
     method_variants = tuple(_entry_model(MethodEntryBase, n, METHODS.config(n)) for n in METHODS)
     TaskEntry = Annotated[_union(task_variants), Field(discriminator="name")]
@@ -114,6 +122,11 @@ def spec_model() -> type[BaseModel]:
 
         name: str = Field(pattern=NAME_PATTERN, description="names results/<name>/")
         description: str = ""
+        plugins: list[str] = Field(
+            default_factory=list,
+            description="modules (or .py files beside the spec) that register outside tasks "
+            "or methods; installed plugins need no entry here",
+        )
         task: TaskEntry  # type: ignore[valid-type]
         methods: list[MethodEntry] = Field(min_length=1)  # type: ignore[valid-type]
         sizes: list[PositiveInt] = Field(min_length=1, description="dataset sizes")
