@@ -2,10 +2,12 @@
 
 The sweep (``specs/logistic.yaml`` by default, MLflow tracking on, ``--workers 2``) is
 started, killed with SIGKILL at ``--kills`` random moments and with SIGINT at
-``--interrupts`` (in a shuffled order, each after a random delay of ``--min-delay`` to
-``--max-delay`` seconds; by default long enough for a run to finish a few cells),
-restarted each time, and finally run to completion. An
-uninterrupted run of the same spec is the reference. Printed:
+``--interrupts`` (in a shuffled order), restarted each time, and finally run to
+completion. The moments fall all along the sweep whatever the machine's speed: fault i
+comes once a random number of cells (drawn uniformly over the grid, sorted) is recorded,
+plus a random delay of up to one median cell time of the reference, so it strikes at any
+point of a cell, of a worker's start-up or of the recording. An uninterrupted run of the
+same spec is the reference. Printed:
 
 - cells lost: grid cells without a final record at the end (must be 0);
 - cells computed twice: cells whose record was written more than once (journal.jsonl,
@@ -16,7 +18,7 @@ uninterrupted run of the same spec is the reference. Printed:
 - whether the final report.md and report.csv equal the uninterrupted run's byte for byte.
 
 Usage: python benchmarks/fault_injection.py [--spec specs/logistic.yaml] [--kills 20]
-       [--interrupts 5] [--seed 0] [--json FILE]
+       [--interrupts 5] [--workers 2] [--seed 0] [--json FILE] [--keep]
 """
 
 from __future__ import annotations
@@ -67,6 +69,10 @@ def journal(root: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
 
 
+def recorded_cells(root: Path) -> int:
+    return len({e["cell_id"] for e in journal(root) if e["event"] == "recorded"})
+
+
 def mlflow_runs_per_cell(db: Path) -> collections.Counter:
     if not db.exists():
         return collections.Counter()
@@ -81,10 +87,6 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--interrupts", type=int, default=5)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--min-delay", type=float, default=1.0)
-    parser.add_argument("--max-delay", type=float, default=None,
-                        help="default: twice (4 s of start-up + twice the reference's time per "
-                        "fault), so that the faults fall all along the sweep")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     parser.add_argument("--json", default=None, help="also write the figures here")
@@ -99,22 +101,25 @@ def main() -> int:
           flush=True)
     assert run(spec, scratch, "reference", args.workers).wait() == 0
     reference_s = time.monotonic() - clock
-    longest = max(json.loads(p.read_text())["timings"]["train_s"]
-                  for p in (scratch / "reference" / name / "cells").glob("*.json"))
-    faults_n = args.kills + args.interrupts
-    max_delay = args.max_delay or 2.0 * (4.0 + 2.0 * reference_s / max(1, faults_n))
-    print(f"reference: {reference_s:.1f}s, longest cell {longest:.1f}s; faults after "
-          f"{args.min_delay:.1f} to {max_delay:.1f}s", flush=True)
+    times = sorted(json.loads(p.read_text())["timings"]["train_s"]
+                   for p in (scratch / "reference" / name / "cells").glob("*.json"))
+    median_cell = times[len(times) // 2]
+    print(f"reference: {reference_s:.1f}s, {len(times)} cells, median cell {median_cell:.1f}s",
+          flush=True)
 
     rng = random.Random(args.seed)
     faults = ["SIGKILL"] * args.kills + ["SIGINT"] * args.interrupts
     rng.shuffle(faults)
+    thresholds = sorted(rng.randrange(len(times)) for _ in faults)
+    root = scratch / "faulty" / name
     left_behind = []
     codes = collections.Counter()
     clock = time.monotonic()
-    for i, fault in enumerate(faults, 1):
+    for i, (fault, threshold) in enumerate(zip(faults, thresholds, strict=True), 1):
         proc = run(spec, scratch, "faulty", args.workers)
-        delay = rng.uniform(args.min_delay, max_delay)
+        while proc.poll() is None and recorded_cells(root) < threshold:
+            time.sleep(0.05)
+        delay = rng.uniform(0.0, median_cell)
         try:
             proc.wait(delay)
             codes["finished before the fault"] += 1
@@ -124,14 +129,13 @@ def main() -> int:
             codes[fault] += 1
         time.sleep(3.0)
         left_behind.append(len(group_members(proc.pid)))
-        recorded = len({e["cell_id"] for e in journal(scratch / "faulty" / name)
-                        if e["event"] == "recorded"})
-        print(f"fault {i:2d}/{len(faults)}: {fault:7s} after {delay:4.1f}s -> "
-              f"{recorded} cells recorded, {left_behind[-1]} processes left", flush=True)
+        print(f"fault {i:2d}/{len(faults)}: {fault:7s} once {threshold} cells were recorded, "
+              f"+{delay:4.1f}s -> {recorded_cells(root)} recorded, {left_behind[-1]} "
+              "processes left", flush=True)
     final = run(spec, scratch, "faulty", args.workers).wait()
     faulty_s = time.monotonic() - clock
 
-    root, ref = scratch / "faulty" / name, scratch / "reference" / name
+    ref = scratch / "reference" / name
     grid = json.loads((root / "grid.json").read_text())["cells"]
     events = journal(root)
     recorded = collections.Counter(e["cell_id"] for e in events if e["event"] == "recorded")
@@ -152,7 +156,7 @@ def main() -> int:
         "report_csv_identical": (root / "report.csv").read_bytes()
         == (ref / "report.csv").read_bytes(),
         "reference_s": round(reference_s, 1),
-        "longest_cell_s": round(longest, 1),
+        "median_cell_s": round(median_cell, 1),
         "interrupted_s": round(faulty_s, 1),
     }
     print(json.dumps(figures, indent=2))

@@ -1,14 +1,26 @@
 """The method contract: every method is "primary loss + lambda x a term from the restricted
-model". A method sees a task only through a batch's ``Views`` (harness.tasks.base).
+model" (or from anything else a task supplies). A method sees a task only through a
+batch's ``Views`` (harness.tasks.base) and the task's declared capabilities.
 
 To add a method, subclass ``Method`` and override only what differs from the baseline:
 
+- ``requires``: the capabilities (harness.capabilities) it needs from a task; a task that
+  does not supply one skips the cell with a reason. ``regularises``: True when the method
+  has a term or changes the targets (a task with an auxiliary branch, such as GLUE's
+  masked-LM, trains that branch for such methods).
 - ``targets(views)``: the targets the primary loss is computed on (noising resamples them).
 - ``term(views, step)``: a per-item regulariser, weighted by lambda (reverse-KD, IMM).
-- ``predict(probs, restricted)``: the prediction used at evaluation (interpolation mixes).
-- ``skip(task)``: a reason string when the method cannot run on a task (cell is skipped).
+- ``weights(views, step)``: (primary, term) weights for a schedule of its own; by
+  default lambda weighs the term, within the task's ``loss_form`` ("convex":
+  (primary + lambda term) / (1 + lambda)).
+- ``predict(probs, restricted)``: the prediction used at evaluation (interpolation mixes;
+  declare "mixed_prediction" in ``requires``).
+- ``skip(task)``: a reason string when the method cannot run on a task for a reason the
+  capabilities do not express.
 
-Then register it in ``harness.registry`` with a params model in ``harness.methods.config``.
+Register it with its params model (a ``harness.methods.config.MethodParams`` subclass in a
+light module): built-ins in ``harness.registry``, outside methods through a plugin
+(``harness.registry.plugins``).
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ class Method:
     """Baseline behaviour: primary loss on the observed targets, no regulariser."""
 
     name: ClassVar[str] = "method"
+    requires: ClassVar[frozenset[str]] = frozenset()
+    regularises: ClassVar[bool] = False
 
     def __init__(self, params: Any, lam: float | None) -> None:
         self.params = params
@@ -48,6 +62,11 @@ class Method:
     def predict(self, probs: Tensor, restricted: Tensor) -> Tensor:
         return probs
 
+    def weights(self, views: Views, step: int) -> tuple[float, float] | None:
+        """(weight of the primary loss, weight of the term) at ``step`` for a method with a
+        schedule of its own; None (the default) = lambda in the task's ``loss_form``."""
+        return None
+
     def loss_parts(self, views: Views, step: int) -> tuple[Tensor, Tensor | None]:
         """(weighted primary, weighted regulariser or None) as scalars; their sum is the loss.
 
@@ -59,6 +78,9 @@ class Method:
         if term is None:
             return primary, None
         term = views.reduce(term)
+        custom = self.weights(views, step)
+        if custom is not None:
+            return primary * custom[0], term * custom[1]
         if views.loss_form == "convex":
             return primary / (1.0 + self.lam), term * (self.lam / (1.0 + self.lam))
         return primary, term * self.lam

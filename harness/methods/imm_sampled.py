@@ -22,6 +22,8 @@ class ImmSampled(Method):
     """
 
     name = "imm_sampled"
+    requires = frozenset({"restricted", "induced"})
+    regularises = True
 
     def term(self, views: Views, step: int) -> Tensor:
         k = self.params.k

@@ -16,6 +16,8 @@ class ImmSerialized(Method):
     """
 
     name = "imm_serialized"
+    requires = frozenset({"restricted", "stale_correction"})
+    regularises = True
 
     def term(self, views: Views, step: int) -> Tensor:
         every = self.params.refresh_every

@@ -9,6 +9,7 @@ class Interpolation(Method):
     """Prediction (1 - r) Q(.|x) + r P_restricted(.|short), r = lambda / (1 + lambda)."""
 
     name = "interpolation"
+    requires = frozenset({"restricted", "mixed_prediction"})
 
     def predict(self, probs: Tensor, restricted: Tensor) -> Tensor:
         return (1.0 - self.ratio) * probs + self.ratio * restricted

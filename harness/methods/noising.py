@@ -23,6 +23,8 @@ class Noising(Method):
     """Targets resampled from the restricted model (or the single-sample IMM term)."""
 
     name = "noising"
+    requires = frozenset({"restricted", "noising"})
+    regularises = True
 
     def targets(self, views: Views) -> Tensor:
         if views.noising == "task":

@@ -11,6 +11,8 @@ class ReverseKd(Method):
     """term = CE(P_restricted(.|short), Q(.|full context)): the paper's Eq. 14."""
 
     name = "reverse_kd"
+    requires = frozenset({"restricted"})
+    regularises = True
 
     def term(self, views: Views, step: int) -> Tensor:
         return cross_entropy(views.restricted(), views.log_q())

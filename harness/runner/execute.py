@@ -110,7 +110,9 @@ def evaluate(task: Any, method: Any, request: Any, progress: Any = None
              ) -> dict[str, list[float]]:
     """Run the task; return per-run metric lists, raising Diverged on a non-finite value
     and SkipCell when the method (or the task) says it does not apply."""
-    reason = method.skip(task) or task.skip(method)
+    from harness.capabilities import missing
+
+    reason = missing(method, task) or method.skip(task) or task.skip(method)
     if reason:
         raise SkipCell(reason)
     out = task.run(method, request, progress)

@@ -101,6 +101,10 @@ class Task(ABC):
     """Base class of tasks; see the module docstring for the contract."""
 
     name: ClassVar[str] = "task"
+    # The capabilities (harness.capabilities) this task's views and evaluation supply, and
+    # those it withholds on purpose, with the reason a method that needs one is skipped.
+    supplies: ClassVar[frozenset[str]] = frozenset()
+    declines: ClassVar[dict[str, str]] = {}
 
     def __init__(self, params: Any, data_dir: str | None = None) -> None:
         self.params = params

@@ -39,10 +39,10 @@ from harness.tasks.glue_bert.induced import StaleModel, context_multiset
 from harness.tasks.glue_bert.model import LoadedBert, load_bert
 from harness.tasks.glue_bert.restricted import wordpiece_bigram
 from harness.tasks.glue_bert.train import (
-    TASK_LOSS_ONLY,
     Generators,
     Trainer,
     steps_per_epoch,
+    trains_mlm,
     warmed_up_head,
 )
 from harness.tasks.glue_bert.views import RunContext
@@ -58,13 +58,12 @@ class GlueBertTask(Task):
 
     name = "glue_bert"
     params: GlueBertParams
-    mlm_branch = True  # the `mlm` method applies (see harness.methods.mlm)
+    supplies = frozenset({"restricted", "induced", "stale_correction", "noising",
+                          "auxiliary_loss"})
+    declines = {"mixed_prediction": INTERPOLATION_SKIP}
 
     def __init__(self, params: GlueBertParams, data_dir: str | None = None) -> None:
         super().__init__(params, data_dir)
-
-    def skip(self, method: Method) -> str | None:
-        return INTERPOLATION_SKIP if method.name == "interpolation" else None
 
     # ---- pieces --------------------------------------------------------------------
     def load_model(self, seed_parts: tuple) -> LoadedBert:
@@ -137,7 +136,7 @@ class GlueBertTask(Task):
         p, dev = self.params, self.device
         seed_parts = (glue_task, request.seed, request.size, run)
         loaded, ctx, gens = self.prepare(glue_task, method, seed_parts, train_split)
-        if loaded.fresh_mlm_head and p.head_warmup_steps and method.name not in TASK_LOSS_ONLY:
+        if loaded.fresh_mlm_head and p.head_warmup_steps and trains_mlm(method):
             key = (loaded.checkpoint, seed_parts, request.split,
                    p.model_dump(exclude={"tasks"}))
             warmed_up_head(ctx, repr(key), p.head_warmup_steps, p.head_warmup_lr,

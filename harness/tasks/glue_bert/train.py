@@ -34,9 +34,14 @@ from harness.tasks.glue_bert.causal import choose_positions
 from harness.tasks.glue_bert.corpus import Batch
 from harness.tasks.glue_bert.views import GlueViews, MlmInputs, RunContext
 
-TASK_LOSS_ONLY = ("baseline",)
-"""Methods trained on the task loss alone (no MLM branch)."""
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+
+
+def trains_mlm(method: Method) -> bool:
+    """Whether a method trains the MLM branch: it asks for the auxiliary loss (``mlm``) or
+    regularises (its term or targets live on the MLM predictions); the others train on
+    the task loss alone."""
+    return method.regularises or "auxiliary_loss" in method.requires
 
 
 def optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -143,7 +148,7 @@ class Trainer:
         self.ctx, self.method, self.gens = ctx, method, generators
         self.p = ctx.params
         self.model = ctx.model
-        self.with_mlm = method.name not in TASK_LOSS_ONLY
+        self.with_mlm = trains_mlm(method)
         self.params = [q for q in self.model.parameters() if q.requires_grad]
         self.opt = optimizer(self.model, self.p.lr, self.p.weight_decay)
         total = self.p.epochs * ctx.steps_per_epoch

@@ -35,6 +35,8 @@ class GridRlTask(Task):
     """REINFORCE on the grid MDP, with the POMDP policy as the restricted model."""
 
     name = "grid_rl"
+    supplies = frozenset({"restricted", "induced", "stale_correction", "noising",
+                          "mixed_prediction"})
     params: GridRlParams
 
     def __init__(self, params: GridRlParams, data_dir: str | None = None) -> None:

@@ -27,6 +27,8 @@ class LogisticTask(Task):
     """Toy logistic regression: 3 features on a cube, restricted model sees x1 only."""
 
     name = "logistic"
+    supplies = frozenset({"restricted", "induced", "stale_correction", "noising",
+                          "mixed_prediction"})
     params: LogisticParams
 
     # ---- data -----------------------------------------------------------------------

@@ -24,8 +24,9 @@ STREAM_PIECE = 2000
 
 
 def mixes(method: Method) -> bool:
-    """Whether the method's prediction differs from Q (so KN rows are needed)."""
-    return type(method).predict is not Method.predict
+    """Whether the method's prediction mixes in the restricted model (so KN rows are
+    needed): it declares the capability ``mixed_prediction``."""
+    return "mixed_prediction" in method.requires
 
 
 def _nll(method: Method, bigram: Any, logits: Tensor, inputs: Tensor, targets: Tensor

@@ -48,6 +48,8 @@ class PtbLstmTask(Task):
     """PTB LSTM LM regularised towards a Kneser-Ney bigram."""
 
     name = "ptb_lstm"
+    supplies = frozenset({"restricted", "induced", "stale_correction", "noising",
+                          "mixed_prediction"})
     params: PtbLstmParams
 
     def __init__(self, params: PtbLstmParams, data_dir: str | None = None) -> None:
@@ -85,7 +87,7 @@ class PtbLstmTask(Task):
         """A replicate's fresh model and what the method's views read; one place, so that
         benchmarks/ptb_curve.py trains exactly as the cell does."""
         p = self.params
-        blank = method.name == "noising" and p.noising_variant == "blank"
+        blank = "noising" in method.requires and p.noising_variant == "blank"
         return TrainContext(
             params=p, model=self.build_model(seed_parts, self.vocab_size + 1 if blank else None),
             bigram=bigram, sampler=sampler,
