@@ -32,11 +32,11 @@ def time_batched_vs_loop(runs: int, epochs: int, size: int = 20) -> tuple[float,
     task = TASKS.get("logistic")(TASKS.config("logistic")(epochs=epochs))
     method = METHODS.get("imm_sampled")(METHODS.config("imm_sampled")(), 1.5)
     start = time.perf_counter()
-    task.run(method, CellRequest(size=size, seed=0, runs=runs, lam=1.5))
+    task.run(method, CellRequest(size=size, seed=0, runs=runs))
     batched = time.perf_counter() - start
     start = time.perf_counter()
     for seed in range(runs):
-        task.run(method, CellRequest(size=size, seed=seed, runs=1, lam=1.5))
+        task.run(method, CellRequest(size=size, seed=seed, runs=1))
     return batched, time.perf_counter() - start
 
 

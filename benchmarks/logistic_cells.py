@@ -30,7 +30,7 @@ def main() -> None:
         for name in ("baseline", "interpolation", "noising", "imm_sampled", "imm_serialized"):
             method = METHODS.get(name)(METHODS.config(name)(), lam)
             start = time.perf_counter()
-            out = task.run(method, CellRequest(size=size, seed=0, runs=args.runs, lam=lam))
+            out = task.run(method, CellRequest(size=size, seed=0, runs=args.runs))
             seconds = time.perf_counter() - start
             acc = out["accuracy"] * 100
             p10, p90 = np.percentile(acc, [10, 90])

@@ -138,7 +138,7 @@ def _objective(spec: Any, cell: Cell, data_dir: str | None) -> Callable[[Any], f
     def objective(trial: Any) -> float:
         lam = tune.to_lambda(trial.suggest_float(param, tune.low, tune.high, log=tune.log))
         task, method = build(dict(cell.config), lam, data_dir)
-        request = CellRequest(size=cell.size, seed=seed, runs=runs, lam=lam,
+        request = CellRequest(size=cell.size, seed=seed, runs=runs,
                               split="validation")
         try:
             metrics = evaluate(task, method, request)

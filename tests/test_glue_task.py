@@ -117,7 +117,7 @@ def test_same_seed_same_weights_and_numbers(name):
     assert not all(torch.equal(a[k], other[k]) for k in a)
     if name != "imm_sampled":
         return
-    request = CellRequest(size=8, seed=0, runs=1, lam=0.2)
+    request = CellRequest(size=8, seed=0, runs=1)
     first, second = task.run(method, request), task.run(method, request)
     assert first.keys() == second.keys() == {"score", "cola_mcc", "cola_accuracy"}
     assert all(np.array_equal(first[k], second[k]) for k in first)
@@ -141,7 +141,7 @@ def test_fresh_mlm_head_said_once_tied_and_seeded(monkeypatch, caplog):
     monkeypatch.setattr(model_module, "_ANNOUNCED", set())
     task = tiny_task(tasks=["cola", "rte"], eval_examples=4)
     with caplog.at_level(logging.WARNING, logger="harness.tasks.glue_bert"):
-        out = task.run(make_method("mlm"), CellRequest(size=4, seed=0, runs=2, lam=None))
+        out = task.run(make_method("mlm"), CellRequest(size=4, seed=0, runs=2))
     said = [r for r in caplog.records if "MLM head starts fresh" in r.getMessage()]
     assert len(said) == 1  # four fine-tunings, one message
     assert out["score"].shape == (2,)

@@ -182,7 +182,7 @@ def make_views(task, runs=3, steps=20, seed=0):
         :steps, :steps]
     views = GridRlViews(state, log_pi, torch.from_numpy(visited[:, 0]).to(dev),
                         torch.arange(runs, device=dev)[:, None],
-                        torch.from_numpy(actions[:, 0]).to(dev), returns, size=10)
+                        torch.from_numpy(actions[:, 0]).to(dev), returns, epochs=10, epoch=0)
     return weights, views
 
 
@@ -228,7 +228,7 @@ def test_stale_correction_refreshes_only_when_asked():
     with torch.no_grad():
         moved = [w + 0.3 for w in weights]
     later = GridRlViews(views.state, task.log_policy(moved), views.visited, views.arange_runs,
-                        views.targets, views.returns, size=10)
+                        views.targets, views.returns, epochs=10, epoch=0)
     torch.testing.assert_close(later.stale_correction(refresh=False), corr)  # stale
     fresh = later.stale_correction(refresh=True)
     assert (fresh - corr).abs().max() > 1e-3
@@ -243,7 +243,7 @@ def test_replicates_have_independent_gradients(name):
     def grads(ws):
         log_pi = task.log_policy(ws)
         v = GridRlViews(_TrainState(task, make_generator(task.device, "m")), log_pi,
-                        views.visited, views.arange_runs, views.targets, views.returns, 10)
+                        views.visited, views.arange_runs, views.targets, views.returns, 10, 0)
         return torch.autograd.grad(method.loss(v, 0), ws)
 
     before = grads(weights)
@@ -262,20 +262,20 @@ def test_replicates_have_independent_gradients(name):
 # ---- training: determinism, reductions, the headline effect -------------------------------
 def test_same_seed_same_numbers_and_seeds_differ():
     task = make_task(steps_per_epoch=20)
-    request = CellRequest(size=15, seed=3, runs=8, lam=0.25)
+    request = CellRequest(size=15, seed=3, runs=8)
     first = task.run(make_method("noising", 0.25), request)
     second = task.run(make_method("noising", 0.25), request)
     np.testing.assert_array_equal(first["reward"], second["reward"])
-    other = task.run(make_method("noising", 0.25), CellRequest(15, 4, 8, 0.25))
+    other = task.run(make_method("noising", 0.25), CellRequest(15, 4, 8))
     assert not np.array_equal(first["reward"], other["reward"])
     validation = task.run(make_method("noising", 0.25),
-                          CellRequest(15, 3, 8, 0.25, split="validation"))
+                          CellRequest(15, 3, 8, split="validation"))
     assert not np.array_equal(first["reward"], validation["reward"])
 
 
 def test_zero_lambda_methods_reduce_to_baseline():
     task = make_task(steps_per_epoch=20)
-    request = CellRequest(size=12, seed=0, runs=6, lam=0.0)
+    request = CellRequest(size=12, seed=0, runs=6)
     base = task.run(make_method("baseline"), request)
     for name, extra in (("interpolation", {}), ("noising", {}), ("reverse_kd", {}),
                         ("imm_sampled", {}), ("imm_serialized", {"refresh_every": 3})):
@@ -285,7 +285,7 @@ def test_zero_lambda_methods_reduce_to_baseline():
 
 def test_interpolation_with_a_large_lambda_acts_like_the_pomdp_policy():
     task = make_task()
-    request = CellRequest(size=1, seed=0, runs=30, lam=99.0)
+    request = CellRequest(size=1, seed=0, runs=30)
     base = task.run(make_method("baseline"), request)["reward"]
     mixed = task.run(make_method("interpolation", 99.0), request)["reward"]
     assert mixed.mean() > base.mean() + 2.0  # an untrained MLP is near-random
@@ -293,7 +293,7 @@ def test_interpolation_with_a_large_lambda_acts_like_the_pomdp_policy():
 
 def test_imm_beats_the_baseline_with_few_epochs():
     task = make_task()
-    request = CellRequest(size=75, seed=0, runs=30, lam=0.25)
+    request = CellRequest(size=75, seed=0, runs=30)
     base = task.run(make_method("baseline"), request)["reward"]
     imm = task.run(make_method("imm_sampled", 0.25), request)["reward"]
     assert np.median(imm) > np.median(base) + 3.0

@@ -49,12 +49,12 @@ def test_coin_flip_quality_knob():
 
 def test_same_seed_same_numbers_and_paired_data():
     task = make_task(epochs=200)
-    request = CellRequest(size=10, seed=3, runs=16, lam=1.0)
+    request = CellRequest(size=10, seed=3, runs=16)
     first = task.run(make_method("noising", 1.0), request)
     second = task.run(make_method("noising", 1.0), request)
     for metric in first:
         np.testing.assert_array_equal(first[metric], second[metric])
-    other = task.run(make_method("noising", 1.0), CellRequest(10, 4, 16, 1.0))
+    other = task.run(make_method("noising", 1.0), CellRequest(10, 4, 16))
     assert not np.array_equal(first["accuracy"], other["accuracy"])
     x_a, y_a = task.sample(16, 10, "train", 3, 10)
     x_b, y_b = task.sample(16, 10, "train", 3, 10)
@@ -63,7 +63,7 @@ def test_same_seed_same_numbers_and_paired_data():
 
 def test_zero_lambda_methods_reduce_to_baseline():
     task = make_task(epochs=200)
-    request = CellRequest(size=8, seed=0, runs=12, lam=0.0)
+    request = CellRequest(size=8, seed=0, runs=12)
     base = task.run(make_method("baseline"), request)
     for name in ("interpolation", "noising", "reverse_kd", "imm_sampled"):
         out = task.run(make_method(name, 0.0), request)
@@ -89,7 +89,7 @@ def test_imm_beats_baseline():
     """Paired over 200 replicates at n = 10 with the paper's lambda schedule."""
     task = make_task(epochs=1000)
     lam = 0.7 / 0.3  # r = 0.7 at n = 10 (paper App. D.1.1)
-    request = CellRequest(size=10, seed=0, runs=200, lam=lam)
+    request = CellRequest(size=10, seed=0, runs=200)
     base = task.run(make_method("baseline"), request)["accuracy"]
     imm = task.run(make_method("imm_sampled", lam), request)["accuracy"]
     diff = imm - base
@@ -99,7 +99,7 @@ def test_imm_beats_baseline():
 
 def test_serialized_and_k_sampled_imm_run_and_help():
     task = make_task(epochs=600)
-    request = CellRequest(size=10, seed=1, runs=100, lam=1.0)
+    request = CellRequest(size=10, seed=1, runs=100)
     base = task.run(make_method("baseline"), request)["accuracy"].mean()
     serialized = task.run(make_method("imm_serialized", 1.0), request)["accuracy"].mean()
     sampled_k = task.run(make_method("imm_sampled", 1.0, k=5), request)["accuracy"].mean()
@@ -109,7 +109,7 @@ def test_serialized_and_k_sampled_imm_run_and_help():
 def test_restricted_ce_falls_with_imm():
     """IMM improves the restricted task itself (paper Fig. 4)."""
     task = make_task(epochs=500)
-    request = CellRequest(size=10, seed=2, runs=50, lam=2.0)
+    request = CellRequest(size=10, seed=2, runs=50)
     base = task.run(make_method("baseline"), request)["restricted_ce"]
     imm = task.run(make_method("imm_sampled", 2.0), request)["restricted_ce"]
     assert np.median(imm) < np.median(base)

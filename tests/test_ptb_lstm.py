@@ -185,7 +185,7 @@ def tiny_task(**overrides):
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     from harness.tasks.ptb_lstm import train as train_module
 
-    request = CellRequest(size=2000, seed=0, runs=1, lam=0.2)
+    request = CellRequest(size=2000, seed=0, runs=1)
     # Serialized IMM refreshes mid-epoch (its snapshot must be checkpointed); sampled IMM
     # and noising draw from the method generator; all draw dropout masks.
     for method in (make_method("imm_serialized", refresh_every=30),
@@ -212,7 +212,7 @@ def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, monkeypa
 @needs_data
 def test_cells_are_deterministic_and_paired():
     task = tiny_task(max_epochs=1)
-    request = CellRequest(size=3000, seed=1, runs=2, lam=0.2)
+    request = CellRequest(size=3000, seed=1, runs=2)
     first = task.run(make_method("imm_sampled", k=3), request)
     again = task.run(make_method("imm_sampled", k=3), request)
     assert all(np.array_equal(first[k], again[k]) for k in first)
@@ -224,7 +224,7 @@ def test_cells_are_deterministic_and_paired():
     assert all(np.array_equal(base[k], held[k]) for k in base)
     # Once the threshold is crossed the lr reset applies to every method, the baseline
     # included (it is the control for the reset), so a reached threshold changes it.
-    two = CellRequest(size=3000, seed=1, runs=1, lam=0.2)
+    two = CellRequest(size=3000, seed=1, runs=1)
     plain = tiny_task(max_epochs=2).run(make_method("baseline"), two)
     reset = tiny_task(max_epochs=2, finetune_below=1e9).run(make_method("baseline"), two)
     assert not np.array_equal(plain["valid_ppl"], reset["valid_ppl"])

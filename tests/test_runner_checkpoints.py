@@ -43,7 +43,7 @@ def test_each_cell_gets_its_own_checkpoint_dir_deleted_after_a_final_record(
     original = execute.evaluate
 
     def evaluate(task, method, request, progress=None):  # noqa: ANN001 - as execute.evaluate
-        root = os.environ.get(CHECKPOINT_ENV)
+        root = request.checkpoint_dir
         seen[method.name] = root
         Path(root, "run0.pt").parent.mkdir(parents=True, exist_ok=True)
         Path(root, "run0.pt").write_text("weights")
@@ -55,7 +55,7 @@ def test_each_cell_gets_its_own_checkpoint_dir_deleted_after_a_final_record(
     run_spec(spec)
     cells = {c.method: c.cell_id for c in expand(spec)}
     assert seen == {m: str(store.checkpoint_dir(cid).resolve()) for m, cid in cells.items()}
-    assert CHECKPOINT_ENV not in os.environ  # restored after each cell
+    assert CHECKPOINT_ENV not in os.environ  # the request carries it, not the environment
     status = {r["method"]: r["status"] for r in records(store.root).values()}
     assert status == {"baseline": "ok", "imm_sampled": "ok", "noising": "failed"}
     # ok cells: checkpoints gone; the failed cell (retried on the next run) keeps its own.
@@ -72,7 +72,7 @@ def test_a_checkpoint_dir_set_by_the_user_is_used_as_is_and_kept(write_spec, mon
     seen = []
 
     def evaluate(task, method, request, progress=None):  # noqa: ANN001
-        seen.append(os.environ.get(CHECKPOINT_ENV))
+        seen.append(request.checkpoint_dir)
         (mine / method.name).mkdir(parents=True)
         return {"accuracy": [0.5] * request.runs}
 

@@ -21,6 +21,6 @@ class ImmSerialized(Method):
 
     def term(self, views: Views, step: int) -> Tensor:
         every = self.params.refresh_every
-        every = views.size if every == "size" else every
+        every = views.refresh_period if every == "size" else every
         correction = views.stale_correction(refresh=step % every == 0)
         return cross_entropy(correction * views.restricted(), views.log_q())

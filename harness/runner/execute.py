@@ -10,7 +10,6 @@ also guarantees that what runs is exactly what was hashed.
 from __future__ import annotations
 
 import copy
-import os
 import time
 import traceback
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from harness.errors import Diverged, SkipCell
 from harness.runner.record import SCHEMA, Provenance, summarize, utc_now
 from harness.spec.lambdas import TuneLambda, resolve_lambda
 
-CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"
+CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"  # a user's own checkpoint root (never cleaned)
 
 
 @dataclass(frozen=True)
@@ -54,8 +53,8 @@ class CellJob:
     threads: int | None = None
     # The spec's plugins (module names, absolute .py paths): a worker imports them first.
     plugins: tuple[str, ...] = ()
-    # This cell's checkpoint root, given to the task as $HARNESS_CHECKPOINT_DIR while the
-    # cell runs (tasks with ``checkpoint: true`` resume from it); None = leave it alone.
+    # Where the cell may checkpoint (CellRequest.checkpoint_dir; tasks with
+    # ``checkpoint: true`` resume from it); None = the task's own setting.
     checkpoint_dir: str | None = None
 
 
@@ -143,10 +142,11 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
             from harness.registry.plugins import load_spec_plugins
 
             load_spec_plugins(list(job.plugins), None)
-        with checkpoint_env(job.checkpoint_dir), torch_threads(job.threads):
+        with torch_threads(job.threads):
             task, method = build(config, choice.value, job.data_dir)
             request = CellRequest(size=config["size"], seed=config["seed"],
-                                  runs=config["runs"], lam=choice.value, split="test")
+                                  runs=config["runs"], split="test", data_dir=job.data_dir,
+                                  checkpoint_dir=job.checkpoint_dir)
             metrics = evaluate(task, method, request, progress)
         changed = _data_changed(job.data)
         if changed:
@@ -214,20 +214,6 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-@contextmanager
-def checkpoint_env(directory: str | None) -> Iterator[None]:
-    """$HARNESS_CHECKPOINT_DIR = ``directory`` for the duration, unless it is None or the
-    variable is already set (the user's choice wins); restored afterwards."""
-    if directory is None or os.environ.get(CHECKPOINT_ENV):
-        yield
-        return
-    os.environ[CHECKPOINT_ENV] = directory
-    try:
-        yield
-    finally:
-        os.environ.pop(CHECKPOINT_ENV, None)
 
 
 def _data_changed(data: dict[str, Any]) -> str | None:

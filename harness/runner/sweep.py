@@ -424,19 +424,27 @@ class _JobFactory:
         self.spec, self.store, self.claims, self.data = spec, store, claims, data
         self.threads, self.workers = threads, workers
         self.provenance = Provenance.collect()
-        self.user_checkpoints = bool(os.environ.get(CHECKPOINT_ENV))
+        self.user_checkpoints = os.environ.get(CHECKPOINT_ENV) or None
         self.tuned: dict[tuple[str, int], LambdaChoice] = {}
         self.bar: SweepProgress | None = None
 
     def make(self, cell: Cell) -> CellJob:
         choice = self._tuned(cell) if cell.tuned else fixed_lambda(cell.entry.lambda_,
                                                                      cell.size)
-        own = (not self.user_checkpoints
-               and not cell.config["task"]["params"].get("checkpoint_dir"))
-        checkpoints = str(self.store.checkpoint_dir(cell.cell_id).resolve()) if own else None
+        checkpoints = self._checkpoints(cell)
         return CellJob(self.spec.name, cell.cell_id, dict(cell.config), choice,
                        self.data.data_dir, self.provenance, dict(cell.data),
                        self._threads(cell), tuple(self.spec.plugins), checkpoints)
+
+    def _checkpoints(self, cell: Cell) -> str | None:
+        """The user's $HARNESS_CHECKPOINT_DIR as is (never cleaned); else None when the
+        task params name a checkpoint_dir (the task uses it); else the results folder's
+        ``checkpoints/<cell id>`` (deleted once the cell's final record is written)."""
+        if self.user_checkpoints:
+            return self.user_checkpoints
+        if cell.config["task"]["params"].get("checkpoint_dir"):
+            return None
+        return str(self.store.checkpoint_dir(cell.cell_id).resolve())
 
     def _threads(self, cell: Cell) -> int:
         """--threads, else the spec's threads, else the task's default, else the cores

@@ -1,14 +1,25 @@
 """The task contract: how a task trains replicates of its full model with any method.
 
-A task implements two things:
+A task subclasses ``Task`` and implements:
 
-1. ``Task.run(method, request, progress)``: train ``request.runs`` replicates of the full
-   model on a dataset of ``request.size`` drawn from ``request.seed`` (the same data for
-   every method, so comparisons are paired), calling ``method.loss(views, step)`` for
-   the objective, and return one value per replicate for each metric, evaluated on
-   ``request.split`` ("test", or "validation" when tuning; tuning never sees test data).
-   Raise ``harness.errors.Diverged`` on NaN/inf.
-2. A ``Views`` subclass: what a method may see of one training batch.
+1. ``run(method, request, progress)``: train ``request.runs`` replicates of the full model
+   on a dataset of ``request.size`` drawn from ``request.seed`` (the same data for every
+   method, so comparisons are paired), with ``method.loss(views, step)`` (or
+   ``method.loss_parts``) as the objective, and return one value per replicate for each
+   metric its params declare, evaluated on ``request.split`` ("test", or "validation"
+   when tuning: tuning never sees test data). Data files are read from
+   ``request.data_dir``; checkpoints (if any) go under ``request.checkpoint_dir``. Raise
+   ``harness.errors.Diverged`` on NaN/inf (``harness.tasks.kit.require_finite``).
+2. A ``Views`` subclass: what a method may see of one training batch (below).
+3. ``supplies``: the capabilities (harness.capabilities) its views and evaluation
+   provide, and ``declines`` for those it withholds on purpose, with the reason. A method
+   that needs something the task does not supply is skipped with that reason.
+4. A params model (a ``harness.tasks.config.TaskParams`` subclass, in a light module):
+   its ``metrics``, ``higher_is_better``, ``data_files`` / ``check_data`` for the files a
+   cell reads, and ``contract_params`` (tiny settings for tests/contract).
+
+The shared machinery (stale snapshots, separate gradient clipping, progress, the finite
+check, named random streams) is in ``harness.tasks.kit``.
 
 Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
 
@@ -21,6 +32,8 @@ Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
   all of them with the task's weights (k=None) or k sampled ones.
 - ``stale_correction(refresh)``: Q_stale(y|x) / Qbar_stale(y|short), (..., C), from a
   snapshot of the model the task keeps (re-taken when ``refresh``).
+- ``stale_log_q(refresh)``: log Q_stale(y | x) of the same snapshot kind, (..., C), no
+  gradient (self-distillation from an earlier model).
 - ``primary_loss(targets)``: the per-item primary loss (...,) on the given targets.
 - ``reduce(per_item)``: the scalar to differentiate (e.g. mean per run, summed over runs).
 - ``loss_form``: "convex" ((primary + lam term)/(1 + lam)) or "additive".
@@ -28,14 +41,18 @@ Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
   restricted model), "single_sample" (the IMM term with one extended context) or "task"
   (the task's own noising: ``views.noise(ratio)`` returns the targets, e.g. Xie et al.'s
   LM noising of inputs and targets).
-- ``generator``: the torch.Generator for the method's randomness; ``size``: dataset size.
+- ``generator``: the torch.Generator for the method's randomness.
+- ``refresh_period``: the steps that ``refresh_every: size`` means for serialized IMM:
+  the dataset size n for logistic regression (the paper's choice), the steps of one epoch
+  for the language and GLUE tasks, the epochs (= the size) for grid RL.
+- ``progress``: the fraction of the training schedule done, in [0, 1] (for methods
+  whose weights follow a schedule).
+- ``epoch``: the index of the current pass over the training data.
 """
 
 from __future__ import annotations
 
-import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -45,20 +62,24 @@ from torch import Tensor
 
 from harness.methods.base import Method
 from harness.methods.induced import Induced
+from harness.tasks.kit import Progress, make_generator, stable_seed
+
+__all__ = ["CellRequest", "Progress", "Task", "Views", "make_generator", "pick_device",
+           "stable_seed"]
 
 
 @dataclass(frozen=True)
 class CellRequest:
-    """One cell's work: dataset size, seed, batched replicates, lambda and eval split."""
+    """One cell's work: dataset size, seed, batched replicates, evaluation split, and
+    where its data files are and where it may checkpoint (None: nowhere)."""
 
     size: int
     seed: int
     runs: int
-    lam: float | None
     split: Literal["test", "validation"] = "test"
+    data_dir: str | None = None
+    checkpoint_dir: str | None = None
 
-
-Progress = Callable[[float], None]
 
 
 class Views(ABC):
@@ -66,7 +87,9 @@ class Views(ABC):
 
     targets: Tensor
     generator: torch.Generator
-    size: int
+    refresh_period: int
+    progress: float = 0.0
+    epoch: int = 0
     loss_form: Literal["convex", "additive"] = "additive"
     noising: Literal["targets", "single_sample", "task"] = "targets"
 
@@ -85,6 +108,10 @@ class Views(ABC):
 
     @abstractmethod
     def stale_correction(self, refresh: bool) -> Tensor: ...
+
+    def stale_log_q(self, refresh: bool) -> Tensor:
+        """log Q_stale(y | x) from a snapshot (tasks supplying "stale_prediction")."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no stale predictions")
 
     @abstractmethod
     def primary_loss(self, targets: Tensor) -> Tensor: ...
@@ -128,15 +155,3 @@ def pick_device(choice: str = "auto") -> torch.device:
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
-
-
-def stable_seed(*parts: object) -> int:
-    """A seed from any parts, stable across processes and Python versions (unlike hash())."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def make_generator(device: torch.device, *parts: object) -> torch.Generator:
-    gen = torch.Generator(device=device)
-    gen.manual_seed(stable_seed(*parts))
-    return gen

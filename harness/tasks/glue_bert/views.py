@@ -90,7 +90,7 @@ class GlueViews(Views):
         self.targets = mlm.targets if mlm is not None else batch.labels.new_zeros(0)
         self.generator = ctx.generator
         # "size" for serialized IMM's refresh_every: one epoch of steps
-        self.size = ctx.steps_per_epoch
+        self.refresh_period = ctx.steps_per_epoch
         self._main: tuple[Tensor, Tensor | None] | None = None
         self._chosen: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
         self._restricted: Tensor | None = None

@@ -29,14 +29,15 @@ from harness.tasks.base import CellRequest, Progress, Task, Views, make_generato
 from harness.tasks.grid_rl.config import GridRlParams
 from harness.tasks.grid_rl.env import Grid
 from harness.tasks.grid_rl.pomdp import restricted_policy
+from harness.tasks.kit import ProgressMeter, Snapshot
 
 
 class GridRlTask(Task):
     """REINFORCE on the grid MDP, with the POMDP policy as the restricted model."""
 
     name = "grid_rl"
-    supplies = frozenset({"restricted", "induced", "stale_correction", "noising",
-                          "mixed_prediction"})
+    supplies = frozenset({"restricted", "induced", "stale_correction", "stale_prediction",
+                          "noising", "mixed_prediction"})
     params: GridRlParams
 
     def __init__(self, params: GridRlParams, data_dir: str | None = None) -> None:
@@ -131,7 +132,7 @@ class GridRlTask(Task):
             self, make_generator(self.device, "grid_rl-method", request.seed, epochs,
                                  method.name))
         arange_runs = torch.arange(runs, device=self.device)[:, None]
-        report_every = max(1, epochs // 20)
+        meter = ProgressMeter(progress)
         for epoch in range(epochs):
             log_pi = self.log_policy(weights)
             starts, uniforms = self.draws(rollout_gen, runs, 1, steps)
@@ -144,13 +145,12 @@ class GridRlTask(Task):
                     returns.std(-1, keepdim=True) + 1e-8)
             views = GridRlViews(state, log_pi, visited_t, arange_runs,
                                 torch.from_numpy(actions[:, 0]).to(self.device), returns,
-                                epochs)
+                                epochs, epoch)
             loss = method.loss(views, epoch)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if progress is not None and (epoch + 1) % report_every == 0:
-                progress((epoch + 1) / epochs)
+            meter.update((epoch + 1) / epochs)
         bad = torch.zeros(runs, dtype=torch.bool, device=self.device)
         for w in weights:
             bad |= ~torch.isfinite(w.detach().reshape(runs, -1)).all(-1)
@@ -181,7 +181,8 @@ class _TrainState:
     def __init__(self, task: GridRlTask, generator: torch.Generator) -> None:
         self.task = task
         self.generator = generator
-        self.correction: Tensor | None = None  # (runs, S, A) pi_stale / induced_stale
+        # The stale policy log pi_stale (runs, S, A) and what is derived from it.
+        self.stale: Snapshot[dict[str, Tensor]] = Snapshot()
 
 
 class GridRlViews(Views):
@@ -191,7 +192,8 @@ class GridRlViews(Views):
     loss_form = "additive"
 
     def __init__(self, state: _TrainState, log_pi: Tensor, visited: Tensor,
-                 arange_runs: Tensor, actions: Tensor, returns: Tensor, size: int) -> None:
+                 arange_runs: Tensor, actions: Tensor, returns: Tensor, epochs: int,
+                 epoch: int) -> None:
         self.state = state
         self.log_pi = log_pi  # (runs, S, A), differentiable
         self.visited = visited  # (runs, steps)
@@ -199,7 +201,9 @@ class GridRlViews(Views):
         self.targets = actions
         self.returns = returns
         self.generator = state.generator
-        self.size = size
+        self.refresh_period = epochs  # one update an epoch: "size" = every n epochs
+        self.epoch = epoch
+        self.progress = epoch / epochs
         grid = state.task.grid.size
         self.visited_x = torch.div(visited, grid, rounding_mode="floor")
         self._log_q: Tensor | None = None
@@ -231,16 +235,22 @@ class GridRlViews(Views):
         return Induced(probs=picked, weights=torch.full((runs, steps, k), 1.0 / k,
                                                         device=probs.device))
 
+    def _stale(self, refresh: bool) -> dict[str, Tensor]:
+        return self.state.stale.get(refresh, lambda: {"log_pi": self.log_pi.detach().clone()})
+
     def stale_correction(self, refresh: bool) -> Tensor:
-        st = self.state
-        if refresh or st.correction is None:
+        st, stale = self.state, self._stale(refresh)
+        if "correction" not in stale:
             with torch.no_grad():
-                q = self.log_pi.detach().exp()
+                q = stale["log_pi"].exp()
                 runs, n_s, n_a = q.shape
                 grid = st.task.grid.size
                 induced = q.reshape(runs, grid, grid, n_a).mean(2)  # (runs, x, A)
-                st.correction = q / induced[:, st.task.x_of_s].clamp_min(1e-12)
-        return st.correction[self.arange_runs, self.visited]
+                stale["correction"] = q / induced[:, st.task.x_of_s].clamp_min(1e-12)
+        return stale["correction"][self.arange_runs, self.visited]
+
+    def stale_log_q(self, refresh: bool) -> Tensor:
+        return self._stale(refresh)["log_pi"][self.arange_runs, self.visited]
 
     def primary_loss(self, targets: Tensor) -> Tensor:
         """REINFORCE: -G_t log pi(a_t | s_t), G_t the discounted reward-to-go."""

@@ -17,6 +17,7 @@ from harness.errors import Diverged
 from harness.methods.base import Method
 from harness.methods.induced import Induced, crosstalk_cross_entropy
 from harness.tasks.base import CellRequest, Progress, Task, Views, make_generator
+from harness.tasks.kit import ProgressMeter, Snapshot
 from harness.tasks.logistic.config import LogisticParams
 from harness.tasks.logistic.geometry import bayes_restricted
 
@@ -27,8 +28,8 @@ class LogisticTask(Task):
     """Toy logistic regression: 3 features on a cube, restricted model sees x1 only."""
 
     name = "logistic"
-    supplies = frozenset({"restricted", "induced", "stale_correction", "noising",
-                          "mixed_prediction"})
+    supplies = frozenset({"restricted", "induced", "stale_correction", "stale_prediction",
+                          "noising", "mixed_prediction"})
     params: LogisticParams
 
     # ---- data -----------------------------------------------------------------------
@@ -68,16 +69,15 @@ class LogisticTask(Task):
             restricted=self.restricted_target(x[..., 0]),
             generator=make_generator(self.device, "logistic-method", request.seed, n, method.name),
         )
-        report_every = max(1, p.epochs // 20)
+        meter = ProgressMeter(progress)
         for step in range(p.epochs):
-            views = LogisticViews(state, weight, bias)
+            views = LogisticViews(state, weight, bias, step)
             loss = method.loss(views, step)
             g_weight, g_bias = torch.autograd.grad(loss, (weight, bias))
             with torch.no_grad():
                 weight -= p.lr * g_weight
                 bias -= p.lr * g_bias
-            if progress is not None and (step + 1) % report_every == 0:
-                progress((step + 1) / p.epochs)
+            meter.update((step + 1) / p.epochs)
         bad = ~(torch.isfinite(weight).all(-1) & torch.isfinite(bias))
         if bad.any():
             raise Diverged(f"{int(bad.sum())} of {runs} runs have non-finite weights")
@@ -123,7 +123,7 @@ class _TrainState:
         self.task, self.x, self.y = task, x, y
         self.restricted = restricted
         self.generator = generator
-        self.correction: Tensor | None = None
+        self.stale: Snapshot[_Stale] = Snapshot()  # serialized IMM, self-distillation
         self._kernel: Tensor | None = None
 
     @property
@@ -134,15 +134,40 @@ class _TrainState:
         return self._kernel
 
 
-class LogisticViews(Views):
-    """The full training set of every replicate, as one batch of shape (runs, n)."""
+class _Stale:
+    """A snapshot of the weights; what serialized IMM and self-distillation read of it is
+    computed on first use (from the copied weights: the same numbers as at the refresh)."""
 
-    def __init__(self, state: _TrainState, weight: Tensor, bias: Tensor) -> None:
+    def __init__(self, views: LogisticViews) -> None:
+        self.views = LogisticViews(views.state, views.weight.detach().clone(),
+                                   views.bias.detach().clone())
+        self.cache: dict[str, Tensor] = {}
+
+    def correction(self) -> Tensor:
+        if "correction" not in self.cache:
+            q = self.views.log_q().exp()
+            self.cache["correction"] = q / self.views.induced(None).mixture().clamp_min(1e-12)
+        return self.cache["correction"]
+
+    def log_q(self) -> Tensor:
+        if "log_q" not in self.cache:
+            self.cache["log_q"] = self.views.log_q()
+        return self.cache["log_q"]
+
+
+class LogisticViews(Views):
+    """The full training set of every replicate, as one batch of shape (runs, n); one
+    full-batch gradient step is one epoch."""
+
+    def __init__(self, state: _TrainState, weight: Tensor, bias: Tensor, step: int = 0
+                 ) -> None:
         self.state = state
         self.weight, self.bias = weight, bias
         self.targets = state.y
         self.generator = state.generator
-        self.size = state.x.shape[1]
+        self.refresh_period = state.x.shape[1]  # the paper: refresh every n steps
+        self.epoch = step
+        self.progress = step / state.task.params.epochs
         self.loss_form = state.task.params.loss_form
         self._logits: Tensor | None = None
 
@@ -175,11 +200,12 @@ class LogisticViews(Views):
         return Induced(probs=probs, weights=torch.full_like(probs, 1.0 / k))
 
     def stale_correction(self, refresh: bool) -> Tensor:
-        if refresh or self.state.correction is None:
-            with torch.no_grad():
-                q = self.log_q().exp()
-                self.state.correction = q / self.induced(None).mixture().clamp_min(1e-12)
-        return self.state.correction
+        with torch.no_grad():
+            return self.state.stale.get(refresh, lambda: _Stale(self)).correction()
+
+    def stale_log_q(self, refresh: bool) -> Tensor:
+        with torch.no_grad():
+            return self.state.stale.get(refresh, lambda: _Stale(self)).log_q()
 
     def primary_loss(self, targets: Tensor) -> Tensor:
         return -self.log_q().gather(-1, targets[..., None]).squeeze(-1)

@@ -10,17 +10,16 @@ Metrics are evaluated on ``request.split``: with "validation" (tuning), the test
 metrics are computed on the validation stream instead, and the test stream is not read.
 
 Checkpoints: with ``checkpoint: true``, each replicate checkpoints every epoch to
-``$HARNESS_CHECKPOINT_DIR/<key>/run<r>.pt`` (else ``checkpoint_dir``), where ``<key>``
-hashes the task params, method, lambda, size, seed and split. ``harness run`` sets
-HARNESS_CHECKPOINT_DIR=<results dir>/checkpoints/<cell id> for each cell (unless it is
-already set, or ``checkpoint_dir`` is given) and deletes that directory once the cell's
-record is written (harness.runner.sweep); a rerun of an interrupted cell resumes from its
-last completed epoch and gives the same numbers as an uninterrupted run.
+``<request.checkpoint_dir>/<key>/run<r>.pt`` (else ``checkpoint_dir``), where ``<key>``
+hashes the task params, method, lambda, size, seed and split. ``harness run`` gives each
+cell ``<results dir>/checkpoints/<cell id>`` (unless $HARNESS_CHECKPOINT_DIR is set, or
+``checkpoint_dir`` is given) and deletes that directory once the cell's record is written
+(harness.runner.sweep); a rerun of an interrupted cell resumes from its last completed
+epoch and gives the same numbers as an uninterrupted run.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,6 @@ from harness.tasks.ptb_lstm.model import LstmLm
 from harness.tasks.ptb_lstm.sampler import ContextSampler
 from harness.tasks.ptb_lstm.train import Trainer
 from harness.tasks.ptb_lstm.views import StaleModel, TrainContext, batchify, induced_table
-
-CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"
 
 
 class PtbLstmTask(Task):
@@ -75,7 +72,7 @@ class PtbLstmTask(Task):
     def checkpoint_path(self, method: Method, request: CellRequest, run: int) -> Path | None:
         if not self.params.checkpoint:
             return None
-        root = os.environ.get(CHECKPOINT_ENV) or self.params.checkpoint_dir
+        root = request.checkpoint_dir or self.params.checkpoint_dir
         if not root:
             return None
         key = stable_seed(self.params.model_dump(), method.name, repr(method.params),

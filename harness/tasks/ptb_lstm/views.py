@@ -144,7 +144,7 @@ class LmViews(Views):
         self.generator = ctx.generator
         # "size" for serialized IMM's refresh_every: one epoch of steps, so that
         # refresh_every: size refreshes the snapshot once per epoch.
-        self.size = ctx.steps_per_epoch
+        self.refresh_period = ctx.steps_per_epoch
         self._log_q: Tensor | None = None
         self._restricted: Tensor | None = None
         self._distinct: tuple[Tensor, Tensor] | None = None

@@ -1,0 +1,116 @@
+"""The training kit: what every task's training loop shares, written once.
+
+- ``Snapshot``: a value computed from the model at a refresh and kept until the next one
+  (serialized IMM's stale model and its induced table, a previous epoch's predictions).
+- ``clipped_backward``: the gradients of several loss parts, each clipped to its own norm
+  before they are added (the paper's App. D.2.2: the primary and the regulariser's
+  gradients clipped separately).
+- ``ProgressMeter``: a cell's progress over its replicates, reported at most ~100 times.
+- ``require_finite``: one check (and one device synchronisation) for NaN/inf.
+- ``stable_seed`` and ``make_generator``: named random streams, stable across processes.
+
+Tasks keep their own loops (a REINFORCE epoch is not a language-model step); they call
+these instead of keeping private copies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Generic, TypeVar
+
+import torch
+from torch import Tensor
+
+from harness.errors import Diverged
+
+T = TypeVar("T")
+Progress = Callable[[float], None]
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed from any parts, stable across processes and Python versions (unlike hash())."""
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def make_generator(device: torch.device, *parts: object) -> torch.Generator:
+    """A torch generator on ``device`` seeded by ``stable_seed(*parts)``: one named stream
+    per purpose (data order, the method's draws, ...) so that methods stay paired."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(stable_seed(*parts))
+    return gen
+
+
+class Snapshot(Generic[T]):
+    """A value made from the model now and kept until ``get(refresh=True)`` remakes it.
+
+    Serialized IMM's stale model (its correction Q_stale / Qbar_stale) and a previous
+    epoch's predictions (self-distillation) are snapshots; the task says how to make one
+    (a closure over the current model, run without gradients)."""
+
+    def __init__(self) -> None:
+        self.value: T | None = None
+        self.refreshes = 0
+
+    def get(self, refresh: bool, make: Callable[[], T]) -> T:
+        if refresh or self.value is None:
+            with torch.no_grad():
+                self.value = make()
+            self.refreshes += 1
+        return self.value
+
+    def clear(self) -> None:
+        self.value = None
+
+
+def clipped_backward(parameters: Sequence[Tensor],
+                     parts: Sequence[tuple[Tensor, float | None]]) -> None:
+    """Set ``.grad`` of ``parameters`` to the sum over ``parts`` of each part's gradient,
+    clipped to that part's max norm (None: not clipped). One part with a norm is the usual
+    global-norm clip; several are App. D.2.2's separate clipping."""
+    params = [q for q in parameters if q.requires_grad]
+    total: list[Tensor | None] = [None] * len(params)
+    for i, (loss, max_norm) in enumerate(parts):
+        for q in params:
+            q.grad = None
+        loss.backward(retain_graph=i < len(parts) - 1)
+        if max_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+        for j, q in enumerate(params):
+            if q.grad is not None:
+                total[j] = q.grad if total[j] is None else total[j].add_(q.grad)
+    for q, g in zip(params, total, strict=True):
+        q.grad = g
+
+
+def require_finite(values: Iterable[Tensor] | Tensor, what: str) -> None:
+    """Raise Diverged("non-finite <what>") when any value is NaN or inf (one sync)."""
+    tensors = [values] if isinstance(values, Tensor) else list(values)
+    if not tensors:
+        return
+    flags = torch.stack([torch.isfinite(t.detach()).all() for t in tensors])
+    if not bool(flags.all()):
+        raise Diverged(f"non-finite {what}")
+
+
+class ProgressMeter:
+    """Reports a cell's progress, (replicate + fraction of its training) / replicates,
+    to the runner's callback, at most once per 1% (tasks call ``update`` every step)."""
+
+    def __init__(self, progress: Progress | None, runs: int = 1) -> None:
+        self.progress, self.runs = progress, max(1, runs)
+        self.run = 0
+        self._last = -1.0
+
+    def start(self, run: int) -> ProgressMeter:
+        self.run = run
+        return self
+
+    def update(self, fraction: float) -> None:
+        if self.progress is None:
+            return
+        value = (self.run + min(max(fraction, 0.0), 1.0)) / self.runs
+        if value - self._last >= 0.01 or fraction >= 1.0:
+            self._last = value
+            self.progress(value)
