@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
@@ -30,6 +30,10 @@ class TaskParams(StrictModel):
     # torch threads a cell of this task runs with by default (None: cores / workers);
     # small, launch-bound tasks are fastest on one (benchmarks/threads.py).
     default_threads: ClassVar[int | None] = None
+    # Tiny settings for the contract tests (harness.testing.contract): a cell in seconds.
+    contract_params: ClassVar[dict[str, Any]] = {}
+    contract_size: ClassVar[int] = 8
+    contract_runs: ClassVar[int] = 2
 
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where tensors live; auto = cuda when available, else cpu"

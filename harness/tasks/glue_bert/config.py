@@ -46,6 +46,11 @@ PAPER_METRIC = {"cola": "mcc", "mrpc": "f1", "rte": "accuracy", "qnli": "accurac
 class GlueBertParams(TaskParams):
     """Fine-tune a BERT-style encoder on GLUE tasks with MLM re-introduced."""
 
+    contract_params: ClassVar[dict] = {
+        "tasks": ["rte"], "model": "minilm", "max_length": 24, "batch_size": 4, "epochs": 1,
+        "imm_k": 2, "imm_max_positions": 1, "eval_examples": 8}
+    contract_size: ClassVar[int] = 8
+    contract_runs: ClassVar[int] = 1
     metrics: ClassVar[tuple[str, ...]] = (
         "score", "cola_mcc", "mrpc_f1", "rte_accuracy", "qnli_accuracy", "cola_accuracy",
         "mrpc_accuracy",

@@ -15,6 +15,9 @@ class GridRlParams(TaskParams):
     cell is the number of training epochs (one trajectory and one update each)."""
 
     default_threads: ClassVar[int | None] = 1
+    contract_params: ClassVar[dict] = {"steps_per_epoch": 10, "eval_rollouts": 2, "eval_steps": 5}
+    contract_size: ClassVar[int] = 4
+    contract_runs: ClassVar[int] = 2
     metrics: ClassVar[tuple[str, ...]] = ("reward",)
     higher_is_better: ClassVar[dict[str, bool]] = {"reward": True}
 

@@ -16,6 +16,9 @@ class LogisticParams(TaskParams):
     sees x1 only and is the Bayes-optimal P(y|x1), optionally mixed with a coin flip."""
 
     default_threads: ClassVar[int | None] = 1
+    contract_params: ClassVar[dict] = {"epochs": 20, "test_size": 50, "validation_size": 50}
+    contract_size: ClassVar[int] = 5
+    contract_runs: ClassVar[int] = 3
     metrics: ClassVar[tuple[str, ...]] = ("accuracy", "log_loss", "restricted_ce")
     higher_is_better: ClassVar[dict[str, bool]] = {
         "accuracy": True,

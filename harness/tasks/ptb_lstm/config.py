@@ -26,6 +26,12 @@ class PtbLstmParams(TaskParams):
     """A stacked-LSTM LM on PTB (Xie et al. 2017's model); the restricted model is a
     modified Kneser-Ney bigram of the training prefix."""
 
+    contract_params: ClassVar[dict] = {
+        "emb_size": 8, "hidden_size": 8, "layers": 1, "batch_size": 4, "bptt": 10,
+        "max_epochs": 1, "eval_batch_size": 4, "eval_tokens": 400, "induced_eval_tokens": 400,
+        "imm_window": 5, "imm_k": 2}
+    contract_size: ClassVar[int] = 800
+    contract_runs: ClassVar[int] = 1
     metrics: ClassVar[tuple[str, ...]] = (
         "test_ppl",
         "valid_ppl",
