@@ -1,7 +1,8 @@
 """The training kit: what every task's training loop shares, written once.
 
 - ``Snapshot``: a value computed from the model at a refresh and kept until the next one
-  (serialized IMM's stale model and its induced table, a previous epoch's predictions).
+  (serialized IMM's stale model and its induced table, a previous epoch's predictions);
+  ``model_copy`` for the networks such a snapshot holds.
 - ``clipped_backward``: the gradients of several loss parts, each clipped to its own norm
   before they are added (the paper's App. D.2.2: the primary and the regulariser's
   gradients clipped separately).
@@ -15,6 +16,7 @@ these instead of keeping private copies.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
@@ -62,6 +64,18 @@ class Snapshot(Generic[T]):
 
     def clear(self) -> None:
         self.value = None
+
+
+def model_copy(model: torch.nn.Module, into: torch.nn.Module | None = None
+               ) -> torch.nn.Module:
+    """A frozen, eval-mode copy of ``model``'s current weights (reusing ``into``'s storage
+    when given): what a stale snapshot of a network holds."""
+    if into is None:
+        into = copy.deepcopy(model)
+    else:
+        into.load_state_dict(model.state_dict())
+    into.eval()
+    return into
 
 
 def clipped_backward(parameters: Sequence[Tensor],

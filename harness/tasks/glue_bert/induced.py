@@ -20,7 +20,6 @@ once), computed at every refresh in no-grad passes of a bounded number of positi
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -31,6 +30,7 @@ from harness.methods.induced import EPS
 from harness.tasks.glue_bert.causal import Mode, causal_mlm_logits, packed_causal_logits
 from harness.tasks.glue_bert.corpus import Encoded
 from harness.tasks.glue_bert.model import BertMlmClassifier
+from harness.tasks.kit import Snapshot, model_copy
 from harness.tasks.multiset import KeyedMultiset
 
 TABLE_CHUNK_POSITIONS = 1024  # positions per no-grad pass when building the stale table
@@ -113,13 +113,17 @@ class StaleModel:
         self.row_of[self.words] = torch.arange(len(self.words), device=prev.device)
         self.model: BertMlmClassifier | None = None
         self.table: Tensor | None = None
+        self._snapshot: Snapshot[StaleModel] = Snapshot()
 
-    def refresh(self, model: BertMlmClassifier) -> None:
-        if self.model is None:
-            self.model = copy.deepcopy(model)
-        self.model.load_state_dict(model.state_dict())
-        self.model.eval()
-        self.table = self._induced_table()
+    def current(self, model: BertMlmClassifier, refresh: bool) -> StaleModel:
+        """This snapshot, re-taken from ``model`` when ``refresh`` (or never taken); its
+        induced table is built on first use after a refresh."""
+        return self._snapshot.get(refresh, lambda: self._take(model))
+
+    def _take(self, model: BertMlmClassifier) -> StaleModel:
+        self.model = model_copy(model, self.model)
+        self.table = None
+        return self
 
     @torch.no_grad()
     def _induced_table(self) -> Tensor:
@@ -145,7 +149,8 @@ class StaleModel:
 
     def rows(self, words: Tensor) -> Tensor:
         """Qbar_stale(. | w) for each word (every short context of the training subset)."""
-        assert self.table is not None
+        if self.table is None:
+            self.table = self._induced_table()
         rows = self.row_of[words]
         if bool((rows < 0).any()):
             raise ValueError("a short context has no position in the stale table")
@@ -155,7 +160,18 @@ class StaleModel:
     def correction(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
                    rows: Tensor, cols: Tensor, words: Tensor, index: Tensor) -> Tensor:
         """Q_stale(.|x) / Qbar_stale(.|w) at the positions (rows, cols) of a batch (n, V)."""
-        assert self.model is not None
-        logits = position_logits(self.model, input_ids, attention_mask, token_type_ids, rows,
-                                 cols, self.mode)
+        logits = self._logits(input_ids, attention_mask, token_type_ids, rows, cols)
         return torch.softmax(logits, -1) / self.rows(words)[index].clamp_min(EPS)
+
+    @torch.no_grad()
+    def log_q(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+              rows: Tensor, cols: Tensor) -> Tensor:
+        """log Q_stale(.|x) at the positions (rows, cols) of a batch (n, V)."""
+        return torch.log_softmax(
+            self._logits(input_ids, attention_mask, token_type_ids, rows, cols), -1)
+
+    def _logits(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor,
+                rows: Tensor, cols: Tensor) -> Tensor:
+        assert self.model is not None
+        return position_logits(self.model, input_ids, attention_mask, token_type_ids, rows,
+                               cols, self.mode)

@@ -58,8 +58,8 @@ class GlueBertTask(Task):
 
     name = "glue_bert"
     params: GlueBertParams
-    supplies = frozenset({"restricted", "induced", "stale_correction", "noising",
-                          "auxiliary_loss"})
+    supplies = frozenset({"restricted", "induced", "stale_correction", "stale_prediction",
+                          "noising", "auxiliary_loss"})
     declines = {"mixed_prediction": INTERPOLATION_SKIP}
 
     def __init__(self, params: GlueBertParams, data_dir: str | None = None) -> None:

@@ -27,12 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.errors import Diverged
 from harness.methods.base import Method
 from harness.tasks.base import Progress
 from harness.tasks.glue_bert.causal import choose_positions
 from harness.tasks.glue_bert.corpus import Batch
 from harness.tasks.glue_bert.views import GlueViews, MlmInputs, RunContext
+from harness.tasks.kit import clipped_backward, require_finite
 
 NO_DECAY = ("bias", "LayerNorm.weight", "LayerNorm.bias")
 
@@ -155,6 +155,7 @@ class Trainer:
         self.sched = linear_warmup(self.opt, int(self.p.warmup * total), total)
         self.progress = progress
         self.step_count = 0
+        self.epoch = 0
 
     def batches(self) -> list[Tensor]:
         n, size = len(self.ctx.train), self.p.batch_size
@@ -167,7 +168,10 @@ class Trainer:
         if self.with_mlm:
             mlm = mask_tokens(batch, self.p.mlm_probability, self.model.mask_token_id,
                               self.ctx.vocab_size, self.gens.masking)
-        return GlueViews(self.ctx, batch, mlm)
+        views = GlueViews(self.ctx, batch, mlm)
+        views.epoch = self.epoch
+        views.progress = self.step_count / (self.p.epochs * self.ctx.steps_per_epoch)
+        return views
 
     def losses(self, views: GlueViews) -> list[tuple[Tensor, float]]:
         """The loss parts of one batch, each with the norm its gradient is clipped to
@@ -186,19 +190,8 @@ class Trainer:
 
     def step(self, index: Tensor) -> None:
         parts = self.losses(self.views(index))
-        if not all(bool(torch.isfinite(loss)) for loss, _ in parts):
-            raise Diverged(f"non-finite loss at step {self.step_count}")
-        self.opt.zero_grad(set_to_none=True)
-        total: list[Tensor | None] = [None] * len(self.params)
-        for i, (loss, max_norm) in enumerate(parts):
-            loss.backward(retain_graph=i < len(parts) - 1)
-            torch.nn.utils.clip_grad_norm_(self.params, max_norm)
-            for j, q in enumerate(self.params):
-                if q.grad is not None:
-                    total[j] = q.grad if total[j] is None else total[j].add_(q.grad)
-                q.grad = None
-        for q, g in zip(self.params, total, strict=True):
-            q.grad = g
+        require_finite([loss for loss, _ in parts], f"loss at step {self.step_count}")
+        clipped_backward(self.params, parts)
         self.opt.step()
         self.sched.step()
         self.step_count += 1
@@ -206,7 +199,8 @@ class Trainer:
     def train(self) -> None:
         self.model.train()
         total = self.p.epochs * self.ctx.steps_per_epoch
-        for _ in range(self.p.epochs):
+        for epoch in range(self.p.epochs):
+            self.epoch = epoch
             for index in self.batches():
                 self.step(index)
                 if self.progress is not None:

@@ -166,13 +166,18 @@ class GlueViews(Views):
         return Induced(probs=probs, weights=weights, index=index)
 
     def stale_correction(self, refresh: bool) -> Tensor:
-        stale = self.ctx.stale
-        if refresh or stale.model is None:
-            stale.refresh(self.ctx.model)
+        stale = self.ctx.stale.current(self.ctx.model, refresh)
         rows, cols, words, index = self.chosen()
         b = self.batch
         return stale.correction(b.input_ids, b.attention_mask, b.token_type_ids, rows, cols,
                                 words, index)
+
+    def stale_log_q(self, refresh: bool) -> Tensor:
+        """The snapshot's log Q at the regularised positions (those of ``log_q``)."""
+        stale = self.ctx.stale.current(self.ctx.model, refresh)
+        rows, cols, _, _ = self.chosen()
+        b = self.batch
+        return stale.log_q(b.input_ids, b.attention_mask, b.token_type_ids, rows, cols)
 
     # ---- noising of the MLM targets ---------------------------------------------------
     def noise(self, ratio: float) -> Tensor:
