@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from harness.data.location import DATA_DIR_ENV
+from harness.data.location import DATA_DIR_ENV, data_root
 from harness.data.text import read_text
 from harness.errors import DataError, DataMissingError
 
@@ -103,7 +103,7 @@ def candidate_files(task: str, split: str, data_dir: str | os.PathLike | None = 
     key = _task_key(task)
     if split not in SPLIT_FILES:
         raise ValueError(f"unknown split {split!r}; known: train, dev (alias validation)")
-    base = Path(data_dir or os.environ.get(DATA_DIR_ENV) or ".")
+    base = data_root(data_dir) or Path(".")
     name = SPLIT_FILES[split]
     return [base / "glue" / TASK_DIRS[key] / name, base / TASK_DIRS[key] / name]
 
