@@ -34,9 +34,13 @@ def harness(*args: str, cwd: Path, path: Path | None = None) -> subprocess.Compl
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The example plugin installed (a real pip install) into a folder of its own."""
+    import shutil
+
+    source = tmp_path_factory.mktemp("src") / "harness-pskd"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info"))
     target = tmp_path_factory.mktemp("site")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", "--target", str(target), str(EXAMPLE)],
+                    "--no-build-isolation", "--target", str(target), str(source)],
                    check=True, capture_output=True, timeout=300)
     return target
 
