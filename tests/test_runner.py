@@ -225,3 +225,13 @@ def test_a_cell_failed_by_an_error_is_retried_on_resume(write_spec, monkeypatch)
     second = run_spec(spec)
     [record] = records(Path("results/tiny")).values()
     assert second.exit_code == 0 and second.resumed == 0 and record["status"] == "ok"
+
+
+def test_records_lists_every_record_in_or_out_of_the_grid(write_spec, capsys) -> None:
+    spec = validate_spec(small_spec(seeds=[0], sizes=[2]))
+    run_spec(spec)
+    run_spec(validate_spec(small_spec(seeds=[0], sizes=[2], runs=3)), only={"method": "imm"})
+    assert main(["records", str(write_spec(small_spec(seeds=[0], sizes=[2])))]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines()[2:] if line.startswith("|")]
+    marks = sorted(row.split("|")[2].strip() for row in rows)
+    assert marks == ["no", "yes", "yes", "yes"]
