@@ -92,7 +92,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="compare results with reported numbers (exit 1 on regression)")
     p.add_argument("source", metavar="SPEC|RESULTS")
-    p.add_argument("--against", required=True, metavar="reported/FILE.yaml")
+    p.add_argument("--against", default=None, metavar="reported/FILE.yaml")
+    p.add_argument("--against-results", default=None, metavar="OLD_RESULTS",
+                   help="compare with an earlier run's results (equal, or within the noise)")
+    p.add_argument("--format", choices=["text", "json", "junit"], default="text")
+    p.add_argument("--output", "-o", default=None, help="write the output here (else stdout)")
+    p.add_argument("--require-all", action="store_true",
+                   help="rows not run (sizes or cells without results) fail")
     p.add_argument("--data-dir", default=None, help="the data the spec's cells read")
 
     p = sub.add_parser("records", help="list every record in a results folder, in the grid "

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.report.check import failed, load_reported, print_checks, run_checks
+from harness.report.check import failed, load_reported, run_checks
 from harness.report.load import ReportError, ResultSet, load_results, read_all_records
 from harness.report.plot import plot_metric
 from harness.report.table import render
@@ -82,12 +82,70 @@ def report_command(args: argparse.Namespace) -> int:
 
 @_one_line_errors
 def check_command(args: argparse.Namespace) -> int:
-    """Check results against a reported file; exit 1 if a required rule fails."""
-    reported = load_reported(args.against)
+    """Check results against a reported file and/or an earlier run; exit 1 if a required
+    rule fails, a row not run fails with --require-all, nothing could be checked, or a
+    number regressed."""
+    import json
+
+    from harness.report import check as chk
+    from harness.report import junit, regress
+
+    against = getattr(args, "against", None)
+    old = getattr(args, "against_results", None)
+    fmt = getattr(args, "format", "text") or "text"
+    output = getattr(args, "output", None)
+    out = _output_path(output, "--output") if output else None
+    if not against and not old:
+        raise ReportError("nothing to check against: give --against reported/FILE.yaml "
+                          "and/or --against-results OLD_RESULTS")
+    reported = load_reported(against) if against else None
     rs = load_results(args.source, getattr(args, "data_dir", None))
-    rows = run_checks(rs, reported)
-    print_checks(rows, title=f"{rs.name} vs {args.against} ({reported.source})")
-    return 1 if failed(rows) else 0
+    text: list[str] = []
+    suites: list[junit.Suite] = []
+    payload: dict = {"source": str(args.source), "results": str(rs.results_dir)}
+    status = 0
+    if reported is not None:
+        rows = run_checks(rs, reported, require_all=getattr(args, "require_all", False))
+        title = f"{rs.name} vs {against} ({reported.source})"
+        none = chk.checked(rows) == 0
+        status |= int(failed(rows) or none)
+        text.append(chk.text_table(rows, title))
+        if none:
+            text.append("error: nothing was checked: every row is not run\n")
+        suites.append(junit.Suite(f"check {rs.name} vs {Path(against).name}",
+                                  junit.check_cases(rows, Path(against).stem)))
+        payload["check"] = {"against": str(against), "source_of_numbers": reported.source,
+                            "summary": chk.summarize(rows), "failed": bool(status),
+                            "nothing_checked": none, "rows": chk.rows_json(rows)}
+    if old:
+        old_rs = load_results(old, getattr(args, "data_dir", None), note=False)
+        comparison = regress.compare_runs(rs, old_rs)
+        none = not comparison.rows
+        status |= int(comparison.failed or none)
+        text.append(regress.text_table(comparison, f"{rs.results_dir} against the earlier "
+                                       f"run {old_rs.results_dir}"))
+        if none:
+            text.append("error: nothing was compared: the two runs share no cells\n")
+        suites.append(junit.Suite(f"regression {rs.name} vs {old}",
+                                  regress.junit_cases(comparison, rs.name)))
+        payload["regression"] = {"against_results": str(old), "nothing_compared": none,
+                                 **regress.rows_json(comparison)}
+    payload["exit_status"] = status
+    if fmt == "json":
+        body = json.dumps(payload, indent=2, default=float) + "\n"
+    elif fmt == "junit":
+        body = junit.to_junit(suites)
+    else:
+        body = "\n".join(text)
+    if out is not None:
+        _write(out, body)
+        print(f"wrote {out}", file=sys.stderr)
+        if fmt != "text":  # the summary lines on the terminal as well
+            for part in text:
+                sys.stderr.write(part.splitlines()[-1] + "\n")
+    else:
+        sys.stdout.write(body)
+    return status
 
 
 @_one_line_errors
@@ -126,3 +184,4 @@ def write_default_report(results_dir: Path) -> list[Path]:
     csv_path = results_dir / "report.csv"
     csv_path.write_text(render(rs, [rs.metric], "csv"), encoding="utf-8")
     return [md, csv_path, plot_metric(rs, rs.metric, results_dir / "plot.png")]
+
