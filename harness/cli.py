@@ -101,6 +101,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rows not run (sizes or cells without results) fail")
     p.add_argument("--data-dir", default=None, help="the data the spec's cells read")
 
+    p = sub.add_parser("leaderboard", help="rank methods over several result sets (win "
+                       "rates, ranks, paired intervals, data-equivalent gain)")
+    p.add_argument("sources", nargs="+", metavar="SPEC|RESULTS")
+    p.add_argument("--reference", default="baseline", metavar="LABEL",
+                   help="the method differences and data gains are measured against")
+    p.add_argument("--format", choices=["md", "csv", "json", "html"], default="md")
+    p.add_argument("--output", "-o", default=None, help="write the board here (else stdout)")
+    p.add_argument("--stat", choices=["median", "mean"], default="median",
+                   help="the statistic of the pooled replicates (default median)")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval level")
+    p.add_argument("--data-dir", default=None, help="the data the specs' cells read")
+
     p = sub.add_parser("records", help="list every record in a results folder, in the grid "
                        "or not")
     p.add_argument("source", metavar="SPEC|RESULTS")
@@ -208,6 +220,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return check_command(args)
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness.report.command import leaderboard_command
+
+    return leaderboard_command(args)
+
+
 def cmd_records(args: argparse.Namespace) -> int:
     from harness.report.command import records_command
 
@@ -220,6 +238,7 @@ COMMANDS = {
     "list": cmd_list,
     "report": cmd_report,
     "check": cmd_check,
+    "leaderboard": cmd_leaderboard,
     "records": cmd_records,
     "schema": cmd_schema,
 }

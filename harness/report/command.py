@@ -185,3 +185,25 @@ def write_default_report(results_dir: Path) -> list[Path]:
     csv_path.write_text(render(rs, [rs.metric], "csv"), encoding="utf-8")
     return [md, csv_path, plot_metric(rs, rs.metric, results_dir / "plot.png")]
 
+
+@_one_line_errors
+def leaderboard_command(args: argparse.Namespace) -> int:
+    """One board over several result sets."""
+    from harness.report.leaderboard import build_board
+    from harness.report.leaderboard import render as render_board
+
+    out = _output_path(args.output, "--output") if args.output else None
+    if not 0 < args.confidence < 1:
+        raise ReportError(f"--confidence {args.confidence}: give a number between 0 and 1")
+    result_sets = [load_results(s, args.data_dir) for s in args.sources]
+    board = build_board(result_sets, args.reference, args.stat, args.confidence)
+    if all(board.reference not in rs.labels for rs in result_sets):
+        print(f"note: no method labelled '{board.reference}' in these results: no "
+              "differences or data gains (choose one with --reference)", file=sys.stderr)
+    text = render_board(board, args.format)
+    if out is not None:
+        _write(out, text)
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
