@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stat", choices=["median", "mean"], default="median",
                    help="the statistic of the pooled replicates (default median)")
     p.add_argument("--confidence", type=float, default=0.95, help="interval level")
+    p.add_argument("--reports", action="store_true",
+                   help="the results page: the board, then every source's report tables "
+                   "and where their records come from (with --format md)")
+    p.add_argument("--machine", default=None, help="a description of the machine, for the page")
+    p.add_argument("--append", default=None, metavar="FILE.md",
+                   help="append this hand-written Markdown to the --reports page, marked so")
     p.add_argument("--data-dir", default=None, help="the data the specs' cells read")
 
     p = sub.add_parser("records", help="list every record in a results folder, in the grid "

@@ -135,6 +135,8 @@ def test_every_format_and_the_reference_option(two_sources, tmp_path, capsys):
     assert parser.stack == [] and parser.external == [] and len(parser.images) == 2
     assert main(["leaderboard", a, "--reference", "ghost"]) == 0
     assert "no method labelled 'ghost'" in capsys.readouterr().err
+    assert main(["leaderboard", a, "--format", "csv", "--reports"]) == 1
+    assert "--reports writes a Markdown page" in capsys.readouterr().err
 
 
 def test_the_smoke_records_of_logistic_and_grid_rl(tmp_path, capsys):

@@ -188,19 +188,36 @@ def write_default_report(results_dir: Path) -> list[Path]:
 
 @_one_line_errors
 def leaderboard_command(args: argparse.Namespace) -> int:
-    """One board over several result sets."""
+    """One board over several result sets; with --reports, the whole results page."""
     from harness.report.leaderboard import build_board
     from harness.report.leaderboard import render as render_board
 
     out = _output_path(args.output, "--output") if args.output else None
     if not 0 < args.confidence < 1:
         raise ReportError(f"--confidence {args.confidence}: give a number between 0 and 1")
+    if args.reports and args.format != "md":
+        raise ReportError("--reports writes a Markdown page: use it with --format md")
+    if args.append and not args.reports:
+        raise ReportError("--append adds a section to the --reports page: give --reports")
+    if args.append and not Path(args.append).is_file():
+        raise ReportError(f"--append {args.append}: no such file")
     result_sets = [load_results(s, args.data_dir) for s in args.sources]
     board = build_board(result_sets, args.reference, args.stat, args.confidence)
     if all(board.reference not in rs.labels for rs in result_sets):
         print(f"note: no method labelled '{board.reference}' in these results: no "
               "differences or data gains (choose one with --reference)", file=sys.stderr)
-    text = render_board(board, args.format)
+    if args.reports:
+        from harness.report.pages import command_line, results_page
+
+        command = command_line(list(args.sources), {
+            "--reference": None if args.reference == "baseline" else args.reference,
+            "--stat": None if args.stat == "median" else args.stat,
+            "--confidence": None if args.confidence == 0.95 else args.confidence,
+            "--format": "md", "--reports": True, "--machine": args.machine,
+            "--append": args.append, "-o": args.output})
+        text = results_page(board, result_sets, command, args.machine, args.append)
+    else:
+        text = render_board(board, args.format)
     if out is not None:
         _write(out, text)
         print(f"wrote {out}", file=sys.stderr)
