@@ -70,7 +70,8 @@ def test_a_board_over_two_sources_with_known_answers(two_sources):
     assert board.versus("imm") == {"better": 2, "worse": 0, "n.s.": 1}
     assert board.versus("noising") == {"better": 1, "worse": 1, "n.s.": 0}
     md = to_markdown(board)
-    assert "| noising | n/a | n/a |" in md  # toy_b's table: noising is not in its spec
+    assert "| noising |" not in md.split("### toy_b")[1]  # not in toy_b's spec: a note
+    assert "Not in this spec (n/a): noising." in md
     assert "| imm | **65.00** | — |" in md  # and nothing ran at size 20
     assert "+10.00 [+10.00, +10.00]*" in md and "9 (seed, replicate) pairs" in md
 

@@ -177,8 +177,8 @@ def leaderboard_page(board) -> str:
         header, drows = lb.diff_rows(board, s)
         if drows:
             styled = []
-            for label, row in zip([x for x in board.labels if x != board.reference], drows,
-                                  strict=True):
+            for label, row in zip([x for x in lb.source_labels(board, s)
+                                   if x != board.reference], drows, strict=True):
                 out: list[Td | str] = [row[0]]
                 for c, text in zip(board.columns_of(s), row[1:], strict=True):
                     e = board.entries[(label, c)]
@@ -193,7 +193,9 @@ def leaderboard_page(board) -> str:
         parts.append(image(plot_png(src.rs, src.metric), f"{src.name}: {src.metric}",
                            f"{src.name}: {src.metric}; line through the means, bars from "
                            "the 10th to the 90th percentile"))
-        parts.append(f'<p class="note">Records: {esc(src.provenance.text())}.</p>\n')
+        absent = lb.absent_note(board, s)
+        parts.append(f'<p class="note">{esc(absent) + " " if absent else ""}Records: '
+                     f'{esc(src.provenance.text())}.</p>\n')
     parts.append("<h2>How to read it</h2>\n" + notes(lb.legend(board)))
     names = ", ".join(src.name for src in board.sources)
     return page("Leaderboard", "".join(parts), f"sources: {names}")

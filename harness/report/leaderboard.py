@@ -280,12 +280,23 @@ def source_title(board: Board, s: int) -> str:
             f"({'higher' if src.higher else 'lower'} is better)")
 
 
+def source_labels(board: Board, s: int) -> list[str]:
+    """The board's labels that are in source ``s``'s spec (or its records), board order."""
+    return [lb for lb in board.labels if lb in board.sources[s].rs.labels]
+
+
+def absent_note(board: Board, s: int) -> str:
+    """Which methods of the board this source's spec does not have (shown, not dropped)."""
+    absent = [lb for lb in board.labels if lb not in board.sources[s].rs.labels]
+    return f"Not in this spec ({ABSENT}): {', '.join(absent)}." if absent else ""
+
+
 def value_rows(board: Board, s: int) -> tuple[list[str], list[list[tuple[str, bool]]]]:
     """Methods x sizes of one source; the flag marks the best value of each column."""
     cols = board.columns_of(s)
     header = ["method", *(f"N={board.columns[c][1]}" for c in cols)]
     rows = []
-    for label in board.labels:
+    for label in source_labels(board, s):
         cells = []
         for c in cols:
             entry = board.entries[(label, c)]
@@ -308,7 +319,7 @@ def diff_rows(board: Board, s: int) -> tuple[list[str], list[list[str]]]:
     src = board.sources[s]
     header = ["method", *(f"N={board.columns[c][1]}" for c in cols)]
     rows = []
-    for label in board.labels:
+    for label in source_labels(board, s):
         if label == board.reference:
             continue
         cells = []
@@ -347,7 +358,7 @@ def gain_rows(board: Board, s: int) -> tuple[list[str], list[list[str]]] | None:
     sizes = [board.columns[c][1] for c in board.columns_of(s)]
     header = ["method", *(f"N={n}" for n in sizes), "mean"]
     rows = []
-    for label in board.labels:
+    for label in source_labels(board, s):
         gain = gains.get(label)
         if gain is None:
             continue
@@ -375,6 +386,8 @@ def legend(board: Board) -> list[str]:
     return [
         f"{NOT_RUN} = in the spec, not run yet; {ABSENT} = not in this spec; failed / "
         "skipped = no results, see `harness report`.",
+        "rows are labels: a label is the method so labelled in each spec, with that spec's "
+        "settings (they may differ between specs).",
         "mean win rate: against each other method, the share of the columns both have in "
         "which it is better (ties count half), averaged over the other methods; mean rank "
         "over the columns it has (1 = best).",
@@ -402,7 +415,9 @@ def to_markdown(board: Board, heading: str = "##") -> str:
         header, vrows = value_rows(board, s)
         lines += table(header, [[f"**{t}**" if best else t for t, best in row]
                                 for row in vrows]) + [""]
-        lines += [f"Best per column in bold. Records: {esc(src.provenance.text())}.", ""]
+        absent = absent_note(board, s)
+        lines += [f"Best per column in bold. {esc(absent) + ' ' if absent else ''}"
+                  f"Records: {esc(src.provenance.text())}.", ""]
         header, drows = diff_rows(board, s)
         if drows:
             lines += [f"{esc(diff_title(board, s))} ({pairs_note(board, s)}):", ""]
