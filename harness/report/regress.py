@@ -123,9 +123,13 @@ def compare_runs(new: ResultSet, old: ResultSet, confidence: float = 0.95) -> Co
                           f"'{old.task}'")
     new_cells, old_cells = _by_cell(new.records), _by_cell(old.records)
     new_hosts, old_hosts = _hosts(new), _hosts(old)
-    not_compared = [f"{lb}, N={n}: only in {where}" for where, a, b in
-                    (("NEW", new_cells, old_cells), ("OLD", old_cells, new_cells))
-                    for lb, n in sorted(set(a) - set(b))]
+    not_compared = []
+    for where, a, b in (("NEW", new_cells, old_cells), ("OLD", old_cells, new_cells)):
+        only: dict[str, list[int]] = {}
+        for lb, n in sorted(set(a) - set(b), key=lambda k: (k[0], k[1])):
+            only.setdefault(lb, []).append(n)
+        not_compared += [f"{lb}: only in {where} (N = {', '.join(map(str, sizes))})"
+                         for lb, sizes in only.items()]
     pending: list[tuple[str, int, str, dict, dict, bool, str]] = []
     rows: list[Moved] = []
     for key in sorted(set(new_cells) & set(old_cells), key=lambda k: (k[1], k[0])):
