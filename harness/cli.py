@@ -92,8 +92,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("check", help="compare results with reported numbers (exit 1 on regression)")
     p.add_argument("source", metavar="SPEC|RESULTS")
-    p.add_argument("--against", required=True, metavar="reported/FILE.yaml")
+    p.add_argument("--against", default=None, metavar="reported/FILE.yaml")
+    p.add_argument("--against-results", default=None, metavar="OLD_RESULTS",
+                   help="compare with an earlier run's results (equal, or within the noise)")
+    p.add_argument("--format", choices=["text", "json", "junit"], default="text")
+    p.add_argument("--output", "-o", default=None, help="write the output here (else stdout)")
+    p.add_argument("--require-all", action="store_true",
+                   help="rows not run (sizes or cells without results) fail")
     p.add_argument("--data-dir", default=None, help="the data the spec's cells read")
+
+    p = sub.add_parser("leaderboard", help="rank methods over several result sets (win "
+                       "rates, ranks, paired intervals, data-equivalent gain)")
+    p.add_argument("sources", nargs="+", metavar="SPEC|RESULTS")
+    p.add_argument("--reference", default="baseline", metavar="LABEL",
+                   help="the method differences and data gains are measured against")
+    p.add_argument("--format", choices=["md", "csv", "json", "html"], default="md")
+    p.add_argument("--output", "-o", default=None, help="write the board here (else stdout)")
+    p.add_argument("--stat", choices=["median", "mean"], default="median",
+                   help="the statistic of the pooled replicates (default median)")
+    p.add_argument("--confidence", type=float, default=0.95, help="interval level")
+    p.add_argument("--reports", action="store_true",
+                   help="the results page: the board, then every source's report tables "
+                   "and where their records come from (with --format md)")
+    p.add_argument("--machine", default=None, help="a description of the machine, for the page")
+    p.add_argument("--append", default=None, metavar="FILE.md",
+                   help="append this hand-written Markdown to the --reports page, marked so")
+    p.add_argument("--data-dir", default=None, help="the data the specs' cells read")
 
     p = sub.add_parser("records", help="list every record in a results folder, in the grid "
                        "or not")
@@ -205,6 +229,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     return check_command(args)
 
 
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness.report.command import leaderboard_command
+
+    return leaderboard_command(args)
+
+
 def cmd_records(args: argparse.Namespace) -> int:
     from harness.report.command import records_command
 
@@ -217,6 +247,7 @@ COMMANDS = {
     "list": cmd_list,
     "report": cmd_report,
     "check": cmd_check,
+    "leaderboard": cmd_leaderboard,
     "records": cmd_records,
     "schema": cmd_schema,
 }

@@ -87,12 +87,14 @@ def test_ordering_is_direction_aware(results: Path, tmp_path: Path):
     assert not row.passed and row.margin == pytest.approx(-1.0)
 
 
-def test_missing_cell_fails_with_no_results(results: Path, tmp_path: Path):
+def test_missing_size_is_not_run_and_an_unknown_label_fails(results: Path, tmp_path: Path):
     rules = [{"rule": "band", "label": "imm", "size": 50, "value": 97.0, "plus": 2, "minus": 2},
              {"rule": "ordering", "better": "imm", "worse": "ghost", "sizes": [5]}]
     band, order = check(results, reported(tmp_path, rules))
-    assert not band.passed and band.closeness == "no results"
-    assert not order.passed and order.closeness == "ghost: no results"
+    assert band.not_run and band.verdict == "not run" and not band.counts_as_failure
+    assert band.closeness == "not run (the results have no such size)"
+    assert not order.passed and order.closeness == "no method labelled 'ghost' in the results"
+    assert order.verdict == "FAIL" and order.counts_as_failure
 
 
 def test_non_required_rules_never_fail_the_check(results: Path, tmp_path: Path, capsys):
@@ -176,17 +178,25 @@ def test_rule_metric_only_if_run_and_one_sided_band(results: Path, tmp_path: Pat
     order10, order50, band, ghost = check(results, path)
     assert order10.passed and order10.metric == "log_loss" and "<=" in order10.expected
     assert order10.margin == pytest.approx(0.06 * 100)
-    assert order50.not_run and ghost.not_run and not order50.required
+    assert order50.not_run and ghost.not_run and order50.other_scale
+    assert not order50.counts_as_failure
     assert order50.verdict == "not run" and "no such size" in ghost.closeness
     assert band.passed and band.margin == pytest.approx(7.0) and band.metric == "accuracy"
     assert summarize([order10, order50, band, ghost]) == (
-        "2 passed, 0 failed (2 not run: sizes these results do not have)")
+        "2 passed, 0 failed (2 not run, 2 of another scale: not counted)")
     assert check_command(argparse.Namespace(source=str(results), against=str(path))) == 0
     out = capsys.readouterr().out
     assert "log_loss" in out and "ghost" not in out  # a metric column; not-run rows hidden
-    # Without only_if_run a size the results lack still fails (the default).
+    # Without only_if_run a size the results lack is shown as not run; it fails only with
+    # --require-all, which never fails the only_if_run sizes of another scale.
     rules[2]["only_if_run"] = False
-    assert not check(results, reported(tmp_path, rules))[-1].passed
+    path = reported(tmp_path, rules)
+    last = check(results, path)[-1]
+    assert last.not_run and not last.other_scale and not last.counts_as_failure
+    rows = run_checks(load_results(results), load_reported(path), require_all=True)
+    assert [r.verdict for r in rows] == ["PASS", "not run", "PASS", "FAIL (not run)"]
+    assert summarize(rows) == ("2 passed, 1 failed (2 not run, 1 of another scale: 1 counted "
+                               "as failed (--require-all))")
 
 
 # ---- the PTB Tables 1 and 5 -------------------------------------------------------------------

@@ -195,25 +195,42 @@ def test_latex_is_well_formed(results: Path):
     assert r"(\%)" in text and "%" not in text.replace(r"\%", "")
 
 
-def test_html_is_well_formed(results: Path):
-    text = render(load_results(results), ["accuracy", "log_loss"], "html")
+VOID = {"meta", "img", "br", "hr", "link", "input"}
 
-    class Stack(HTMLParser):
-        def __init__(self) -> None:
-            super().__init__()
-            self.stack: list[str] = []
-            self.strong = 0
 
-        def handle_starttag(self, tag, attrs):
+class PageParser(HTMLParser):
+    """Checks that tags nest and collects what a self-contained page may hold."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.best = 0
+        self.images: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag not in VOID:
             self.stack.append(tag)
-            self.strong += tag == "strong"
+        self.best += tag == "td" and "best" in (attrs.get("class") or "").split()
+        if tag == "img":
+            self.images.append(attrs.get("src") or "")
+        for key in ("src", "href"):
+            if attrs.get(key) and not attrs[key].startswith(("data:", "#")):
+                self.external.append(attrs[key])
 
-        def handle_endtag(self, tag):
-            assert self.stack.pop() == tag
+    def handle_endtag(self, tag):
+        assert self.stack.pop() == tag
 
-    parser = Stack()
+
+def test_html_is_a_styled_self_contained_page(results: Path):
+    text = render(load_results(results), ["accuracy", "log_loss"], "html")
+    parser = PageParser()
     parser.feed(text)
-    assert parser.stack == [] and parser.strong == 4 and text.count("<table>") == 2
+    assert text.startswith("<!DOCTYPE html>") and "<style>" in text and "<script>" in text
+    assert parser.stack == [] and parser.best == 4 and text.count("<table") == 2
+    assert len(parser.images) == 1 and parser.images[0].startswith("data:image/png;base64,")
+    assert parser.external == []  # nothing fetched from elsewhere
 
 
 def test_plot_is_written_even_when_mean_is_below_p10(tmp_path: Path):

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.report.check import failed, load_reported, print_checks, run_checks
+from harness.report.check import failed, load_reported, run_checks
 from harness.report.load import ReportError, ResultSet, load_results, read_all_records
 from harness.report.plot import plot_metric
 from harness.report.table import render
@@ -82,12 +82,70 @@ def report_command(args: argparse.Namespace) -> int:
 
 @_one_line_errors
 def check_command(args: argparse.Namespace) -> int:
-    """Check results against a reported file; exit 1 if a required rule fails."""
-    reported = load_reported(args.against)
+    """Check results against a reported file and/or an earlier run; exit 1 if a required
+    rule fails, a row not run fails with --require-all, nothing could be checked, or a
+    number regressed."""
+    import json
+
+    from harness.report import check as chk
+    from harness.report import junit, regress
+
+    against = getattr(args, "against", None)
+    old = getattr(args, "against_results", None)
+    fmt = getattr(args, "format", "text") or "text"
+    output = getattr(args, "output", None)
+    out = _output_path(output, "--output") if output else None
+    if not against and not old:
+        raise ReportError("nothing to check against: give --against reported/FILE.yaml "
+                          "and/or --against-results OLD_RESULTS")
+    reported = load_reported(against) if against else None
     rs = load_results(args.source, getattr(args, "data_dir", None))
-    rows = run_checks(rs, reported)
-    print_checks(rows, title=f"{rs.name} vs {args.against} ({reported.source})")
-    return 1 if failed(rows) else 0
+    text: list[str] = []
+    suites: list[junit.Suite] = []
+    payload: dict = {"source": str(args.source), "results": str(rs.results_dir)}
+    status = 0
+    if reported is not None:
+        rows = run_checks(rs, reported, require_all=getattr(args, "require_all", False))
+        title = f"{rs.name} vs {against} ({reported.source})"
+        none = chk.checked(rows) == 0
+        status |= int(failed(rows) or none)
+        text.append(chk.text_table(rows, title))
+        if none:
+            text.append("error: nothing was checked: every row is not run\n")
+        suites.append(junit.Suite(f"check {rs.name} vs {Path(against).name}",
+                                  junit.check_cases(rows, Path(against).stem)))
+        payload["check"] = {"against": str(against), "source_of_numbers": reported.source,
+                            "summary": chk.summarize(rows), "failed": bool(status),
+                            "nothing_checked": none, "rows": chk.rows_json(rows)}
+    if old:
+        old_rs = load_results(old, getattr(args, "data_dir", None), note=False)
+        comparison = regress.compare_runs(rs, old_rs)
+        none = not comparison.rows
+        status |= int(comparison.failed or none)
+        text.append(regress.text_table(comparison, f"{rs.results_dir} against the earlier "
+                                       f"run {old_rs.results_dir}"))
+        if none:
+            text.append("error: nothing was compared: the two runs share no cells\n")
+        suites.append(junit.Suite(f"regression {rs.name} vs {old}",
+                                  regress.junit_cases(comparison, rs.name)))
+        payload["regression"] = {"against_results": str(old), "nothing_compared": none,
+                                 **regress.rows_json(comparison)}
+    payload["exit_status"] = status
+    if fmt == "json":
+        body = json.dumps(payload, indent=2, default=float) + "\n"
+    elif fmt == "junit":
+        body = junit.to_junit(suites)
+    else:
+        body = "\n".join(text)
+    if out is not None:
+        _write(out, body)
+        print(f"wrote {out}", file=sys.stderr)
+        if fmt != "text":  # the summary lines on the terminal as well
+            for part in text:
+                sys.stderr.write(part.splitlines()[-1] + "\n")
+    else:
+        sys.stdout.write(body)
+    return status
 
 
 @_one_line_errors
@@ -126,3 +184,43 @@ def write_default_report(results_dir: Path) -> list[Path]:
     csv_path = results_dir / "report.csv"
     csv_path.write_text(render(rs, [rs.metric], "csv"), encoding="utf-8")
     return [md, csv_path, plot_metric(rs, rs.metric, results_dir / "plot.png")]
+
+
+@_one_line_errors
+def leaderboard_command(args: argparse.Namespace) -> int:
+    """One board over several result sets; with --reports, the whole results page."""
+    from harness.report.leaderboard import build_board
+    from harness.report.leaderboard import render as render_board
+
+    out = _output_path(args.output, "--output") if args.output else None
+    if not 0 < args.confidence < 1:
+        raise ReportError(f"--confidence {args.confidence}: give a number between 0 and 1")
+    if args.reports and args.format != "md":
+        raise ReportError("--reports writes a Markdown page: use it with --format md")
+    if args.append and not args.reports:
+        raise ReportError("--append adds a section to the --reports page: give --reports")
+    if args.append and not Path(args.append).is_file():
+        raise ReportError(f"--append {args.append}: no such file")
+    result_sets = [load_results(s, args.data_dir) for s in args.sources]
+    board = build_board(result_sets, args.reference, args.stat, args.confidence)
+    if all(board.reference not in rs.labels for rs in result_sets):
+        print(f"note: no method labelled '{board.reference}' in these results: no "
+              "differences or data gains (choose one with --reference)", file=sys.stderr)
+    if args.reports:
+        from harness.report.pages import command_line, results_page
+
+        command = command_line(list(args.sources), {
+            "--reference": None if args.reference == "baseline" else args.reference,
+            "--stat": None if args.stat == "median" else args.stat,
+            "--confidence": None if args.confidence == 0.95 else args.confidence,
+            "--format": "md", "--reports": True, "--machine": args.machine,
+            "--append": args.append, "-o": args.output})
+        text = results_page(board, result_sets, command, args.machine, args.append)
+    else:
+        text = render_board(board, args.format)
+    if out is not None:
+        _write(out, text)
+        print(f"wrote {out}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0

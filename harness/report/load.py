@@ -112,6 +112,21 @@ class ResultSet:
             raise ReportError(f"unknown metric {metric!r} for task '{self.task}'; known: {known}")
         return metric
 
+    @property
+    def paired(self) -> bool:
+        """Whether the task pairs replicate i across methods (its params model declares
+        ``paired_replicates``): statistics then pair by (seed, replicate), else by seed."""
+        from harness.report.stats import task_pairs_replicates
+
+        return task_pairs_replicates(self.task)
+
+    def replicates(self, metric: str) -> dict[tuple[str, int], dict[tuple[int, int], float]]:
+        """{(label, size): {(seed, replicate): value}} of the ok cells (finite values)."""
+        from harness.report.stats import replicate_values
+
+        self.check_metric(metric)
+        return replicate_values(self.records, metric)
+
     def pooled(self, metric: str) -> dict[tuple[str, int], Pooled]:
         """Pooled statistics of ``metric`` for every (label, size) of the grid."""
         self.check_metric(metric)

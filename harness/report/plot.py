@@ -28,10 +28,38 @@ def method_offsets(sizes: tuple[int, ...], n_methods: int) -> np.ndarray:
 
 def plot_metric(rs: ResultSet, metric: str, path: str | Path) -> Path:
     """Write the plot of ``metric`` to ``path`` (PNG) and return the path."""
+    plt = _pyplot()
+    fig = _figure(rs, metric)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_png(rs: ResultSet, metric: str, dpi: int = 96) -> bytes:
+    """The plot of ``metric`` as PNG bytes (for pages that inline it)."""
+    import io
+
+    plt = _pyplot()
+    fig = _figure(rs, metric)
+    out = io.BytesIO()
+    fig.savefig(out, format="png", dpi=dpi)
+    plt.close(fig)
+    return out.getvalue()
+
+
+def _pyplot():  # matplotlib.pyplot on the non-interactive Agg backend
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _figure(rs: ResultSet, metric: str):  # a matplotlib Figure
+    plt = _pyplot()
 
     pooled = rs.pooled(metric)
     scale, unit = display_scale(metric, pooled)
@@ -57,8 +85,4 @@ def plot_metric(rs: ResultSet, metric: str, path: str | Path) -> Path:
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig

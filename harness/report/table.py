@@ -2,14 +2,13 @@
 
 A cell reads ``median [p10, p90] (mean ...)`` of the runs pooled over seeds; the best
 median of each row is marked. One neutral ``Table`` is built per metric and then
-rendered as Markdown, LaTeX or HTML; CSV is a long, machine-readable format instead
+rendered as Markdown, LaTeX or a styled HTML page; CSV is a long, machine-readable format instead
 (one row per metric x size x method with raw numbers and a ``best`` flag).
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,10 +97,15 @@ def build_table(rs: ResultSet, metric: str) -> Table:
 
 
 def render(rs: ResultSet, metrics: list[str], fmt: str) -> str:
-    """The tables of ``metrics`` in ``fmt`` (one of FORMATS) as one string."""
+    """The tables of ``metrics`` in ``fmt`` (one of FORMATS) as one string; html is a
+    whole self-contained page (harness.report.html) with the headline plot inline."""
     if fmt == "csv":
         return to_csv(rs, metrics)
-    renderer = {"md": to_markdown, "latex": to_latex, "html": to_html}.get(fmt)
+    if fmt == "html":
+        from harness.report.html import report_page
+
+        return report_page(rs, metrics)
+    renderer = {"md": to_markdown, "latex": to_latex}.get(fmt)
     if renderer is None:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     return "\n".join(renderer(build_table(rs, m)) for m in metrics)
@@ -153,26 +157,6 @@ def to_latex(table: Table) -> str:
         lines.append(r"\par\footnotesize " + "; ".join(latex_escape(n) for n in table.notes))
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
-
-
-def to_html(table: Table) -> str:
-    def cell(c: Cell) -> str:
-        text = html.escape(c.text)
-        return f"<td><strong>{text}</strong></td>" if c.best else f"<td>{text}</td>"
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.header)
-    body = "\n".join(f"<tr>{''.join(cell(c) for c in row)}</tr>" for row in table.rows)
-    parts = [
-        "<table>",
-        f"<caption>{html.escape(table.title)}</caption>",
-        f"<thead><tr>{head}</tr></thead>",
-        f"<tbody>\n{body}\n</tbody>",
-        "</table>",
-    ]
-    if table.notes:
-        items = "".join(f"<li>{html.escape(n)}</li>" for n in table.notes)
-        parts.append(f"<ul>{items}</ul>")
-    return "\n".join(parts) + "\n"
 
 
 def to_csv(rs: ResultSet, metrics: list[str]) -> str:

@@ -56,6 +56,7 @@ class GlueBertParams(TaskParams):
         "mrpc_accuracy",
     )
     higher_is_better: ClassVar[dict[str, bool]] = {m: True for m in metrics}
+    paired_replicates: ClassVar[bool] = True  # replicate i: same init/batches/masks, any method
 
     tasks: list[GlueName] = Field(
         ["rte"], min_length=1,

@@ -20,6 +20,7 @@ class GridRlParams(TaskParams):
     contract_runs: ClassVar[int] = 2
     metrics: ClassVar[tuple[str, ...]] = ("reward",)
     higher_is_better: ClassVar[dict[str, bool]] = {"reward": True}
+    paired_replicates: ClassVar[bool] = True  # replicate i: same init and draws, any method
 
     grid: PositiveInt = Field(11, description="the torus is grid x grid cells")
     extent: PositiveFloat = Field(

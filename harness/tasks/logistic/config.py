@@ -25,6 +25,7 @@ class LogisticParams(TaskParams):
         "log_loss": False,
         "restricted_ce": False,
     }
+    paired_replicates: ClassVar[bool] = True  # replicate i: same train/test data, any method
 
     coefficients: tuple[float, float, float, float] = Field(
         (1.0, 1.0, 1.0, -1.5),

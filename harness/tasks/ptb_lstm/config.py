@@ -41,6 +41,7 @@ class PtbLstmParams(TaskParams):
         "induced_ppl_test",
     )
     higher_is_better: ClassVar[dict[str, bool]] = {m: False for m in metrics}
+    paired_replicates: ClassVar[bool] = True  # replicate i: same init/dropout seeds, any method
     operational: ClassVar[frozenset[str]] = frozenset({"checkpoint", "checkpoint_dir"})
 
     emb_size: PositiveInt = Field(200, description="word embedding size (paper: 1500)")
