@@ -28,11 +28,11 @@ def test_replicate_i_sees_the_same_data_under_every_method(name, params, size, l
                                                            ratio):
     assert TASKS.config(name).paired_replicates is True
     task = TASKS.get(name)(TASKS.config(name)(**params))
-    request = CellRequest(size=size, seed=2, runs=40, lam=lam)
+    request = CellRequest(size=size, seed=2, runs=40)
     base = task.run(method("baseline"), request)[metric]
     # interpolation trains as the baseline and, at lambda 0, predicts as it: replicate by
     # replicate the same numbers, although the replicates differ among themselves.
-    same = task.run(method("interpolation", 0.0), CellRequest(size, 2, 40, 0.0))[metric]
+    same = task.run(method("interpolation", 0.0), CellRequest(size, 2, 40))[metric]
     np.testing.assert_array_equal(same, base)
     assert np.unique(base).size > 5
     imm = task.run(method("imm_sampled", lam), request)[metric]

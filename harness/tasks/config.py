@@ -27,6 +27,9 @@ class TaskParams(StrictModel):
     metrics: ClassVar[tuple[str, ...]] = ()
     higher_is_better: ClassVar[dict[str, bool]] = {}
     operational: ClassVar[frozenset[str]] = frozenset()
+    # Whether replicate i of a cell sees the same data and seeds under every method, so
+    # that the leaderboard's intervals may pair replicates (else they pair seeds).
+    paired_replicates: ClassVar[bool] = False
     # torch threads a cell of this task runs with by default (None: cores / workers);
     # small, launch-bound tasks are fastest on one (benchmarks/threads.py).
     default_threads: ClassVar[int | None] = None
