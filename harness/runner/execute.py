@@ -135,6 +135,7 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     config, choice = job.config, job.choice
     started, clock = utc_now(), time.perf_counter()
     status, reason, trace, metrics = "ok", None, None, {}
+    device: str | None = None
     try:
         if choice.error:
             raise _NoLambda(choice.error)
@@ -144,6 +145,7 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
             load_spec_plugins(list(job.plugins), None)
         with torch_threads(job.threads):
             task, method = build(config, choice.value, job.data_dir)
+            device = device_name(task.device)
             request = CellRequest(size=config["size"], seed=config["seed"],
                                   runs=config["runs"], split="test", data_dir=job.data_dir,
                                   checkpoint_dir=job.checkpoint_dir)
@@ -161,12 +163,12 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
         status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
         trace = traceback.format_exc()
     return make_record(job, status, reason, trace, metrics, started,
-                       time.perf_counter() - clock)
+                       time.perf_counter() - clock, device)
 
 
 def make_record(job: CellJob, status: str, reason: str | None, trace: str | None,
-                metrics: dict[str, list[float]], started: str, train_s: float
-                ) -> dict[str, Any]:
+                metrics: dict[str, list[float]], started: str, train_s: float,
+                device: str | None = None) -> dict[str, Any]:
     """The schema-1 record (the contract with harness.report: exactly these keys)."""
     config, choice = job.config, job.choice
     ok = status == "ok"
@@ -194,6 +196,7 @@ def make_record(job: CellJob, status: str, reason: str | None, trace: str | None
         "threads": job.threads,
         "git_commit": job.provenance.git_commit,
         "versions": dict(job.provenance.versions),
+        "machine": {**job.provenance.machine, "device": device},
         "started": started,
         "finished": utc_now(),
         "mlflow_run_id": None,
@@ -214,6 +217,17 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def device_name(device: Any) -> str:
+    """'cpu', or 'cuda:0 (NVIDIA H200)': what a cell's numbers were computed on."""
+    text = str(device)
+    if text.startswith("cuda"):
+        import torch
+
+        index = torch.device(text).index or 0
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return text
 
 
 def _data_changed(data: dict[str, Any]) -> str | None:

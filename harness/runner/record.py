@@ -14,7 +14,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 SCHEMA = 1
-PACKAGES = ("harness", "torch", "numpy", "pydantic", "optuna", "mlflow")
+PACKAGES = ("harness", "torch", "numpy", "pydantic", "optuna", "mlflow", "transformers")
 
 
 def utc_now() -> str:
@@ -67,10 +67,32 @@ class Provenance:
 
     git_commit: str | None = None
     versions: dict[str, str | None] = field(default_factory=dict)
+    machine: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def collect(cls) -> Provenance:
-        return cls(git_commit=git_commit(), versions=versions())
+        return cls(git_commit=git_commit(), versions=versions(), machine=machine())
+
+
+def machine() -> dict[str, Any]:
+    """Where the cells ran: host, OS, CPU model and cores (the device is per cell)."""
+    import os
+    import socket
+
+    cpu = platform.processor() or ""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):  # noqa: SIM115
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 0
+    return {"host": socket.gethostname(), "platform": platform.platform(), "cpu": cpu,
+            "cores": cores}
 
 
 class CellRecord(BaseModel):
