@@ -47,9 +47,12 @@ def harness_cell(job: Any) -> dict[str, Any]:
 
 
 def where(job: Any) -> dict[str, Any]:
-    """A diagnostic task: where a cell task would run (node, pid, visible GPUs)."""
+    """A diagnostic task: where a cell task would run (node, pid, visible GPUs); a
+    number as ``job`` makes it last that many seconds."""
     import socket
 
+    if isinstance(job, int | float):
+        time.sleep(job)
     return {"host": socket.gethostname(), "pid": os.getpid(), "job": job,
             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "node_ip": _node_ip()}
@@ -93,7 +96,8 @@ class RayExecutor:
             else:
                 ray.init(address=address, **options)
         except Exception as exc:  # noqa: BLE001 - one line for the user
-            text = " ".join(str(exc).split())[:300]
+            cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
+            text = " ".join(f"{exc}{cause}".split())[:400]
             where_ = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise HarnessError(f"cannot connect to {where_}: {text}") from None
         self._remote = ray.remote(run)
