@@ -673,6 +673,9 @@ class SharedResults(ResultsStore):
             here = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             here = None
+        if isinstance(here, dict) and here.get("finished") == record.get("finished") and \
+                here.get("mlflow_run_id") and not record.get("mlflow_run_id"):
+            return  # the same record, already with its MLflow run (logged meanwhile)
         if here != record:
             with contextlib.suppress(OSError):
                 super().write_record(record)
