@@ -37,6 +37,40 @@ def harness(*args: str, cwd, env: dict | None = None, timeout: float = 300
                           timeout=timeout, env={**os.environ, **(env or {})})
 
 
+# ---- operational settings: validated, out of the cell id -----------------------------------
+def test_resources_and_store_are_validated_and_stay_out_of_the_cell_id(tmp_path) -> None:
+    from conftest import small_spec
+
+    from harness.runner import expand
+    from harness.runner.grid import GridError
+    from harness.runner.sweep import run_spec
+    from harness.spec import SpecError, validate_spec
+    from harness.spec.models import resources_for
+
+    plain = small_spec()
+    placed = small_spec(task={"name": "logistic", "params": {"epochs": 40},
+                              "resources": {"gpus": 1, "cpus": 4}},
+                        store="postgresql+psycopg://u@db:5432/imm", threads=2)
+    placed["methods"][1]["resources"] = {"gpus": 0.5}
+    spec = validate_spec(placed)
+    assert [c.cell_id for c in expand(spec)] == [c.cell_id for c in
+                                                 expand(validate_spec(plain))]
+    assert [resources_for(spec, m) for m in spec.methods] == [
+        {"cpus": 4.0, "gpus": 1.0}, {"cpus": 4.0, "gpus": 0.5}, {"cpus": 4.0, "gpus": 1.0}]
+    bad = {"gpus": 1.5}, {"cpus": 0}, {"gpu": 1}, {"gpus": "1"}
+    for resources in bad:
+        with pytest.raises(SpecError) as err:
+            validate_spec(small_spec(task={"name": "logistic", "resources": resources}))
+        assert len(err.value.lines) == 1 and "task.resources" in err.value.lines[0]
+    with pytest.raises(SpecError, match="not a PostgreSQL URL"):
+        validate_spec(small_spec(store="mysql://x"))
+    for kwargs, message in (({"address": "h:1"}, "--executor ray"),
+                            ({"enqueue_only": True}, "--store"),
+                            ({"executor": "dask"}, "use one of")):
+        with pytest.raises(GridError, match=message):
+            run_spec(validate_spec(plain), **kwargs)
+
+
 # ---- GPUs per local worker (a faked visible-device count: there are no GPUs here) ----------
 def test_gpus_are_assigned_one_per_worker_when_several_are_visible(monkeypatch) -> None:
     assert assign_gpus(4, ["0", "1", "2", "3"]) == (["0", "1", "2", "3"], None)
