@@ -69,7 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", type=_parse_assignment, default=[], metavar="PATH=VALUE",
         dest="overrides", help="override a spec field, e.g. task.params.epochs=100 (repeatable)",
     )
-    p.add_argument("--workers", type=int, default=1, help="parallel cell workers (processes)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parallel cell workers: local processes (default 1; each gets its own "
+                   "GPU when several are visible), or with --executor ray the most cells in "
+                   "flight (default: as many as the cluster has room for)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="where cells run: this machine (default) or a Ray cluster "
+                   "(operational: not in the cell id)")
+    p.add_argument("--address", default=None, metavar="HOST:PORT",
+                   help="the Ray cluster's head (with --executor ray; default: start a "
+                   "local Ray instance for this run)")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="shared store of cells, leases and results: "
+                   "postgresql+psycopg://USER@HOST:PORT/DB (default: the spec's store, "
+                   "else file claims in the results folder)")
+    p.add_argument("--enqueue", action="store_true",
+                   help="only put the cells in the --store's table, for `harness worker`s")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads per cell process (default: the spec's threads, else "
                    "the task's choice, else cores / workers)")
@@ -89,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", default=None, metavar="FILE.png", help="also write a plot")
     p.add_argument("--output", "-o", default=None, help="write the table here (else stdout)")
     p.add_argument("--data-dir", default=None, help="the data the spec's cells read")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="read the records from this shared store instead of the folder")
 
     p = sub.add_parser("check", help="compare results with reported numbers (exit 1 on regression)")
     p.add_argument("source", metavar="SPEC|RESULTS")
@@ -123,6 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
                        "or not")
     p.add_argument("source", metavar="SPEC|RESULTS")
     p.add_argument("--data-dir", default=None, help="the data the spec's cells read")
+
+    p = sub.add_parser("worker", help="compute cells queued in a shared store until told to "
+                       "stop (clusters without Ray, e.g. a SLURM array)")
+    p.add_argument("--store", required=True, metavar="URL",
+                   help="postgresql+psycopg://USER@HOST:PORT/DB")
+    p.add_argument("--spec", default=None, metavar="NAME", help="only this spec's cells")
+    p.add_argument("--until-empty", action="store_true",
+                   help="exit once no cell is pending or running")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads per cell (default: the spec's, else the task's)")
+    p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                   help="how often an idle worker looks for cells")
+    p.add_argument("--max-cells", type=int, default=None, metavar="N",
+                   help="exit after computing N cells")
+
+    p = sub.add_parser("status", help="counts of a spec's cells by state and who holds "
+                       "which (from the store, else the results folder)")
+    p.add_argument("source", metavar="SPEC|NAME", help="a spec file (or with --store, a "
+                   "spec's name)")
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="the shared store (default: the spec's store, else the folder)")
 
     sub.add_parser("schema", help="print the spec's JSON Schema (for editor autocompletion)")
     return parser
@@ -220,7 +258,23 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report.command import report_command
 
+    if getattr(args, "store", None):
+        from harness.runner.status import report_from_store
+
+        return report_from_store(args, report_command)
     return report_command(args)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from harness.runner.worker import worker_command
+
+    return worker_command(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from harness.runner.status import status_command
+
+    return status_command(args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -249,6 +303,8 @@ COMMANDS = {
     "check": cmd_check,
     "leaderboard": cmd_leaderboard,
     "records": cmd_records,
+    "worker": cmd_worker,
+    "status": cmd_status,
     "schema": cmd_schema,
 }
 

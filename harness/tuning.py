@@ -4,10 +4,19 @@ Studies live in ``<results_dir>/optuna.db`` under the name ``<label>-size<size>`
 interrupted tuning resumes: only the trials still missing are run. The study remembers a
 hash of the configuration it tunes; when the spec changes that configuration, the old
 study is discarded rather than mixed with new trials.
+
+With a shared store (``--store postgresql+psycopg://...``) studies live in that database
+instead, named ``<spec>/<label>-size<size>``, in Optuna's RDB storage with a heartbeat
+(``$HARNESS_TRIAL_HEARTBEAT`` seconds, default 10; a trial silent for 3 beats is stale)
+and ``RetryFailedTrialCallback``: a trial whose process was killed is marked FAIL and
+retried with the same parameters, never left RUNNING. Tuning a study happens under a
+claim of its own (one tuner per study at a time), so a RUNNING trial found when the
+claim is taken is abandoned and is failed and retried at once.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -21,6 +30,8 @@ from harness.runner.grid import Cell, config_id
 
 VALIDATION_SEED_BASE = 1_000_000
 CONFIG_ATTR = "harness_config_id"
+HEARTBEAT_ENV = "HARNESS_TRIAL_HEARTBEAT"
+TRIAL_RETRIES = 3
 
 OnTrial = Callable[[int, int], None]  # (finished trials, target trials)
 
@@ -60,6 +71,8 @@ def tune_lambda(
     """
     clock = time.perf_counter()
     name = study_name(cell.label, cell.size)
+    if not storage.startswith("sqlite"):
+        name = f"{spec.name}/{name}"  # one database holds the studies of many specs
     try:
         study = _open_study(spec, cell, storage, name)
         target = spec.tuning.trials
@@ -76,10 +89,33 @@ def tune_lambda(
                             error=f"tuning {name}: {one_line(f'{type(exc).__name__}: {exc}')}")
 
 
-def _open_study(spec: Any, cell: Cell, storage: str, name: str) -> Any:
+def heartbeat_s() -> int:
+    try:
+        return max(1, int(float(os.environ.get(HEARTBEAT_ENV, 10))))
+    except ValueError:
+        return 10
+
+
+def rdb_storage(url: str) -> Any:
+    """Optuna's storage for ``url``: a shared database gets RDB storage with a heartbeat
+    and RetryFailedTrialCallback (see the module docstring); a file (sqlite) the URL."""
+    if url.startswith("sqlite"):
+        return url
+    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+
+    from harness.runner.dbstore import sqlalchemy_url
+
+    beat = heartbeat_s()
+    return RDBStorage(sqlalchemy_url(url), heartbeat_interval=beat, grace_period=3 * beat,
+                      failed_trial_callback=RetryFailedTrialCallback(max_retry=TRIAL_RETRIES),
+                      engine_kwargs={"pool_pre_ping": True})
+
+
+def _open_study(spec: Any, cell: Cell, storage: Any, name: str) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = rdb_storage(storage) if isinstance(storage, str) else storage
     metric = spec.metric
     better = type(spec.task.params).higher_is_better
     if metric not in better:
@@ -109,11 +145,20 @@ def _open_study(spec: Any, cell: Cell, storage: str, name: str) -> Any:
 
 
 def _fail_abandoned(study: Any) -> None:
-    """Trials left RUNNING by a killed process will never finish: mark them failed."""
+    """Trials left RUNNING by a killed process will never finish: mark them failed (and,
+    in a heartbeat storage, retried with the same parameters by its callback)."""
     from optuna.trial import TrialState
 
+    storage = study._storage
+    retry = None
+    if hasattr(storage, "get_failed_trial_callback"):
+        retry = storage.get_failed_trial_callback()
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study.tell(trial.number, state=TrialState.FAIL)
+        if retry is None:
+            study.tell(trial.number, state=TrialState.FAIL)
+            continue
+        if storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+            retry(study, storage.get_trial(trial._trial_id))
 
 
 def _finished(study: Any) -> int:

@@ -56,6 +56,9 @@ class CellJob:
     # Where the cell may checkpoint (CellRequest.checkpoint_dir; tasks with
     # ``checkpoint: true`` resume from it); None = the task's own setting.
     checkpoint_dir: str | None = None
+    # What the cell needs on a cluster node ({cpus, gpus}, the spec's resources);
+    # operational: neither in the cell id nor in the record.
+    resources: dict[str, float] | None = None
 
 
 def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:

@@ -43,8 +43,10 @@ def _watch_parent(parent: int) -> None:
 
 
 def worker_main(conn: Connection, parent: int, run: Callable[..., dict[str, Any]],
-                threads: int | None) -> None:
-    """A worker's life: jobs from the pipe, one at a time, until None or EOF."""
+                threads: int | None, env: dict[str, str] | None = None) -> None:
+    """A worker's life: jobs from the pipe, one at a time, until None or EOF. ``env`` is
+    set first (before torch is imported): the worker's CUDA_VISIBLE_DEVICES."""
+    os.environ.update(env or {})
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if threads is not None:
@@ -70,10 +72,12 @@ def worker_main(conn: Connection, parent: int, run: Callable[..., dict[str, Any]
 
 
 class _Worker:
-    def __init__(self, ctx: Any, run: Callable[..., dict[str, Any]], threads: int | None
-                 ) -> None:
+    def __init__(self, ctx: Any, run: Callable[..., dict[str, Any]], threads: int | None,
+                 slot: int = 0, env: dict[str, str] | None = None) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=worker_main, args=(child, os.getpid(), run, threads),
+        self.slot = slot
+        self.process = ctx.Process(target=worker_main,
+                                   args=(child, os.getpid(), run, threads, env),
                                    name="harness-worker", daemon=True)
         self.process.start()
         child.close()
@@ -82,13 +86,16 @@ class _Worker:
 
 
 class WorkerPool:
-    """Up to ``workers`` processes running ``run(job, progress)``; see the module docstring."""
+    """Up to ``workers`` processes running ``run(job, progress)``; see the module docstring.
+    ``envs``: environment variables of each worker slot (a worker that dies is replaced
+    by one with the same), e.g. its CUDA_VISIBLE_DEVICES (harness.runner.placement)."""
 
     def __init__(self, workers: int, run: Callable[..., dict[str, Any]],
-                 threads: int | None = 1) -> None:
+                 threads: int | None = 1, envs: list[dict[str, str]] | None = None) -> None:
         self.workers = workers
         self.run = run
         self.threads = threads
+        self.envs = envs or [{} for _ in range(workers)]
         self._ctx = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []
         self._busy: list[_Worker] = []
@@ -111,10 +118,15 @@ class WorkerPool:
     def submit(self, job: Any) -> None:
         if self.free <= 0:
             raise RuntimeError("no free worker")
-        worker = self._idle.pop() if self._idle else _Worker(self._ctx, self.run, self.threads)
+        worker = self._idle.pop() if self._idle else self._new_worker()
         worker.job, worker.fraction = job, 0.0
         worker.conn.send(job)
         self._busy.append(worker)
+
+    def _new_worker(self) -> _Worker:
+        used = {w.slot for w in self._idle + self._busy}
+        slot = next(i for i in range(self.workers) if i not in used)
+        return _Worker(self._ctx, self.run, self.threads, slot, self.envs[slot])
 
     def wait(self, timeout: float | None) -> list[Outcome]:
         """Outcomes of the jobs that ended within ``timeout`` seconds (progress messages

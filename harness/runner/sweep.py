@@ -21,6 +21,14 @@ epoch. Not set when the variable is already set (the user's directory is used as
 never cleaned) or when the cell's task params name a ``checkpoint_dir``. Once a cell's
 final record is written its checkpoint directory is deleted; a cell that failed with an
 error keeps its checkpoints, since the next run retries it.
+
+Executors and stores are operational: ``--executor local`` (this machine: in-process, or
+``--workers N`` processes, each with its own GPU when several are visible) or
+``--executor ray [--address HOST:PORT]`` (harness.runner.ray_executor); ``--store URL``
+(or the spec's ``store:``) puts claims, leases and results in a shared PostgreSQL
+database (harness.runner.dbstore) so that many drivers and ``harness worker`` processes
+on many machines share one grid. None of them is in the cell id: a cell computed on a
+cluster is the same cell, with the same numbers, as one computed here.
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.runner.claims import Claim, FileClaims
+from harness.runner.claims import Claim, ClaimStore, FileClaims
 from harness.runner.data import CellData
 from harness.runner.execute import (
     CHECKPOINT_ENV,
@@ -86,21 +94,41 @@ class SweepSummary:
                 f"({self.resumed} resumed{lost}) in {self.wall_s:.1f}s")
 
 
+EXECUTORS = ("local", "ray")
+
+
 def run_spec(
     spec: Any,
     *,
     only: Any = None,
-    workers: int = 1,
+    workers: int | None = 1,
     tracking_uri: str | None = None,
     data_dir: str | None = None,
     fresh: bool = False,
     progress_console: Any = None,
     threads: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+    store: str | None = None,
+    enqueue_only: bool = False,
 ) -> SweepSummary:
     """Run (or resume) ``spec``'s grid and return a summary; see the module docstring.
     Bad input (filters, data, a folder harness did not make) raises a one-line
-    HarnessError or GridError before anything is computed or written."""
-    if workers < 1:
+    HarnessError or GridError before anything is computed or written.
+
+    ``workers``: local worker processes (None: 1), or for Ray the most cells in flight
+    (None: as many as the cluster has room for). ``store``: a PostgreSQL URL (else the
+    spec's ``store``, else the results folder's file claims). ``enqueue_only``: put the
+    selected cells in the store's cells table for ``harness worker`` and return."""
+    if executor not in EXECUTORS:
+        raise GridError(f"--executor {executor}: use one of {', '.join(EXECUTORS)}")
+    if address and executor != "ray":
+        raise GridError("--address is the address of a Ray cluster: use it with "
+                        "--executor ray")
+    store_url = store or getattr(spec, "store", None)
+    if enqueue_only and not store_url:
+        raise GridError("--enqueue puts cells in a shared store: give --store URL")
+    if workers is not None and workers < 1:
         raise GridError(f"--workers {workers}: must be at least 1")
     if threads is not None and threads < 1:
         raise GridError(f"--threads {threads}: must be at least 1")
@@ -109,7 +137,7 @@ def run_spec(
     cells = expand(spec, only, data)  # bad filters and missing data fail here
     grid = expand(spec, None, data)
     check_data(spec, cells, data)
-    store = ResultsStore.for_spec(spec)
+    store: ResultsStore = ResultsStore.for_spec(spec)
     summary = SweepSummary(results_dir=store.root)
     if not fresh and store.root.is_dir():
         for cell in cells:
@@ -132,37 +160,124 @@ def run_spec(
     if problem:
         raise HarnessError(f"{problem}; nothing was run")
     store.prepare(spec, [c.cell_id for c in grid], _data_summary(grid))
+    shared = None
+    if store_url:
+        from harness.runner.dbstore import CellStore, DbClaims, SharedResults
+
+        shared = CellStore(store_url)
+        try:
+            store = SharedResults(store.root, shared, spec.name)
+            _enqueue(spec, shared, store, cells, grid, summary, data, tracking_uri, fresh)
+        except BaseException:
+            shared.close()
+            raise
+        claims: ClaimStore = DbClaims(shared, spec.name, {c.cell_id for c in grid})
+    else:
+        claims = FileClaims(store.claims_dir)
     summary.resumed = len(summary.records)
     pending = [c for c in cells if c.cell_id not in summary.records]
-    if workers > 1:
+    parallel = executor == "ray" or (workers or 1) > 1
+    if parallel:
         pending.sort(key=lambda c: -c.size)  # largest first: no worker idles at the end
+    if enqueue_only:
+        claims.close()
+        if shared is not None:
+            shared.close()
+        summary.wall_s = time.perf_counter() - clock
+        return summary
 
     from harness.tracking import open_tracker
 
-    claims = FileClaims(store.claims_dir)
-    untracked = any(not r.get("mlflow_run_id") for r in summary.records.values())
-    tracker = open_tracker(spec, store, tracking_uri, claims) if pending or untracked else None
-    executor: Executor = (InlineExecutor() if workers == 1
-                          else PoolExecutor(WorkerPool(workers, run_job, threads=None)))
-    recorder = _Recorder(store, claims, tracker, summary)
-    jobs = _JobFactory(spec, store, claims, data, threads or spec.threads, workers)
     try:
-        with stop_on_signals(executor.kill), SweepProgress(
+        untracked = any(not r.get("mlflow_run_id") for r in summary.records.values())
+        tracker = (open_tracker(spec, store, tracking_uri, claims) if pending or untracked
+                   else None)
+        runner = (_executor(spec, executor, workers, address, cells) if pending
+                  else InlineExecutor())
+    except BaseException:
+        claims.close()
+        if shared is not None:
+            shared.close()
+        raise
+    recorder = _Recorder(store, claims, tracker, summary)
+    jobs = _JobFactory(spec, store, claims, data, threads or spec.threads, workers or 1,
+                       executor)
+    executor_ = runner
+    try:
+        with stop_on_signals(executor_.kill), SweepProgress(
                 len(cells), summary.resumed, spec.metric, progress_console) as bar:
-            recorder.bar = executor.bar = jobs.bar = bar
+            recorder.bar = executor_.bar = jobs.bar = bar
             recorder.track_untracked()
-            _schedule(pending, store, claims, executor, recorder, jobs, bar)
+            _schedule(pending, store, claims, executor_, recorder, jobs, bar)
             bar.describe("done")
     except BaseException:
-        executor.terminate()
+        executor_.terminate()
         store.journal("interrupted", running=len(recorder.running))
         raise
     finally:
-        executor.close()
+        executor_.close()
         claims.close()
         recorder.close()
+        if shared is not None:
+            shared.close()
     summary.wall_s = time.perf_counter() - clock
     return summary
+
+
+def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[Cell],
+             summary: SweepSummary, data: CellData, tracking_uri: str | None,
+             fresh: bool) -> None:
+    """Save the spec in the shared store and add its selected cells to the cells table
+    (final records of the folder as done); then the store's records of cells the folder
+    lacks are read (written into the folder too)."""
+    from harness.runner.dbstore import spec_version
+    from harness.tracking import tracking_uri as resolve_tracking
+
+    if fresh:
+        shared.clear(spec.name)
+    body = spec.model_dump(mode="json", by_alias=True)
+    version = spec_version(body)
+    uri = resolve_tracking(spec, tracking_uri) if spec.tracking.enabled else None
+    shared.save_spec(spec.name, version, body,
+                     {"cells": [c.cell_id for c in grid], "data": _data_summary(grid)},
+                     str(store.root.resolve()), data.data_dir, uri)
+    ordered = sorted(cells, key=lambda c: -c.size)
+    shared.enqueue(spec.name, version, ordered, dict(summary.records))
+    for cell in cells:
+        if cell.cell_id not in summary.records:
+            record = store.final_record(cell.cell_id)
+            if record is not None:
+                summary.records[cell.cell_id] = record
+
+
+def _executor(spec: Any, kind: str, workers: int | None, address: str | None,
+              cells: list[Cell]) -> Executor:
+    """The executor of ``kind`` (see the module docstring)."""
+    from harness.spec.models import resources_for
+
+    if kind == "ray":
+        from harness.runner.ray_executor import RayExecutor
+
+        ray = RayExecutor(address, workers, resources=_job_resources)
+        needs = [resources_for(spec, c.entry) for c in cells]
+        if needs:
+            ray.set_default_need(min(needs, key=lambda n: (n["gpus"], n["cpus"])))
+        return ray  # type: ignore[return-value]
+    workers = workers or 1
+    if workers == 1:
+        return InlineExecutor()
+    from harness.runner.placement import assign_gpus, visible_gpus
+
+    per = max([resources_for(spec, c.entry)["gpus"] for c in cells] or [0.0])
+    envs, warning = assign_gpus(workers, visible_gpus(), per)
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    slot_env = [{"CUDA_VISIBLE_DEVICES": e} if e is not None else {} for e in envs]
+    return PoolExecutor(WorkerPool(workers, run_job, threads=None, envs=slot_env))
+
+
+def _job_resources(job: CellJob) -> dict[str, float]:
+    return dict(job.resources or {"cpus": 1.0, "gpus": 0.0})
 
 
 def check_data(spec: Any, cells: Iterable[Cell], data: CellData) -> None:
@@ -185,7 +300,7 @@ def _data_summary(cells: Iterable[Cell]) -> dict[str, Any]:
 
 
 # ---- scheduling -------------------------------------------------------------------------
-def _schedule(pending: list[Cell], store: ResultsStore, claims: FileClaims,
+def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
               executor: Executor, recorder: _Recorder, jobs: _JobFactory,
               bar: SweepProgress) -> None:
     """Claim and run cells until none is left; wait for cells other runs hold."""
@@ -331,7 +446,7 @@ class _Recorder:
     """Writes each finished cell's record while its claim is held, logs it to MLflow,
     then releases the claim."""
 
-    def __init__(self, store: ResultsStore, claims: FileClaims, tracker: Any,
+    def __init__(self, store: ResultsStore, claims: ClaimStore, tracker: Any,
                  summary: SweepSummary) -> None:
         self.store, self.claims, self.tracker, self.summary = store, claims, tracker, summary
         self.bar: SweepProgress | None = None
@@ -357,13 +472,13 @@ class _Recorder:
             self._say(f"lost {job_label(job)}: {outcome.lost}; rerun to retry")
             self.claims.release(claim)
             return
-        if not self.claims.holds(claim):
+        record = outcome.record
+        if not accept(self.claims, claim, record):
             holder = self.claims.holder(job.cell_id) or "another run"
             self.store.journal("discarded", job.cell_id, reason=f"claim taken by {holder}")
             self._say(f"discarded {job_label(job)}: this run was silent too long and "
                       f"{holder} took the cell over; its result counts")
             return
-        record = outcome.record
         self.store.write_record(record)
         self.store.journal("recorded", job.cell_id, status=record["status"])
         if is_final(record):
@@ -382,7 +497,7 @@ class _Recorder:
         for cell_id, record in list(self.summary.records.items()):
             if record.get("mlflow_run_id"):
                 continue
-            claim = self.claims.acquire(cell_id)
+            claim = self.claims.acquire(tracking_key(self.claims, cell_id))
             if claim is None:
                 continue  # another run holds it and will log it
             try:
@@ -414,15 +529,31 @@ class _Recorder:
                 pass
 
 
+def accept(claims: ClaimStore, claim: Claim, record: dict[str, Any]) -> bool:
+    """Whether ``record`` may be recorded: the claim store's compare-and-set where it has
+    one (the database: current owner and attempt), else whether the claim is still held
+    (file claims: the token in the lock file)."""
+    check = getattr(claims, "accept", None)
+    if check is not None:
+        return bool(check(claim, record, is_final(record)))
+    return claims.holds(claim)
+
+
+def tracking_key(claims: ClaimStore, cell_id: str) -> str:
+    """The claim under which a recorded cell is logged to MLflow: the cell's own file
+    claim, or in the database (where a done cell cannot be claimed) a lock of its own."""
+    return cell_id if isinstance(claims, FileClaims) else f"track-{cell_id}"
+
+
 # ---- jobs -------------------------------------------------------------------------------
 class _JobFactory:
     """The job of a claimed cell; a tuned method's lambda is tuned (once per label and
     size, under a claim of its own) right before its first cell."""
 
-    def __init__(self, spec: Any, store: ResultsStore, claims: FileClaims, data: CellData,
-                 threads: int | None, workers: int) -> None:
+    def __init__(self, spec: Any, store: ResultsStore, claims: ClaimStore, data: CellData,
+                 threads: int | None, workers: int, executor: str = "local") -> None:
         self.spec, self.store, self.claims, self.data = spec, store, claims, data
-        self.threads, self.workers = threads, workers
+        self.threads, self.workers, self.executor = threads, workers, executor
         self.provenance = Provenance.collect()
         self.user_checkpoints = os.environ.get(CHECKPOINT_ENV) or None
         self.tuned: dict[tuple[str, int], LambdaChoice] = {}
@@ -432,9 +563,13 @@ class _JobFactory:
         choice = self._tuned(cell) if cell.tuned else fixed_lambda(cell.entry.lambda_,
                                                                      cell.size)
         checkpoints = self._checkpoints(cell)
+        from harness.spec.models import resources_for
+
+        resources = resources_for(self.spec, cell.entry)
         return CellJob(self.spec.name, cell.cell_id, dict(cell.config), choice,
                        self.data.data_dir, self.provenance, dict(cell.data),
-                       self._threads(cell), tuple(self.spec.plugins), checkpoints)
+                       self._threads(cell, resources), tuple(self.spec.plugins), checkpoints,
+                       resources)
 
     def _checkpoints(self, cell: Cell) -> str | None:
         """The user's $HARNESS_CHECKPOINT_DIR as is (never cleaned); else None when the
@@ -446,15 +581,19 @@ class _JobFactory:
             return None
         return str(self.store.checkpoint_dir(cell.cell_id).resolve())
 
-    def _threads(self, cell: Cell) -> int:
+    def _threads(self, cell: Cell, resources: dict[str, float]) -> int:
         """--threads, else the spec's threads, else the task's default, else the cores
-        shared among the workers."""
+        shared among the workers (on Ray: the cell's reserved cpus)."""
         if self.threads is not None:
             return self.threads
         from harness.registry import TASKS
 
         default = TASKS.config(self.spec.task.name).default_threads
-        return default if default is not None else max(1, available_cores() // self.workers)
+        if default is not None:
+            return default
+        if self.executor == "ray":
+            return max(1, int(resources["cpus"]))
+        return max(1, available_cores() // self.workers)
 
     def _tuned(self, cell: Cell) -> LambdaChoice:
         from harness.tuning import study_name, tune_lambda
@@ -499,16 +638,25 @@ def run_command(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, overrides=dict(args.overrides) or None)
     cores = available_cores()
-    if args.workers > cores:
+    executor = getattr(args, "executor", "local")
+    if executor == "local" and (args.workers or 1) > cores:
         print(f"warning: --workers {args.workers} is more than the {cores} core(s) available; "
               "cells will compete for them", file=sys.stderr)
+    enqueue = getattr(args, "enqueue", False)
     try:
         summary = run_spec(spec, only=list(args.only), workers=args.workers,
                            tracking_uri=args.tracking_uri, data_dir=args.data_dir,
-                           fresh=args.fresh, threads=args.threads)
+                           fresh=args.fresh, threads=args.threads, executor=executor,
+                           address=getattr(args, "address", None),
+                           store=getattr(args, "store", None), enqueue_only=enqueue)
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if enqueue:
+        left = len(summary.records)
+        print(f"{spec.name}: {left} cell(s) already recorded, the rest queued in the store "
+              "for `harness worker`; `harness status` shows progress")
+        return 0
     print(f"{spec.name}: {summary.line()}")
     for record in summary.records.values():
         if record["status"] == "failed":

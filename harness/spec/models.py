@@ -55,6 +55,43 @@ class TrackingSettings(StrictModel):
     experiment: str | None = Field(None, description="experiment name; default: the spec name")
 
 
+def _whole_or_fraction(value: float | None, what: str) -> None:
+    if value is not None and value > 1 and value != int(value):
+        raise ValueError(f"{what}: {value} is neither a whole number nor a fraction below 1 "
+                         "(how Ray shares a device)")
+
+
+class Resources(StrictModel):
+    """What one cell needs on a cluster node (operational: not in the cell id). The Ray
+    executor reserves them per cell task (Ray sets ``CUDA_VISIBLE_DEVICES``); the local
+    executor gives each worker process ``gpus`` of the visible GPUs (at least one) when
+    several are visible."""
+
+    gpus: float = Field(0, ge=0, description="GPUs per cell (a fraction below 1 shares one)")
+    cpus: float = Field(1, gt=0, description="CPU cores per cell (also its torch threads "
+                        "on Ray unless threads is set)")
+
+    @model_validator(mode="after")
+    def _shares(self) -> Resources:
+        _whole_or_fraction(self.gpus, "gpus")
+        return self
+
+
+class ResourcesOverride(StrictModel):
+    """A method's own resources; a field left out is the task's."""
+
+    gpus: float | None = Field(None, ge=0)
+    cpus: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _shares(self) -> ResourcesOverride:
+        _whole_or_fraction(self.gpus, "gpus")
+        return self
+
+
+STORE_PATTERN = r"^(postgresql|postgresql\+psycopg|postgres)://\S+$"
+
+
 class MethodEntryBase(StrictModel):
     """Fields every method entry has; ``params`` is added per method."""
 
@@ -67,6 +104,9 @@ class MethodEntryBase(StrictModel):
         default_factory=dict,
         description="task params overridden for this method only (e.g. the restricted "
         "model's quality); checked against the task's params",
+    )
+    resources: ResourcesOverride | None = Field(
+        None, description="this method's cells' resources over the task's (operational)"
     )
 
     @property
@@ -89,6 +129,12 @@ class MethodEntryBase(StrictModel):
 
 class TaskEntryBase(StrictModel):
     """Fields every task entry has; ``name`` and ``params`` are added per task."""
+
+    resources: Resources = Field(
+        default_factory=Resources,
+        description="what each cell needs on a cluster node: {gpus, cpus} (operational: "
+        "not in the cell id)",
+    )
 
 
 def _entry_model(base: type[BaseModel], name: str, params: type[BaseModel]) -> type[BaseModel]:
@@ -147,6 +193,19 @@ def _spec_model(tasks_version: int, methods_version: int) -> type[BaseModel]:
             "the cell id); default: the task's choice (1 for small launch-bound tasks), "
             "else the available cores divided by the workers",
         )
+        store: str | None = Field(
+            None,
+            description="shared store of cells, leases and results (operational): "
+            "postgresql+psycopg://USER@HOST:PORT/DB; --store overrides it",
+        )
+
+        @field_validator("store")
+        @classmethod
+        def _store_url(cls, value: str | None) -> str | None:
+            if value is not None and not re.match(STORE_PATTERN, value):
+                raise ValueError(f"{value!r} is not a PostgreSQL URL; expected "
+                                 "postgresql+psycopg://USER@HOST:PORT/DB")
+            return value
 
         @field_validator("sizes", "seeds")
         @classmethod
@@ -189,6 +248,17 @@ def task_params_for(spec: Any, entry: Any) -> Any:
         return spec.task.params
     merged = {**spec.task.params.model_dump(), **entry.task_params}
     return type(spec.task.params).model_validate(merged)
+
+
+def resources_for(spec: Any, entry: Any) -> dict[str, float]:
+    """{cpus, gpus} one cell of a method entry needs: the task's, with the entry's own
+    resources over them."""
+    base = spec.task.resources
+    own = entry.resources
+    return {
+        "cpus": float(own.cpus if own is not None and own.cpus is not None else base.cpus),
+        "gpus": float(own.gpus if own is not None and own.gpus is not None else base.gpus),
+    }
 
 
 def _override_problems(spec: Any, entry: Any) -> list[str]:
