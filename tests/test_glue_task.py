@@ -307,6 +307,10 @@ def test_methods_skip_where_they_do_not_apply():
     assert make_method("mlm").skip(logistic) and not make_method("mlm").skip(glue)
     assert glue.skip(make_method("interpolation")) and glue.skip(make_method("mlm")) is None
     assert GlueBertParams(tasks="mrpc").tasks == ["mrpc"]
+    every = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
+    assert GlueBertParams(tasks=every).tasks == every  # every GLUE task is a name
+    with pytest.raises(ValueError):
+        GlueBertParams(tasks=["sts-b"])
     with pytest.raises(ValueError):
         GlueBertParams(tasks=["cola", "cola"])
 
