@@ -220,3 +220,12 @@ def test_arpa_bigram_script_builds_what_a_spec_reads(tmp_path: Path) -> None:
     ours = PtbLstmTask(PtbLstmParams(device="cpu"), str(DATA)).restricted(task.corpus.train)
     assert restricted.perplexity(task.corpus.valid) == pytest.approx(
         ours.perplexity(task.corpus.valid), abs=0.1)
+
+
+def test_wikitext2_smoke_spec_mirrors_its_spec() -> None:
+    full, smoke = (load_spec(ROOT / "specs" / f"{d}wikitext2.yaml") for d in ("", "smoke/"))
+    assert smoke.name == "smoke_wikitext2" and full.task.params.corpus == "wikitext2"
+    assert smoke.task.params.corpus == full.task.params.corpus
+    assert [(m.name, m.display, m.lambda_) for m in smoke.methods] == [
+        (m.name, m.display, m.lambda_) for m in full.methods] == [
+        ("baseline", "baseline", None), ("imm_sampled", "imm", 0.2)]
