@@ -2,8 +2,8 @@
 # An ARPA bigram of a training text with KenLM's lmplz, for a spec's `restricted_arpa`.
 # Usage: bash scripts/arpa_bigram.sh TRAIN_TEXT OUT.arpa [UNK_ALIAS]
 #   TRAIN_TEXT: one sentence (or line) per line, e.g. ptb.train.txt or wiki.train.tokens;
-#   UNK_ALIAS:  what <unk> is renamed to (default <ptb-unk>; the spec's arpa_aliases maps
-#               it back: {"<unk>": "<ptb-unk>"} is the default there too).
+#   UNK_ALIAS:  what <unk> is renamed to (default <ptb-unk>; the spec's arpa_unk names it,
+#               with the same default).
 # lmplz reserves <unk> for its own unknown-word entry and refuses it in the input, so the
 # corpus's <unk> is renamed first (the rename tests/test_kneser_ney.py's cross-check uses).
 # Each line is a sentence <s> .. </s>; the harness reads </s> and <s> as its <eos> (blank

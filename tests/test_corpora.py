@@ -266,3 +266,21 @@ def test_default_corpus_keeps_cell_ids_and_a_new_corpus_makes_new_cells(tmp_path
     # explicit files naming the PTB files: the same bytes, but another corpus setting
     explicit = {s: f"ptb/ptb.{s}.txt" for s in ("train", "valid", "test")}
     assert set(_ids(_spec(corpus=explicit), DATA)).isdisjoint(plain)
+
+
+def test_params_flatten_to_valid_mlflow_keys() -> None:
+    """Every field of the LM and GLUE params (a corpus of explicit files too) makes an
+    MLflow param key MLflow accepts (a dict field keyed by "<unk>" once turned tracking off
+    for a whole run)."""
+    import re
+
+    from harness.tasks.glue_bert.config import GlueBertParams
+    from harness.tracking import flatten
+
+    allowed = re.compile(r"^[A-Za-z0-9_\-. :/]+$")
+    files = {"train": "a/t.txt", "valid": "a/v.txt", "test": "a/x.txt"}
+    for params in (PtbLstmParams(), PtbLstmParams(corpus=files, restricted_arpa="k.arpa"),
+                   GlueBertParams(tasks=["mnli", "stsb"])):
+        keys = [k for k, _ in flatten({"task": {"params": params.model_dump(mode="json")}})]
+        bad = [k for k in keys if not allowed.match(k)]
+        assert not bad, bad

@@ -202,7 +202,7 @@ def _lmplz() -> Path | None:
                     "./.kenlm/bin); build it with `bash scripts/build_kenlm.sh`")
 def test_arpa_bigram_script_builds_what_a_spec_reads(tmp_path: Path) -> None:
     """What the README's KenLM section says: scripts/arpa_bigram.sh renames <unk> and runs
-    lmplz -o 2; a spec's restricted_arpa reads the file (arpa_aliases maps <unk> back),
+    lmplz -o 2; a spec's restricted_arpa reads the file (arpa_unk names the renamed <unk>),
     and its perplexities are lmplz's (Table 5's reference: 199.02 valid, 185.70 test)."""
     arpa = tmp_path / "ptb2.arpa"
     env = {**os.environ, "KENLM_BIN": str(_lmplz())}

@@ -86,10 +86,10 @@ class PtbLstmParams(TaskParams):
         "as the restricted model instead of the KN bigram of the training prefix (the same "
         "file at every size); e.g. KenLM's lmplz -o 2 (scripts/arpa_bigram.sh)",
     )
-    arpa_aliases: dict[str, str] = Field(
-        {"<unk>": "<ptb-unk>"},
-        description="corpus word -> the word the ARPA file spells it as (lmplz reserves "
-        "<unk>, so scripts/arpa_bigram.sh renames it <ptb-unk>)",
+    arpa_unk: str = Field(
+        "<ptb-unk>", min_length=1,
+        description="how the ARPA file spells the corpus's <unk> (lmplz reserves <unk>, so "
+        "scripts/arpa_bigram.sh renames it <ptb-unk>)",
     )
     emb_size: PositiveInt = Field(200, description="word embedding size (paper: 1500)")
     hidden_size: PositiveInt = Field(200, description="LSTM hidden size (paper: 1500)")

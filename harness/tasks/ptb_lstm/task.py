@@ -106,7 +106,7 @@ class PtbLstmTask(Task):
 
     def restricted(self, train: Tensor):  # noqa: ANN201 - KneserNeyBigram | ArpaRestricted
         """The restricted model of a cell whose training prefix is ``train``."""
-        return restricted_model(train, self.corpus, self.arpa, self.params.arpa_aliases)
+        return restricted_model(train, self.corpus, self.arpa, {"<unk>": self.params.arpa_unk})
 
     # ---- a cell --------------------------------------------------------------------
     def run(self, method: Method, request: CellRequest, progress: Progress | None = None
