@@ -174,19 +174,24 @@ def test_hub_rows_are_the_release_lines(tmp_path: Path, monkeypatch: pytest.Monk
 def test_hub_failure_names_the_corpus_and_the_paths(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     def load_dataset(*args, **kwargs):
-        raise ConnectionError("Couldn't reach 'Salesforce/wikitext' on the Hub")
+        raise ValueError("Dataset 'Salesforce/wikitext' doesn't exist on the Hub")
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     monkeypatch.setattr(hub, "datasets_installed", lambda: True)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(hub, "reachable", lambda timeout=3.0: True)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setattr(corpora, "_HUB_TEXT", {})
-    files = corpus_files("wikitext2", tmp_path)
+    files = corpus_files("wikitext2", tmp_path)  # the hub answers: its sources
     with pytest.raises(DataMissingError) as err:
-        load_files(files)
+        load_files(files)  # ... but the load fails: said with the corpus and the paths
     msg = str(err.value)
     assert msg.startswith("corpus wikitext2:") and str(tmp_path) in msg and "\n" not in msg
-    assert "HF_HUB_OFFLINE is set" in msg and "unset HF_HUB_OFFLINE" in msg
-    assert "pip install" not in msg
+    assert "hub fallback failed: ValueError: Dataset" in msg and "the hub was reachable" in msg
+    assert "pip install" not in msg and "go online" not in msg
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the switch turns the fallback off
+    with pytest.raises(DataMissingError, match="HF_HUB_OFFLINE is set.*unset HF_HUB_OFFLINE"):
+        corpus_files("wikitext2", tmp_path)
 
 
 def test_explicit_files(tmp_path: Path) -> None:

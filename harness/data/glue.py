@@ -33,7 +33,7 @@ entailment, 1 = not_entailment; WNLI 0 = not_entailment, 1 = entailment; STS-B t
 score.
 
 When the files are absent, ``datasets.load_dataset("nyu-mll/glue", name)`` is tried
-(online; with ``HF_HUB_OFFLINE=1`` only the datasets cache; ``hub=False`` skips it); when
+(online; ``HF_HUB_OFFLINE=1`` or ``hub=False`` skips it); when
 that fails too, ``GlueDataMissing`` says which files were looked for, why the hub could not
 serve them, and what would (``harness.data.hub``: installing ``datasets`` is suggested only
 when it is not installed).

@@ -6,8 +6,9 @@ the user is told when that fails must be true of their machine, so ``attempt`` r
 why the hub could not serve the data and ``advice`` says what would help:
 
 - ``datasets`` is not installed: install it (and be online);
-- ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` is set: only the datasets cache is read, so
-  unset it and go online (or fill the cache);
+- ``HF_HUB_OFFLINE`` / ``HF_DATASETS_OFFLINE`` is set: the fallback is off (``datasets``
+  reads that switch when it is imported, so a load could still try the network); unset it
+  and go online;
 - huggingface.co does not answer (a 3 s connect; ``datasets`` itself would retry for
   about 25 s): go online;
 - the hub answered but the load failed: its error, first line.
@@ -57,11 +58,14 @@ def reachable(timeout: float = 3.0) -> bool:
 
 
 def unavailable() -> str | None:
-    """Why the hub cannot be asked at all (no package, no network), or None when a load
-    is worth trying (with an offline switch set: from the datasets cache)."""
+    """Why the hub cannot be asked at all (no package, an offline switch, no network), or
+    None when a load is worth trying."""
     if not datasets_installed():
         return "the hub fallback needs the `datasets` package, which is not installed"
-    if offline_env() is None and not reachable():
+    switch = offline_env()
+    if switch is not None:
+        return f"hub fallback off: {switch} is set"
+    if not reachable():
         return "hub fallback: huggingface.co unreachable (offline)"
     return None
 
@@ -75,9 +79,7 @@ def attempt(fetch: Callable[[], T]) -> tuple[T | None, str]:
         return fetch(), ""
     except Exception as err:  # noqa: BLE001 - any hub or cache error means "missing"
         first = str(err).splitlines()[0][:160] if str(err) else ""
-        switch = offline_env()
-        where = f"{switch} is set, so only the datasets cache was read: " if switch else ""
-        return None, f"hub fallback failed: {where}{type(err).__name__}: {first}"
+        return None, f"hub fallback failed: {type(err).__name__}: {first}"
 
 
 def advice(call: str, reason: str = "") -> str:
