@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-import torch.nn.functional as F
 
 from harness.runner.execute import first_cell
 from harness.spec import load_spec
 from harness.tasks.base import make_generator
 from harness.tasks.glue_bert.corpus import splits
-from harness.tasks.glue_bert.train import Trainer, warm_up_head
+from harness.tasks.glue_bert.train import Trainer, task_loss, warm_up_head
 
 
 def norm(grads) -> float:
@@ -53,8 +52,8 @@ def main() -> None:
         for index in trainer.batches()[:args.batches]:
             views = trainer.views(index)
             mlm, term = method.loss_parts(views, 0)
-            task_loss = F.cross_entropy(views.task_logits(), views.batch.labels)
-            pieces = [("task", task_loss), ("MLM", mlm)] + (
+            primary = task_loss(views.task_logits(), views.batch.labels)
+            pieces = [("task", primary), ("MLM", mlm)] + (
                 [] if term is None else [(f"{method.name} term", term)])
             line = []
             for i, (name, loss) in enumerate(pieces):

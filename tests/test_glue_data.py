@@ -154,3 +154,18 @@ def test_metrics_vectorised_and_degenerate():
     assert mrpc["accuracy"] == pytest.approx([0.6, 1.0, 0.0, 0.6])
     assert f1([0, 0], [0, 0]) == 0.0
     assert list(task_metrics("rte", PRED, GOLD)) == ["accuracy"]
+
+
+@needs_glue
+def test_existing_tasks_keep_their_data_roles_and_layouts():
+    """The paper's GLUE tasks keep the data roles (and so the cell ids) they had before
+    every GLUE task was added: one train and one dev file each, read as before."""
+    from harness.data.glue import eval_splits, num_labels
+    from harness.tasks.glue_bert.config import GlueBertParams
+
+    files = GlueBertParams(tasks=["cola", "mrpc", "rte"]).data_files(DATA)
+    assert sorted(files) == ["cola.dev", "cola.train", "mrpc.dev", "mrpc.train", "rte.dev",
+                             "rte.train"]
+    assert files["mrpc.dev"] == DATA / "glue" / "MRPC" / "dev.tsv"
+    for task in ("cola", "mrpc", "rte", "qnli"):
+        assert eval_splits(task) == ("dev",) and num_labels(task) == 2

@@ -311,6 +311,10 @@ def test_methods_skip_where_they_do_not_apply():
     assert "GLUE metrics read the classification head" in missing(
         make_method("interpolation"), glue)
     assert GlueBertParams(tasks="mrpc").tasks == ["mrpc"]
+    every = ["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
+    assert GlueBertParams(tasks=every).tasks == every  # every GLUE task is a name
+    with pytest.raises(ValueError):
+        GlueBertParams(tasks=["sts-b"])
     with pytest.raises(ValueError):
         GlueBertParams(tasks=["cola", "cola"])
 

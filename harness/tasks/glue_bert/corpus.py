@@ -3,10 +3,12 @@
 ``encode`` tokenizes a ``GlueSplit`` once ([CLS] a [SEP] (b [SEP]), truncated to
 ``max_length``, padded to the longest row) into an ``Encoded`` whose rows are trimmed to
 their batch's longest row when a batch is taken. ``splits`` picks the training subset and
-the evaluation examples of a cell: the GLUE dev set for the "test" split (GLUE's test
-labels are not public), or a held-out share of the training file for "validation" (lambda
-tuning never sees the dev set); the held-out examples are fixed per task, and the training
-subset is drawn from the rest.
+the evaluation examples of a cell: the GLUE dev set(s) for the "test" split (GLUE's test
+labels are not public; MNLI has a matched and a mismatched one), or a held-out share of the
+training file for "validation" (lambda tuning never sees the dev set; for MNLI it stands in
+for both dev sets); the held-out examples are fixed per task, and the training subset is
+drawn from the rest. Labels are class ids (long), or float scores for a regression task
+(STS-B).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from harness.data.glue import GlueSplit, load_glue, training_subset
+from harness.data.glue import GlueSplit, eval_splits, load_glue, training_subset
 from harness.tasks.base import stable_seed
 from harness.tasks.glue_bert.model import special_tokens_mask, tokenize
 
@@ -31,7 +33,7 @@ class Encoded:
     input_ids: Tensor
     attention_mask: Tensor
     token_type_ids: Tensor
-    labels: Tensor
+    labels: Tensor  # (N,) long class ids, or float32 scores (regression)
     candidates: Tensor
 
     def __len__(self) -> int:
@@ -72,18 +74,32 @@ def encode(tokenizer: Any, split: GlueSplit, max_length: int, device: torch.devi
     ids, am = enc["input_ids"], enc["attention_mask"]
     cand = ~special_tokens_mask(tokenizer, ids) & am.bool()
     cand[:, 0] = False
-    labels = torch.as_tensor(split.labels, dtype=torch.long, device=device)
+    dtype = torch.float32 if split.regression else torch.long
+    labels = torch.as_tensor(split.labels, dtype=dtype, device=device)
     return Encoded(ids, am, enc["token_type_ids"], labels, cand)
 
 
 def splits(task: str, size: int, seed: int, split: str, data_dir: str | None,
            valid_fraction: float) -> tuple[GlueSplit, GlueSplit]:
-    """(training subset, evaluation examples) of one GLUE task for a cell."""
+    """(training subset, evaluation examples) of one GLUE task for a cell (MNLI: its
+    matched dev set; ``evaluation_splits`` gives every evaluation set)."""
+    train, evals = evaluation_splits(task, size, seed, split, data_dir, valid_fraction)
+    return train, next(iter(evals.values()))
+
+
+def evaluation_splits(task: str, size: int, seed: int, split: str, data_dir: str | None,
+                      valid_fraction: float) -> tuple[GlueSplit, dict[str, GlueSplit]]:
+    """(training subset, {GLUE eval split name: its examples}) of one GLUE task for a
+    cell: {"dev": ...}, or for MNLI {"dev_matched": ..., "dev_mismatched": ...}; under
+    "validation" every name maps to the one held-out share of the training file."""
     train = load_glue(task, "train", data_dir)
+    names = eval_splits(task)
     if split == "test":
-        return training_subset(train, size, seed), load_glue(task, "dev", data_dir)
+        return (training_subset(train, size, seed),
+                {name: load_glue(task, name, data_dir) for name in names})
     held = max(1, int(round(valid_fraction * len(train))))
     perm = np.random.default_rng(stable_seed("glue_bert-validation", task)).permutation(
         len(train))
     pool = train.select(np.sort(perm[held:]))
-    return training_subset(pool, size, seed), train.select(np.sort(perm[:held]))
+    held_out = train.select(np.sort(perm[:held]))
+    return training_subset(pool, size, seed), dict.fromkeys(names, held_out)

@@ -18,9 +18,11 @@ Methods (the names are the registry's):
 A cell fine-tunes once per GLUE task in ``params.tasks`` and per replicate (``runs``),
 each time from the pretrained checkpoint with freshly, seeded heads, on the cell's
 training subset (the same for every method and replicate), and evaluates on the dev set
-(``request.split == "test"``) or on held-out training examples ("validation"). Init and
-dropout seeds depend on (GLUE task, seed, size, replicate), not on the method, so cells
-are paired. Returns ``<task>_<metric>`` per replicate and ``score``.
+(``request.split == "test"``; MNLI on its matched and mismatched dev sets, from one
+fine-tuning) or on held-out training examples ("validation"). The task head has one output
+per class, or one for the regression task STS-B (mean squared error; Pearson and Spearman
+correlation). Init and dropout seeds depend on (GLUE task, seed, size, replicate), not on
+the method, so cells are paired. Returns ``<task>_<metric>`` per replicate and ``score``.
 """
 
 from __future__ import annotations
@@ -30,10 +32,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.data.glue import num_labels
 from harness.methods.base import Method
 from harness.tasks.base import CellRequest, Progress, Task, make_generator, stable_seed
-from harness.tasks.glue_bert.config import PAPER_METRIC, GlueBertParams
-from harness.tasks.glue_bert.corpus import encode, splits
+from harness.tasks.glue_bert.config import EVAL_SUFFIX, PAPER_METRIC, GlueBertParams
+from harness.tasks.glue_bert.corpus import encode, evaluation_splits
 from harness.tasks.glue_bert.evaluate import glue_metrics
 from harness.tasks.glue_bert.induced import StaleModel, context_multiset
 from harness.tasks.glue_bert.model import LoadedBert, load_bert
@@ -66,12 +69,13 @@ class GlueBertTask(Task):
         super().__init__(params, data_dir)
 
     # ---- pieces --------------------------------------------------------------------
-    def load_model(self, seed_parts: tuple) -> LoadedBert:
-        """The pretrained checkpoint with its fresh heads initialised from the seed."""
+    def load_model(self, seed_parts: tuple, labels: int = 2) -> LoadedBert:
+        """The pretrained checkpoint with its fresh heads (``labels`` task outputs: the
+        classes, or 1 for regression) initialised from the seed."""
         p = self.params
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(stable_seed("glue_bert-init", *seed_parts))
-            loaded = load_bert(p.model, num_labels=2, device=self.device,
+            loaded = load_bert(p.model, num_labels=labels, device=self.device,
                                attn_implementation=p.attn_implementation)
         loaded.model.amp_dtype = torch.bfloat16 if p.precision == "bf16" else None
         loaded.model.pooling = p.pooling
@@ -100,10 +104,12 @@ class GlueBertTask(Task):
         results: dict[str, list[float]] = {}
         total = len(p.tasks) * request.runs
         for t, glue_task in enumerate(p.tasks):
-            train_split, eval_split = splits(glue_task, request.size, request.seed,
-                                             request.split, self.data_dir, p.valid_fraction)
-            if p.eval_examples is not None and p.eval_examples < len(eval_split):
-                eval_split = eval_split.select(np.arange(p.eval_examples))
+            train_split, evals = evaluation_splits(glue_task, request.size, request.seed,
+                                                   request.split, self.data_dir,
+                                                   p.valid_fraction)
+            cut = p.eval_examples
+            evals = {name: split.select(np.arange(cut)) if cut is not None and cut < len(split)
+                     else split for name, split in evals.items()}
             for run in range(request.runs):
                 done = t * request.runs + run
 
@@ -112,7 +118,7 @@ class GlueBertTask(Task):
                         progress((done + fraction) / total)
 
                 values = self.fine_tune(glue_task, method, request, run, train_split,
-                                        eval_split, report)
+                                        evals, report)
                 for name, value in values.items():
                     results.setdefault(name, []).append(value)
         per_task = [results[f"{t}_{PAPER_METRIC[t]}"] for t in p.tasks]
@@ -123,7 +129,7 @@ class GlueBertTask(Task):
                 ) -> tuple[LoadedBert, RunContext, Generators]:
         """The model, run context and generators of one replicate (before training)."""
         p, dev = self.params, self.device
-        loaded = self.load_model(seed_parts)
+        loaded = self.load_model(seed_parts, num_labels(glue_task))
         train = encode(loaded.tokenizer, train_split, p.max_length, dev)
         ctx = self.context(loaded, train, method, seed_parts)
         order = torch.Generator().manual_seed(stable_seed("glue_bert-order", *seed_parts))
@@ -131,8 +137,9 @@ class GlueBertTask(Task):
         return loaded, ctx, gens
 
     def fine_tune(self, glue_task: str, method: Method, request: CellRequest, run: int,
-                  train_split: Any, eval_split: Any, progress: Progress) -> dict[str, float]:
-        """Fine-tune one replicate on one GLUE task; its metrics on the evaluation set."""
+                  train_split: Any, evals: Any, progress: Progress) -> dict[str, float]:
+        """Fine-tune one replicate on one GLUE task; its metrics on the evaluation set(s)
+        ``evals`` ({GLUE eval split name: examples}, or one GlueSplit: the dev set)."""
         p, dev = self.params, self.device
         seed_parts = (glue_task, request.seed, request.size, run)
         loaded, ctx, gens = self.prepare(glue_task, method, seed_parts, train_split)
@@ -144,5 +151,11 @@ class GlueBertTask(Task):
         with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
             torch.manual_seed(stable_seed("glue_bert-dropout", *seed_parts))
             Trainer(ctx, method, gens, progress).train()
-        evaluation = encode(loaded.tokenizer, eval_split, p.max_length, dev)
-        return glue_metrics(glue_task, loaded.model, evaluation, p.eval_batch_size)
+        if not isinstance(evals, dict):
+            evals = {"dev": evals}
+        out: dict[str, float] = {}
+        for name, examples in evals.items():
+            evaluation = encode(loaded.tokenizer, examples, p.max_length, dev)
+            out.update(glue_metrics(glue_task, loaded.model, evaluation, p.eval_batch_size,
+                                    EVAL_SUFFIX[name]))
+        return out

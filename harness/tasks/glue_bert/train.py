@@ -9,7 +9,10 @@ norm is ~60x the task's, so a joint clip scales the task gradient down as much).
 Per step: a batch of the shuffled training subset; BERT's masking of 15% of its word
 positions (80% [MASK], 10% a random token, 10% kept; at least one a sentence); the loss
 parts ``method.loss_parts(views)`` = (MLM cross-entropy, lambda x term); the primary loss
-task CE + mlm_weight x MLM CE, the regulariser mlm_weight x lambda x term.
+task loss + mlm_weight x MLM CE, the regulariser mlm_weight x lambda x term. The task loss
+is the cross-entropy of the classification head, or for a regression task (STS-B: one
+output) the mean squared error of the predicted score (as ``BertForSequenceClassification``
+with one label).
 
 Randomness: the data order, the masking and the regularised positions come from
 generators of the replicate (not of the method), so every method sees the same batches
@@ -42,6 +45,14 @@ def trains_mlm(method: Method) -> bool:
     regularises (its term or targets live on the MLM predictions); the others train on
     the task loss alone."""
     return method.regularises or "auxiliary_loss" in method.requires
+
+
+def task_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy of class ids (long labels), or the mean squared error of a one-output
+    regression head against float scores."""
+    if labels.is_floating_point():
+        return F.mse_loss(logits[:, 0].float(), labels.float())
+    return F.cross_entropy(logits, labels)
 
 
 def optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
@@ -178,7 +189,7 @@ class Trainer:
         before the parts are added: the primary loss (task CE, + MLM CE unless
         ``clip_mlm_separately`` gives the MLM CE its own clip) and the regulariser."""
         p = self.p
-        task = F.cross_entropy(views.task_logits(), views.batch.labels)
+        task = task_loss(views.task_logits(), views.batch.labels)
         if not self.with_mlm:
             return [(task, p.clip)]
         mlm, term = self.method.loss_parts(views, self.step_count)

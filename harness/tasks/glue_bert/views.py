@@ -87,7 +87,8 @@ class GlueViews(Views):
 
     def __init__(self, ctx: RunContext, batch: Batch, mlm: MlmInputs | None) -> None:
         self.ctx, self.batch, self.mlm = ctx, batch, mlm
-        self.targets = mlm.targets if mlm is not None else batch.labels.new_zeros(0)
+        self.targets = (mlm.targets if mlm is not None else
+                        torch.zeros(0, dtype=torch.long, device=batch.labels.device))
         self.generator = ctx.generator
         # "size" for serialized IMM's refresh_every: one epoch of steps
         self.refresh_period = ctx.steps_per_epoch

@@ -1,4 +1,4 @@
-"""Settings of the PTB LSTM language-model task (paper Sec. 7.2, App. D.2; light: no torch).
+"""Settings of the LSTM language-model task (paper Sec. 7.2, App. D.2; light: no torch).
 
 Defaults are a CPU-scale model. Paper scale (Xie et al. 2017's large model, the paper's
 Table 1): emb_size = hidden_size = 1500, layers 2, dropout 0.65, batch 20, bptt 35,
@@ -6,25 +6,58 @@ lr 1.0, clip 5, lr_decay 0.5, max_decays 20, max_epochs 400; IMM as fine-tuning 
 finetune_below = 90 and finetune_lr = 0.5; imm_k 10 with k_every 5; lambda 0.2;
 stream_eval true (the paper's test perplexity is batch 1 / unroll 1).
 
+The corpus (``corpus``): ``ptb`` (Mikolov's PTB, the paper's, the default), ``wikitext2``,
+``wikitext103`` (the tokenized v1 releases) or explicit files ``{train, valid, test}``
+relative to the data directory (``harness.data.corpora``). The corpus's files are
+fingerprinted into the cell id, so another corpus means other cells; ``corpus: ptb`` (the
+default) stays out of the id, so specs that do not set it keep their cells.
+
+The restricted model: the modified Kneser-Ney bigram of the cell's training prefix, or an
+ARPA bigram file (``restricted_arpa``, e.g. KenLM's ``lmplz -o 2``; see the README's KenLM
+section), fingerprinted too. Its own perplexities on the evaluation streams are recorded
+as ``restricted_ppl_valid`` and ``restricted_ppl_test`` (Table 5's first row).
+
 The dataset-size axis: a cell's ``size`` is the number of training tokens (the first
-``size`` tokens of ptb.train.txt; a size at least the stream length means all of it).
+``size`` tokens of the training file; a size at least the stream length means all of it).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import DataError
+from harness.spec.strict import StrictModel
 from harness.tasks.config import TaskParams
+
+CorpusName = Literal["ptb", "wikitext2", "wikitext103"]
+CORPUS_NAMES: tuple[str, ...] = ("ptb", "wikitext2", "wikitext103")
+
+
+class CorpusFiles(StrictModel):
+    """A corpus given as three files, relative to the data directory (or absolute), each
+    read as PTB is: words of each line, ``<eos>`` at the line end."""
+
+    train: str = Field(min_length=1, description="training text")
+    valid: str = Field(min_length=1, description="validation text")
+    test: str = Field(min_length=1, description="test text")
 
 
 class PtbLstmParams(TaskParams):
-    """A stacked-LSTM LM on PTB (Xie et al. 2017's model); the restricted model is a
-    modified Kneser-Ney bigram of the training prefix."""
+    """A stacked-LSTM LM (Xie et al. 2017's model) on a named corpus (PTB by default); the
+    restricted model is a modified Kneser-Ney bigram of the training prefix (or an ARPA
+    bigram file)."""
 
     contract_params: ClassVar[dict] = {
         "emb_size": 8, "hidden_size": 8, "layers": 1, "batch_size": 4, "bptt": 10,
@@ -39,11 +72,32 @@ class PtbLstmParams(TaskParams):
         "induced_ppl_train",
         "induced_ppl_valid",
         "induced_ppl_test",
+        "restricted_ppl_valid",
+        "restricted_ppl_test",
     )
     higher_is_better: ClassVar[dict[str, bool]] = {m: False for m in metrics}
     paired_replicates: ClassVar[bool] = True  # replicate i: same init/dropout seeds, any method
     operational: ClassVar[frozenset[str]] = frozenset({"checkpoint", "checkpoint_dir"})
 
+    corpus: CorpusName | CorpusFiles = Field(
+        "ptb",
+        description="the text: ptb (Mikolov's PTB, the paper's), wikitext2 or wikitext103 "
+        "(the tokenized v1 releases, wiki.{train,valid,test}.tokens under <data dir>/"
+        "wikitext-2/ (-103/) or in the data directory, else the hub dataset "
+        "Salesforce/wikitext when online), or {train: FILE, valid: FILE, test: FILE} "
+        "relative to the data directory",
+    )
+    restricted_arpa: str | None = Field(
+        None,
+        description="an ARPA bigram file (relative to the data directory, or absolute) used "
+        "as the restricted model instead of the KN bigram of the training prefix (the same "
+        "file at every size); e.g. KenLM's lmplz -o 2 (scripts/arpa_bigram.sh)",
+    )
+    arpa_unk: str = Field(
+        "<ptb-unk>", min_length=1,
+        description="how the ARPA file spells the corpus's <unk> (lmplz reserves <unk>, so "
+        "scripts/arpa_bigram.sh renames it <ptb-unk>)",
+    )
     emb_size: PositiveInt = Field(200, description="word embedding size (paper: 1500)")
     hidden_size: PositiveInt = Field(200, description="LSTM hidden size (paper: 1500)")
     layers: PositiveInt = Field(2, description="stacked single-layer LSTMs")
@@ -125,15 +179,55 @@ class PtbLstmParams(TaskParams):
             raise ValueError("tie_weights needs emb_size == hidden_size")
         return self
 
-    def data_files(self, root: Path | None) -> dict[str, Path | str]:
-        from harness.data.ptb import ptb_files, resolve_data_dir
+    @field_validator("corpus", mode="before")
+    @classmethod
+    def _known_corpus(cls, value: object) -> object:
+        if isinstance(value, str) and value not in CORPUS_NAMES:
+            close = difflib.get_close_matches(value, CORPUS_NAMES, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown corpus {value!r}{hint}; known: "
+                             f"{', '.join(CORPUS_NAMES)}, or {{train: FILE, valid: FILE, "
+                             "test: FILE}")
+        return value
 
-        return dict(ptb_files(resolve_data_dir(root)))
+    def corpus_key(self) -> str | dict[str, str]:
+        """The corpus as ``harness.data.corpora`` takes it: a name or {split: file}."""
+        return self.corpus if isinstance(self.corpus, str) else self.corpus.model_dump()
+
+    def arpa_path(self, root: Path | None) -> Path | None:
+        """The ``restricted_arpa`` file (None: none asked for); DataMissingError if absent."""
+        from harness.errors import DataMissingError
+
+        if self.restricted_arpa is None:
+            return None
+        path = Path(self.restricted_arpa).expanduser()
+        if not path.is_absolute():
+            if root is None:
+                raise DataMissingError(f"restricted_arpa {self.restricted_arpa!r} is relative "
+                                       "to the data directory, and none was given (pass "
+                                       "--data-dir, the spec's data_dir or HARNESS_DATA_DIR)")
+            path = root / path
+        if not path.is_file():
+            raise DataMissingError(f"restricted_arpa: ARPA file {path} not found (build one "
+                                   "with scripts/arpa_bigram.sh; see the README's KenLM "
+                                   "section)")
+        return path
+
+    def data_files(self, root: Path | None) -> dict[str, Path | str]:
+        """The corpus's three splits and, with ``restricted_arpa``, the ARPA file."""
+        from harness.data.corpora import corpus_files
+
+        files = corpus_files(self.corpus_key(), root)
+        arpa = self.arpa_path(root)
+        if arpa is not None:
+            files["restricted_arpa"] = arpa
+        return files
 
     def check_data(self, files: dict[str, Path | str], sizes: Sequence[int]) -> None:
         """Each size needs two columns of ``batch_size`` rows; each evaluation stream two
         of ``eval_batch_size`` rows (after the ``eval_tokens`` cut)."""
-        from harness.data.ptb import check_ptb
+        from harness.data.corpora import SPLITS, check_files
+        from harness.tasks.ptb_lstm.corpus import check_arpa
 
         train_rows, eval_rows = 2 * self.batch_size, 2 * self.eval_batch_size
         for name, tokens, rows in (("sizes", min(sizes), train_rows),
@@ -143,9 +237,12 @@ class PtbLstmParams(TaskParams):
             if tokens is not None and tokens < rows:
                 raise DataError(f"{name}: {tokens} tokens is too short: the batch geometry "
                                 f"needs at least {rows}")
-        paths = {split: Path(path) for split, path in files.items()}
-        counts = check_ptb(paths, {"train": train_rows, "valid": eval_rows, "test": eval_rows})
+        splits = {split: files[split] for split in SPLITS}
+        counts = check_files(splits, {"train": train_rows, "valid": eval_rows,
+                                      "test": eval_rows})
         smallest = min(min(sizes), counts["train"])
         if smallest < train_rows:
-            raise DataError(f"{paths['train']}: {smallest} training tokens at size "
+            raise DataError(f"{splits['train']}: {smallest} training tokens at size "
                             f"{min(sizes)}; batch_size {self.batch_size} needs {train_rows}")
+        if "restricted_arpa" in files:
+            check_arpa(Path(files["restricted_arpa"]))

@@ -1,13 +1,19 @@
-"""The PTB LSTM language-model task (paper Sec. 7.2, App. D.2, Tables 1 and 5).
+"""The LSTM language-model task (paper Sec. 7.2, App. D.2, Tables 1 and 5).
 
 Full model: a stacked LSTM LM; restricted model: a modified Kneser-Ney bigram of the
-training prefix; short context: the previous word; extended contexts: the training
-positions sharing it. A cell's ``size`` is the number of training tokens (a prefix of
-ptb.train.txt). Each replicate (``runs``) trains in turn, from its own init and dropout
-seeds; init and dropout seeds do not depend on the method, so cells are paired.
+training prefix (or an ARPA bigram file, ``restricted_arpa``); short context: the previous
+word; extended contexts: the training positions sharing it. The corpus is the params'
+``corpus`` (PTB by default, WikiText, or explicit files), read from exactly the files
+``PtbLstmParams.data_files`` declares. A cell's ``size`` is the number of training tokens
+(a prefix of the training file). Each replicate (``runs``) trains in turn, from its own
+init and dropout seeds; init and dropout seeds do not depend on the method, so cells are
+paired.
 
 Metrics are evaluated on ``request.split``: with "validation" (tuning), the test
 metrics are computed on the validation stream instead, and the test stream is not read.
+``restricted_ppl_valid`` / ``restricted_ppl_test`` are the restricted model's own
+perplexities on the same streams as ``valid_ppl`` / ``test_ppl`` (every token after the
+first; the same value for every replicate and method of a cell).
 
 Checkpoints: with ``checkpoint: true``, each replicate checkpoints every epoch to
 ``<request.checkpoint_dir>/<key>/run<r>.pt`` (else ``checkpoint_dir``), where ``<key>``
@@ -26,10 +32,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from harness.data.location import data_root
 from harness.methods.base import Method
 from harness.tasks.base import CellRequest, Progress, Task, make_generator, stable_seed
 from harness.tasks.ptb_lstm.config import PtbLstmParams
-from harness.tasks.ptb_lstm.corpus import build_bigram, load_corpus
+from harness.tasks.ptb_lstm.corpus import load_split_files, restricted_model
 from harness.tasks.ptb_lstm.evaluate import (
     batched_ppl,
     bigram_table_ppl,
@@ -42,7 +49,7 @@ from harness.tasks.ptb_lstm.views import StaleModel, TrainContext, batchify, ind
 
 
 class PtbLstmTask(Task):
-    """PTB LSTM LM regularised towards a Kneser-Ney bigram."""
+    """LSTM LM (PTB by default) regularised towards a Kneser-Ney bigram."""
 
     name = "ptb_lstm"
     supplies = frozenset({"restricted", "induced", "stale_correction", "noising",
@@ -51,7 +58,9 @@ class PtbLstmTask(Task):
 
     def __init__(self, params: PtbLstmParams, data_dir: str | None = None) -> None:
         super().__init__(params, data_dir)
-        self.corpus = load_corpus(data_dir)
+        files = params.data_files(data_root(data_dir))
+        self.corpus = load_split_files(files)
+        self.arpa = files.get("restricted_arpa")
         self.vocab_size = len(self.corpus.vocab)
         self.eos = self.corpus.word_to_id.get("<eos>", 0)
 
@@ -94,12 +103,16 @@ class PtbLstmTask(Task):
             blank_id=self.vocab_size if blank else None,
         )
 
+    def restricted(self, train: Tensor):  # noqa: ANN201 - KneserNeyBigram | ArpaRestricted
+        """The restricted model of a cell whose training prefix is ``train``."""
+        return restricted_model(train, self.corpus, self.arpa, {"<unk>": self.params.arpa_unk})
+
     # ---- a cell --------------------------------------------------------------------
     def run(self, method: Method, request: CellRequest, progress: Progress | None = None
             ) -> dict[str, np.ndarray]:
         p = self.params
         train = self.train_stream(request.size)
-        bigram = build_bigram(train.cpu(), self.vocab_size)
+        bigram = self.restricted(train)
         sampler = ContextSampler(train, self.vocab_size, p.imm_window, pad=self.eos)
         data = batchify(train, p.batch_size)
         cut = p.eval_tokens
@@ -107,6 +120,8 @@ class PtbLstmTask(Task):
         final = valid if request.split == "validation" else self.corpus.test[:cut].to(
             self.device)
         results: dict[str, list[float]] = {}
+        own = {"restricted_ppl_valid": bigram.perplexity(valid.cpu()),
+               "restricted_ppl_test": bigram.perplexity(final.cpu())}
         for run in range(request.runs):
             ctx = self.train_context(method, (request.seed, request.size, run), data, bigram,
                                      sampler)
@@ -119,8 +134,8 @@ class PtbLstmTask(Task):
             Trainer(ctx, method, data, valid, self.checkpoint_path(method, request, run),
                     report).train()
             model.eval()
-            for name, value in self.evaluate(model, method, bigram, train, valid, final,
-                                             data).items():
+            values = self.evaluate(model, method, bigram, train, valid, final, data)
+            for name, value in {**values, **own}.items():
                 results.setdefault(name, []).append(value)
         return {k: np.asarray(v, dtype=float) for k, v in results.items()}
 
