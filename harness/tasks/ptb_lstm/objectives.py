@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from harness.methods.base import Method
@@ -99,19 +98,23 @@ def _soft_ce(logits: Tensor, target: Tensor, scale: float
 # ---- reverse-KD ---------------------------------------------------------------------------
 def kn_linear_part(views: LmViews, scale: float) -> Tensor:
     """scale * sum_i (z_i[y_i] - P_i . z_i) over the main forward's logits z, formed from
-    the top-layer outputs without the (items, V) logits: P_d = gamma_d p_lower + S_d."""
+    the top-layer outputs without the (items, V) logits: P_d = gamma_d p_lower + S_d.
+    Rows are gathered with index_select (its backward is an index_add: no sort, no
+    device read-back on a GPU)."""
     kn, plan = views.ctx.kn(), views.plan
     assert kn is not None and plan.rows is not None
     decoder = views.ctx.model.decoder
     weight, bias = decoder.weight, decoder.bias
     hidden = views.main()[0].reshape(-1, weight.shape[1])
     observed = views.targets.reshape(-1)
-    seen = (hidden * weight[observed]).sum() + bias[observed].sum()
+    seen = (hidden * weight.index_select(0, observed)).sum() + bias.index_select(
+        0, observed).sum()
     sums = hidden.new_zeros(plan.size, hidden.shape[1]).index_add(
         0, plan.index.reshape(-1), hidden)                       # sum of h over word d
-    row, col, value, offsets = kn.entries(plan.rows)
-    sparse_w = F.embedding_bag(col, weight, offsets, mode="sum", per_sample_weights=value)
-    sparse_b = bias.new_zeros(plan.size).index_add(0, row, value * bias[col])
+    row, col, value, _ = kn.entries(plan.rows)
+    sparse_w = hidden.new_zeros(plan.size, hidden.shape[1]).index_add(
+        0, row, weight.index_select(0, col) * value[:, None])    # S_d W
+    sparse_b = bias.new_zeros(plan.size).index_add(0, row, bias.index_select(0, col) * value)
     gamma, n = kn.gamma[plan.words], plan.counts
     backoff = gamma * (sums @ (kn.lower @ weight) + n * (kn.lower @ bias))
     expected = backoff.sum() + (sparse_w * sums).sum() + (n * sparse_b).sum()
