@@ -18,7 +18,7 @@ is printed too), and, for contrast, the same k = 20 windows in one batched pass 
 the flat-memory accumulation.
 
 Usage: python benchmarks/ptb_epoch_speed.py [--data-dir DIR] [--tokens 30000]
-       [--threads 1] [--json FILE] [--only KEY,KEY] [--approximations] [--no-memory]
+       [--threads 1] [--json FILE] [--only KEY,KEY] [--options] [--no-memory]
 --json FILE writes {"ratio": {key: epoch ratio to the baseline}, "seconds": {...} (CPU),
 "wall_seconds": {...},
 "peak_memory_ratio_k20_k1": m, "memory_mib": {...}, "settings": {...}}; ``imm_sampled`` is
@@ -67,8 +67,9 @@ CONFIGS = [
     ("imm_sampled_every_batch", "imm_sampled, k = 10 on every batch", "imm_sampled", 0.2,
      {"k": 10, "k_every": 1}),
 ]
-# Approximations (task options, never the default; --approximations): the paper schedule
-# with one of them, and the joint clip for the methods whose two parts share a forward.
+# --options: the approximations (task options, never the default): the paper schedule with
+# one of them, and the joint clip for the methods whose two parts share a forward; and
+# serialized IMM with less of its refresh pass kept (exact: the same numbers).
 PAPER = {"k": 10, "k_every": 5}
 APPROXIMATIONS = [
     ("approx_window10", "APPROX. imm_sampled, paper schedule, imm_window 10",
@@ -81,6 +82,12 @@ APPROXIMATIONS = [
      "imm_serialized", 0.2, {"refresh_every": "size"}, {"imm_joint_clip": True}),
     ("approx_reverse_kd_joint_clip", "APPROX. reverse_kd, imm_joint_clip", "reverse_kd", 0.2,
      {}, {"imm_joint_clip": True}),
+    # Exact variants: serialized IMM with less of its refresh pass kept (same numbers).
+    ("serialized_keep_outputs_only", "imm_serialized keeping top-layer outputs only "
+     "(stale_cache_mib 40)", "imm_serialized", 0.2, {"refresh_every": "size"},
+     {"stale_cache_mib": 40.0}),
+    ("serialized_keep_nothing", "imm_serialized keeping nothing (stale_cache_mib 0)",
+     "imm_serialized", 0.2, {"refresh_every": "size"}, {"stale_cache_mib": 0.0}),
 ]
 
 
@@ -135,7 +142,7 @@ def epoch_seconds(args) -> tuple[list[tuple[str, str, float, float]], list[float
     a fresh process; the baseline runs first and last and its time is the mean of the
     two (the machine is shared: the two say how much it drifted)."""
     only = set(args.only.split(",")) if args.only else None
-    pool = CONFIGS[1:] + (APPROXIMATIONS if args.approximations else [])
+    pool = CONFIGS[1:] + (APPROXIMATIONS if args.options else [])
     configs = [c for c in pool if only is None or c[0] in only]
     first = run_config(args, "baseline")
     print(f"  baseline: {first['cpu']:.1f} s CPU ({first['wall']:.1f} s wall)", flush=True)
@@ -155,6 +162,69 @@ def epoch_seconds(args) -> tuple[list[tuple[str, str, float, float]], list[float
 
 
 WALL: dict[str, float] = {}
+
+
+def float64_copy_clip(grads: list[torch.Tensor], limit: float) -> list[torch.Tensor]:
+    """The previous clip (float64 copies of every gradient, the norm read back to the
+    host), kept to time the clip against."""
+    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
+    scale = min(1.0, limit / (float(norm) + 1e-6))
+    return [g * scale for g in grads]
+
+
+def clip_milliseconds(repeats: int = 30) -> dict[str, float] | None:
+    """ms per call of the previous clip and of ``train.clipped`` on the CPU-scale model's
+    gradient shapes, alternated in one process (None with code that predates it)."""
+    try:
+        from harness.tasks.ptb_lstm.train import clipped
+    except ImportError:
+        return None
+    from harness.tasks.ptb_lstm.model import LstmLm
+
+    params = list(LstmLm(10000, 200, 200, 2, 0.5, 0.1).parameters())
+    gen = torch.Generator().manual_seed(0)
+    grads = [torch.randn(p.shape, generator=gen) for p in params]
+    total = {"float64_copies": 0.0, "foreach": 0.0}
+    for _ in range(repeats):
+        start = time.process_time()
+        float64_copy_clip(grads, 5.0)
+        total["float64_copies"] += time.process_time() - start
+        copies = [g.clone() for g in grads]
+        start = time.process_time()
+        clipped(copies, 5.0)
+        total["foreach"] += time.process_time() - start
+    return {k: v / repeats * 1000 for k, v in total.items()}
+
+
+def stale_milliseconds(args, rounds: int = 3) -> dict[str, float] | None:
+    """ms per step of serialized IMM's Q_stale over the epoch's chunks, alternated in one
+    process after one refresh: from the kept top-layer outputs (the stale decoder) and
+    from nothing (the stale LSTM from its carried state, then the decoder, as the previous
+    code did every step); from kept predictions it is a hand-over (no work). None with
+    code that predates it."""
+    try:
+        from harness.tasks.ptb_lstm.stale import stale_probs
+    except ImportError:
+        return None
+    params, task, bigram, sampler, data = setup(args.data_dir, args.tokens)
+    method = METHODS.get("imm_serialized")(METHODS.config("imm_serialized")(), 0.2)
+    stale = context(task, method, bigram, sampler, data).stale
+    model = task.build_model((0, 0, 0))
+    stale.refresh(model, lambda w: bigram.rows(w.cpu()).to(data.device))
+    stale.kept = []  # not needed here
+    total = {"kept_outputs": 0.0, "nothing": 0.0}
+    with torch.no_grad():
+        for _ in range(rounds):
+            start = time.process_time()
+            for hidden in stale.hidden:
+                stale_probs(stale.model, hidden)
+            total["kept_outputs"] += time.process_time() - start
+            start, state = time.process_time(), None
+            for inputs in stale.inputs:
+                hidden, state = stale.model.hidden(inputs, state, dropout=False)
+                stale_probs(stale.model, hidden)
+            total["nothing"] += time.process_time() - start
+    return {k: v / rounds / len(stale.inputs) * 1000 for k, v in total.items()}
 
 
 def peak_rss_mib() -> float:
@@ -236,8 +306,9 @@ def main() -> None:
     parser.add_argument("--only", default=None,
                         help="comma-separated config keys (the baseline always runs)")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory probes")
-    parser.add_argument("--approximations", action="store_true",
-                        help="also time the approximation options (APPROXIMATIONS)")
+    parser.add_argument("--options", action="store_true",
+                        help="also time the approximation options and serialized IMM's "
+                        "cache budgets (APPROXIMATIONS)")
     parser.add_argument("--probe-k", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--config", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--batched", action="store_true", help=argparse.SUPPRESS)
@@ -266,6 +337,18 @@ def main() -> None:
                         "timing": "CPU time of the process",
                         "torch": torch.__version__, "machine": platform.machine(),
                         "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}}
+    stale = stale_milliseconds(args)
+    if stale is not None:
+        print(f"\nserialized IMM's Q_stale per step: {stale['kept_outputs']:.1f} ms from the "
+              f"kept top-layer outputs, {stale['nothing']:.1f} ms from nothing (the stale "
+              "LSTM each step); from kept predictions: none")
+        out["stale_ms"] = stale
+    clip = clip_milliseconds()
+    if clip is not None:
+        print(f"\nclip of the CPU-scale model's gradients: {clip['float64_copies']:.1f} ms a call "
+              f"with float64 copies (the previous code), {clip['foreach']:.1f} ms with the "
+              "float64 foreach norm")
+        out["clip_ms"] = clip
     if not args.no_memory:
         print("\nresident memory of one k-sample IMM step (fresh process each; MiB):")
         print("| k | peak of the setup + a baseline step | at the step's start | peak during "

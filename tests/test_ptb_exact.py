@@ -491,3 +491,31 @@ def test_no_host_reads_in_the_step(monkeypatch):
         trainer.state.step = step
         trainer.step(LmViews(ctx, *batches[1], state, ctx.plans[1]))
     assert params[0].grad is None
+
+
+def test_word_fraction_option_keeps_a_reweighted_subset(monkeypatch):
+    """imm_word_fraction (an approximation) runs the k-sample term for ceil(f D) of the
+    batch's words, weighted D / m times their full weight (the term's expectation over
+    the random subset is the full term); 1.0 keeps every word at its weight."""
+    captured = {}
+
+    def capture(model, params, found, dev, targets, scale, chunk):
+        captured.update(found=found, targets=targets.clone(), scale=scale.clone())
+        return scale.sum(), [torch.zeros_like(p) for p in params]
+
+    monkeypatch.setattr(objectives, "grouped_term_gradients", capture)
+    ctx, _, data = contexts(tiny_stream())
+    inputs, targets = next(iter(chunks(data, 5)))
+    views = LmViews(ctx, inputs, targets, ctx.model.zero_state(3), ctx.plans[0])
+    plan, params = ctx.plans[0], list(ctx.model.parameters())
+    full = plan.counts * (0.2 / 3)
+    objectives.sampled_term(views, 5, 0.2, 1.0, params)
+    assert torch.equal(captured["scale"], full) and len(captured["found"].per_word) == plan.size
+    objectives.sampled_term(views, 5, 0.2, 0.5, params)
+    m = -(-plan.size // 2)
+    assert len(captured["scale"]) == m == len(captured["found"].per_word)
+    # The kept words (found by their KN rows, all distinct here) and their weights.
+    rows = views.kn_rows()
+    picked = [int((rows == r).all(1).nonzero()[0]) for r in captured["targets"]]
+    assert len(set(picked)) == m
+    torch.testing.assert_close(captured["scale"], full[picked] * plan.size / m)

@@ -58,17 +58,18 @@ class TrainState:
     history: list[float] = field(default_factory=list)
 
 
-NORM_CHUNK = 1 << 16  # elements per float64 partial norm (cache-sized, no big copies)
+NORM_CHUNK = 1 << 16  # elements per float64 partial norm on the CPU (cache-sized pieces)
 
 
 def clipped(grads: list[Tensor], limit: float) -> list[Tensor]:
     """The gradients scaled in place to global norm at most ``limit``.
 
-    The norm is accumulated in float64 by foreach kernels over cache-sized pieces of the
-    gradients (no float64 copy of a whole gradient; equal to the sum of their float64
-    squares within about 1e-14 relative, so the float32 scale is the same), and the scale
-    stays a device tensor: nothing is read back to the host."""
-    pieces = [part for g in grads for part in g.reshape(-1).split(NORM_CHUNK)]
+    The norm is accumulated in float64 by foreach kernels (on the CPU over cache-sized
+    pieces of the gradients, so that no float64 copy of a whole gradient is made; equal
+    to the sum of their float64 squares within about 1e-14 relative, so the float32 scale
+    is the same), and the scale stays a device tensor: nothing is read back to the host."""
+    pieces = grads if grads[0].device.type != "cpu" else [
+        part for g in grads for part in g.reshape(-1).split(NORM_CHUNK)]
     norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(pieces, 2,
                                                                      dtype=torch.float64)))
     scale = (limit / (norm + 1e-6)).clamp_max(1.0).to(grads[0].dtype)
