@@ -26,6 +26,17 @@ CAPABILITIES: dict[str, str] = {
                         "restricted model (Method.predict)",
 }
 
+# Closed forms a method's term may declare (Method.term_form); a task that knows one may
+# compute it by an exact faster path, and must equal autograd on ``loss_parts``.
+TERM_FORMS: dict[str, str] = {
+    "restricted_cross_entropy": "lambda CE(P_restricted, Q) on the primary's forward "
+                                "(reverse-KD, Eq. 14)",
+    "stale_corrected_cross_entropy": "lambda CE((Q_stale / Qbar_stale) P_restricted, Q), "
+                                     "refreshed every params.refresh_every steps (Eq. 13)",
+    "induced_cross_entropy": "lambda CE(P_restricted, Qbar_k) with params k, k_every and "
+                             "single_sample (Eq. 12)",
+}
+
 
 def missing(method: Any, task: Any) -> str | None:
     """Why ``task`` cannot serve ``method`` (the first capability it lacks), or None."""

@@ -23,9 +23,9 @@ from harness.tasks.ptb_lstm.views import (
     StaleModel,
     TrainContext,
     batchify,
-    induced_mixture,
     window_predictions,
 )
+from harness.tasks.ptb_lstm.windows import DedupMixture, DeviceWindows, sample_windows
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -151,12 +151,14 @@ def test_imm_branch_uses_no_dropout_and_leaves_the_main_state_untouched():
 
 
 def test_checkpointed_mixture_has_the_gradient_of_one_batched_pass():
-    """Accumulating the k samples under checkpointing changes memory, not the numbers."""
+    """Accumulating the distinct windows chunk by chunk (the last chunk's graph kept, the
+    others recomputed in the backward) changes memory, not the numbers."""
     vocab = 7
     stream = random_stream(300, vocab)
     ctx = tiny_context(stream, vocab)
     words = torch.arange(vocab)
-    windows = ctx.sampler.windows(ctx.sampler.sample(words, 4, ctx.generator))  # (V, 4, W)
+    found = sample_windows(ctx.sampler.host_multiset, words, 4, ctx.generator)
+    dev = DeviceWindows(found, ctx.sampler.padded, ctx.sampler.window)
     target = torch.softmax(torch.randn(vocab, vocab, generator=torch.Generator().manual_seed(1)),
                            -1)
     params = list(ctx.model.parameters())
@@ -166,12 +168,14 @@ def test_checkpointed_mixture_has_the_gradient_of_one_batched_pass():
         loss = crosstalk_cross_entropy(target, induced).sum()
         return loss.detach(), torch.autograd.grad(loss, params)
 
-    flat = window_predictions(ctx.model, windows.reshape(-1, windows.shape[-1]))
-    loss_a, grads_a = grads(flat.reshape(vocab, 4, vocab).mean(1))
-    loss_b, grads_b = grads(induced_mixture(ctx.model, windows))
-    torch.testing.assert_close(loss_b, loss_a)
-    for a, b in zip(grads_a, grads_b, strict=True):
-        torch.testing.assert_close(b, a)
+    flat = window_predictions(ctx.model, dev.tokens(0, len(found)))
+    batched = flat.new_zeros(vocab, vocab).index_add(0, dev.owner, flat * dev.weight[:, None])
+    loss_a, grads_a = grads(batched)
+    for chunk in (3, 5, 100):  # several chunks, and one
+        loss_b, grads_b = grads(DedupMixture.apply(dev, vocab, chunk, ctx.model, *params))
+        torch.testing.assert_close(loss_b, loss_a)
+        for a, b in zip(grads_a, grads_b, strict=True):
+            torch.testing.assert_close(b, a)
 
 
 # ---- whole cells on real data --------------------------------------------------------------
@@ -185,13 +189,12 @@ def tiny_task(**overrides):
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     from harness.tasks.ptb_lstm import train as train_module
 
-    request = CellRequest(size=2000, seed=0, runs=1)
     # Serialized IMM refreshes mid-epoch (its snapshot must be checkpointed); sampled IMM
     # and noising draw from the method generator; all draw dropout masks.
     for method in (make_method("imm_serialized", refresh_every=30),
                    make_method("imm_sampled", k=3, k_every=2)):
-        whole = tiny_task().run(method, request)
-        monkeypatch.setenv("HARNESS_CHECKPOINT_DIR", str(tmp_path / method.name))
+        whole = tiny_task().run(method, CellRequest(size=2000, seed=0, runs=1))
+        request = CellRequest(size=2000, seed=0, runs=1, checkpoint_dir=tmp_path / method.name)
         original = train_module.Trainer.end_epoch
 
         def interrupted(self, original=original):

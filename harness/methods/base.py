@@ -17,6 +17,10 @@ To add a method, subclass ``Method`` and override only what differs from the bas
   declare "mixed_prediction" in ``requires``).
 - ``skip(task)``: a reason string when the method cannot run on a task for a reason the
   capabilities do not express.
+- ``term_form``: the name (harness.capabilities.TERM_FORMS) of the term's closed form, so
+  that a task may compute it by a faster exact path; None (the default) = autograd on
+  ``loss_parts``. A subclass that overrides how the loss is formed without restating
+  ``term_form`` gets None: its term may no longer be that form.
 
 Register it with its params model (a ``harness.methods.config.MethodParams`` subclass in a
 light module): built-ins in ``harness.registry``, outside methods through a plugin
@@ -40,6 +44,13 @@ class Method:
     name: ClassVar[str] = "method"
     requires: ClassVar[frozenset[str]] = frozenset()
     regularises: ClassVar[bool] = False
+    term_form: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        overrides = {"term", "targets", "weights", "loss_parts", "loss"} & set(vars(cls))
+        if overrides and "term_form" not in vars(cls):
+            cls.term_form = None
 
     def __init__(self, params: Any, lam: float | None) -> None:
         self.params = params

@@ -24,6 +24,7 @@ class ImmSampled(Method):
     name = "imm_sampled"
     requires = frozenset({"restricted", "induced"})
     regularises = True
+    term_form = "induced_cross_entropy"
 
     def term(self, views: Views, step: int) -> Tensor:
         k = self.params.k

@@ -13,6 +13,7 @@ class ReverseKd(Method):
     name = "reverse_kd"
     requires = frozenset({"restricted"})
     regularises = True
+    term_form = "restricted_cross_entropy"
 
     def term(self, views: Views, step: int) -> Tensor:
         return cross_entropy(views.restricted(), views.log_q())

@@ -36,14 +36,21 @@ import torch
 from torch import Tensor
 
 
-def csr_entries(start: Tensor, stop: Tensor) -> tuple[Tensor, Tensor]:
+def csr_entries(start: Tensor, stop: Tensor, total: int | None = None) -> tuple[Tensor, Tensor]:
     """For row ranges [start_i, stop_i) of a CSR layout, the (row i, entry index) of every
-    stored entry, vectorised: how sparse bigram rows are scattered into dense ones."""
+    stored entry, vectorised: how sparse bigram rows are scattered into dense ones.
+
+    ``total`` (the number of entries, sum(stop - start)) may be given when the caller knows
+    it: then no value is read back from the tensors' device (no GPU synchronisation)."""
     lengths = stop - start
-    row = torch.repeat_interleave(torch.arange(len(start)), lengths)
+    if total is None:
+        total = int(lengths.sum())
+    rows = torch.arange(len(start), device=start.device)
+    row = torch.repeat_interleave(rows, lengths, output_size=total)
     # entry index = start of its row + position within the row
-    shift = torch.repeat_interleave(start - (torch.cumsum(lengths, 0) - lengths), lengths)
-    return row, torch.arange(int(lengths.sum())) + shift
+    shift = torch.repeat_interleave(start - (torch.cumsum(lengths, 0) - lengths), lengths,
+                                    output_size=total)
+    return row, torch.arange(total, device=start.device) + shift
 
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 # Contexts with at least this many follow types keep a dense float32 row: on PTB that is 91
@@ -203,6 +210,19 @@ class KneserNeyBigram:
     def perplexity(self, stream: Tensor, start_id: int | None = None) -> float:
         """Perplexity over every predicted token of ``stream`` (see :func:`stream_perplexity`)."""
         return stream_perplexity(self, stream, start_id)
+
+    # --- the stored layout (for harness.ngram.kn_device) ---------------------------------
+
+    def csr(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(offsets (V + 1,), next word per stored entry, discounted bigram term per entry):
+        row v's stored entries are ``offsets[v]:offsets[v + 1]``; P(w|v) is the entry's term
+        (if (v, w) is stored) plus gamma(v) p_lower(w)."""
+        return self._fit.offsets, self._next, self._value
+
+    def dense_cache(self) -> tuple[Tensor, Tensor]:
+        """(slot (V,), rows): the float32 rows kept dense for frequent contexts; slot[v] is
+        v's row in ``rows`` or -1."""
+        return self._slot, self._dense
 
     # --- parts of the model (for IMM targets and Xie et al.'s noising) -------------------
 

@@ -77,7 +77,8 @@ class PtbLstmParams(TaskParams):
     )
     higher_is_better: ClassVar[dict[str, bool]] = {m: False for m in metrics}
     paired_replicates: ClassVar[bool] = True  # replicate i: same init/dropout seeds, any method
-    operational: ClassVar[frozenset[str]] = frozenset({"checkpoint", "checkpoint_dir"})
+    operational: ClassVar[frozenset[str]] = frozenset(
+        {"checkpoint", "checkpoint_dir", "stale_cache_mib"})
 
     corpus: CorpusName | CorpusFiles = Field(
         "ptb",
@@ -135,6 +136,26 @@ class PtbLstmParams(TaskParams):
     )
     imm_k: PositiveInt = Field(
         10, description="extended contexts sampled per previous word when the method's k is null"
+    )
+    imm_word_fraction: float = Field(
+        1.0, gt=0.0, le=1.0,
+        description="APPROXIMATION (1 = exact): the fraction of a batch's distinct previous "
+        "words whose k-sample IMM term is computed, drawn afresh each k-sample step and "
+        "reweighted so that the term's expectation is unchanged",
+    )
+    imm_joint_clip: bool = Field(
+        False,
+        description="APPROXIMATION (false = the paper's separate clips, App. D.2.2): clip "
+        "the sum of the primary and the regulariser's gradients once, at clip, which saves "
+        "a backward pass where the two share a forward",
+    )
+    stale_cache_mib: NonNegativeFloat = Field(
+        4096.0,
+        description="serialized IMM keeps what its refresh pass computed within this many "
+        "MiB: the stale top-layer outputs of every chunk (tokens x hidden_size floats), then "
+        "the stale predictions of as many chunks as still fit (tokens x vocabulary floats "
+        "each), so that steps do not recompute them; the same numbers either way "
+        "(operational)",
     )
     noising_variant: Literal["kn", "unigram", "blank"] = Field(
         "kn",

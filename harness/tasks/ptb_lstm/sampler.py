@@ -9,6 +9,9 @@ are excluded, except for a word that has no other position (it occurs as a previ
 only near the start): its early positions are kept, their windows left-padded with
 ``pad`` (``<eos>``, a document boundary), so that every previous word of the stream has
 an induced prediction.
+
+The multiset lives on the stream's device (``multiset``) and, for the training loop's
+draws, on the host (``host_multiset``; the same object on the CPU).
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class ContextSampler:
         positions, prev = positions[keep], prev[keep]
         self.multiset = KeyedMultiset(prev, positions, vocab_size)
         self.counts = self.multiset.counts
+        # The training loop draws on the host (no device value read back); the same
+        # multiset when the stream is on the CPU.
+        self.host_multiset = self.multiset if stream.device.type == "cpu" else KeyedMultiset(
+            prev.cpu(), positions.cpu(), vocab_size)
 
     def sample(self, words: Tensor, k: int, generator: torch.Generator) -> Tensor:
         """(len(words), k) positions t', drawn uniformly with replacement from the multiset

@@ -94,13 +94,18 @@ class PtbLstmTask(Task):
         benchmarks/ptb_curve.py trains exactly as the cell does."""
         p = self.params
         blank = "noising" in method.requires and p.noising_variant == "blank"
+        # Sampled contexts are drawn on the host; on the CPU with the method generator
+        # itself, elsewhere with a CPU generator of its own (seeded alike).
+        host = None if self.device.type == "cpu" else make_generator(
+            torch.device("cpu"), "ptb_lstm-method-host", method.name, *seed_parts)
         return TrainContext(
             params=p, model=self.build_model(seed_parts, self.vocab_size + 1 if blank else None),
             bigram=bigram, sampler=sampler,
             generator=make_generator(self.device, "ptb_lstm-method", method.name, *seed_parts),
             steps_per_epoch=-(-(data.shape[1] - 1) // p.bptt),
-            stale=StaleModel(data, p.bptt, self.vocab_size),
+            stale=StaleModel(data, p.bptt, self.vocab_size, p.stale_cache_mib),
             blank_id=self.vocab_size if blank else None,
+            host_generator=host,
         )
 
     def restricted(self, train: Tensor):  # noqa: ANN201 - KneserNeyBigram | ArpaRestricted

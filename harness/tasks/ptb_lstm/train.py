@@ -13,8 +13,13 @@ baseline too, so that the baseline is the control for it: at CPU scale the reset
 worth 7 perplexity points (benchmarks/ptb_curve.py), which a reset for the regularised
 methods only would credit to the regulariser.
 
+Gradients come from ``harness.tasks.ptb_lstm.objectives`` (each method's exact fused
+path); the clip and the check for a non-finite loss stay on the device (the first bad
+step is remembered there and raised as ``Diverged`` at the epoch's end), so that a GPU
+step never waits for a value to reach the host.
+
 Checkpoints (every epoch, when a path is given): model, lr, decays, epoch, best weights
-and perplexity, the method and dropout generator states, the serialized snapshot's
+and perplexity, the method, host-sampling and dropout generator states, the serialized snapshot's
 weights (its induced table is recomputed on resume: deterministic) and the history. Each
 epoch starts from a zero state, so an epoch boundary is a complete resumption point.
 """
@@ -35,6 +40,8 @@ from harness.errors import Diverged
 from harness.methods.base import Method
 from harness.tasks.base import Progress
 from harness.tasks.ptb_lstm.evaluate import batched_ppl
+from harness.tasks.ptb_lstm.objectives import step_gradients
+from harness.tasks.ptb_lstm.plan import plan_batches
 from harness.tasks.ptb_lstm.views import LmViews, TrainContext, chunks
 
 
@@ -51,11 +58,23 @@ class TrainState:
     history: list[float] = field(default_factory=list)
 
 
-def _clipped(grads: list[Tensor | None], params: list[Tensor], limit: float) -> list[Tensor]:
-    grads = [torch.zeros_like(p) if g is None else g for g, p in zip(grads, params, strict=True)]
-    norm = torch.sqrt(sum((g.double() ** 2).sum() for g in grads))
-    scale = min(1.0, limit / (float(norm) + 1e-6))
-    return [g * scale for g in grads]
+NORM_CHUNK = 1 << 16  # elements per float64 partial norm on the CPU (cache-sized pieces)
+
+
+def clipped(grads: list[Tensor], limit: float) -> list[Tensor]:
+    """The gradients scaled in place to global norm at most ``limit``.
+
+    The norm is accumulated in float64 by foreach kernels (on the CPU over cache-sized
+    pieces of the gradients, so that no float64 copy of a whole gradient is made; equal
+    to the sum of their float64 squares within about 1e-14 relative, so the float32 scale
+    is the same), and the scale stays a device tensor: nothing is read back to the host."""
+    pieces = grads if grads[0].device.type != "cpu" else [
+        part for g in grads for part in g.reshape(-1).split(NORM_CHUNK)]
+    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(pieces, 2,
+                                                                     dtype=torch.float64)))
+    scale = (limit / (norm + 1e-6)).clamp_max(1.0).to(grads[0].dtype)
+    torch._foreach_mul_(grads, scale)
+    return grads
 
 
 def _clone(weights: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -74,6 +93,10 @@ class Trainer:
         self.progress = progress
         self.plain = Method(None, None)
         self.state = TrainState(lr=self.p.lr, term_on=self.p.finetune_below is None)
+        if ctx.plans is None:
+            ctx.plans = plan_batches(train_data, self.p.bptt, ctx.bigram)
+        self.fused = True  # False: autograd on the method's loss parts (the reference)
+        self._first_bad: Tensor | None = None  # first step with a non-finite loss
 
     # ---- checkpoints ---------------------------------------------------------------
     def save(self) -> None:
@@ -87,6 +110,8 @@ class Trainer:
                        "history")},
             "best_weights": s.best_weights,
             "generator": ctx.generator.get_state(),
+            "host_generator": None if ctx.host_generator is None
+            else ctx.host_generator.get_state(),
             "dropout_generator": self.model.dropout_generator.get_state(),
             "stale": None if ctx.stale.model is None else ctx.stale.model.state_dict(),
         }
@@ -104,44 +129,57 @@ class Trainer:
             setattr(self.state, k, v)
         self.state.best_weights = blob["best_weights"]
         self.ctx.generator.set_state(blob["generator"])
+        if blob.get("host_generator") is not None and self.ctx.host_generator is not None:
+            self.ctx.host_generator.set_state(blob["host_generator"])
         self.model.dropout_generator.set_state(blob["dropout_generator"])
         if blob["stale"] is not None:
             snapshot = copy.deepcopy(self.model)
             snapshot.load_state_dict(blob["stale"])
-            self.ctx.stale.refresh(snapshot)
+            bigram, device = self.ctx.bigram, self.train_data.device
+            self.ctx.stale.refresh(snapshot, lambda w: bigram.rows(w.cpu()).to(device))
         return True
 
     # ---- training ------------------------------------------------------------------
     def step(self, views: LmViews) -> None:
-        s = self.state
-        if s.term_on:
-            primary, term = self.method.loss_parts(views, s.step)
-        else:
-            primary = views.reduce(views.primary_loss(views.targets))
-            term = None
-        if not torch.isfinite(primary) or (term is not None and not torch.isfinite(term)):
-            raise Diverged(f"non-finite loss at epoch {s.epoch} step {s.step}")
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        grads = _clipped(
-            list(torch.autograd.grad(primary, params, retain_graph=term is not None,
-                                     allow_unused=True)), params, self.p.clip)
-        if term is not None:
-            extra = _clipped(list(torch.autograd.grad(term, params, allow_unused=True)),
-                             params, self.p.imm_clip)
-            grads = [g + e for g, e in zip(grads, extra, strict=True)]
+        s, p = self.state, self.p
+        params = [q for q in self.model.parameters() if q.requires_grad]
+        grads = step_gradients(self.method, views, s.step, s.term_on, params,
+                               joint=p.imm_joint_clip, fused=self.fused)
+        self._watch(grads.primary_value, grads.term_value)
+        update = clipped(grads.primary, p.clip)
+        if grads.term is not None:
+            torch._foreach_add_(update, clipped(grads.term, p.imm_clip))
         with torch.no_grad():
-            for p, g in zip(params, grads, strict=True):
-                p.sub_(s.lr * g)
+            torch._foreach_mul_(update, s.lr)
+            torch._foreach_sub_(params, update)
+
+    def _watch(self, primary: Tensor, term: Tensor | None) -> None:
+        """Remember the first step whose loss is not finite, on the device (checked once
+        an epoch, in ``check_finite``: no per-step read-back)."""
+        bad = ~torch.isfinite(primary) if term is None else ~(
+            torch.isfinite(primary) & torch.isfinite(term))
+        if self._first_bad is None:
+            self._first_bad = torch.full((), -1, dtype=torch.long, device=primary.device)
+        self._first_bad = torch.where(bad & (self._first_bad < 0), self.state.step,
+                                      self._first_bad)
+
+    def check_finite(self) -> None:
+        if self._first_bad is not None and int(self._first_bad) >= 0:
+            raise Diverged(f"non-finite loss at epoch {self.state.epoch} step "
+                           f"{int(self._first_bad)}")
 
     def run_epoch(self) -> None:
         self.model.train()
         state = self.model.zero_state(self.train_data.shape[0])
         self.ctx.stale.reset_state()
-        for inputs, targets in chunks(self.train_data, self.p.bptt):
-            views = LmViews(self.ctx, inputs, targets, state)
+        assert self.ctx.plans is not None
+        for plan, (inputs, targets) in zip(self.ctx.plans, chunks(self.train_data, self.p.bptt),
+                                           strict=True):
+            views = LmViews(self.ctx, inputs, targets, state, plan)
             self.step(views)
             state = views.state_out if views.state_out is not None else state
             self.state.step += 1
+        self.check_finite()
 
     def end_epoch(self) -> None:
         s, p = self.state, self.p

@@ -1,37 +1,57 @@
 """What a method sees of one (B, T) training batch of the LSTM LM.
 
 - ``targets``: the next tokens; ``log_q()``: log-softmax of the main forward (with dropout,
-  from the carried state; the new state is left in ``state_out`` for the trainer).
+  from the carried state; the new state is left in ``state_out`` for the trainer);
+  ``main()`` gives that forward's top-layer outputs and logits.
 - ``restricted()``: Kneser-Ney rows for the previous tokens (the inputs), formed once per
-  distinct previous word of the batch and mapped back with an index.
+  distinct previous word of the batch (on the training device, ``harness.ngram.kn_device``)
+  and mapped back with an index; the batch's distinct words come from its ``BatchPlan``
+  (computed once per run).
 - ``log_q_imm()``: the batch's own contexts as the IMM branch sees them: a forward from
   the carried state WITHOUT dropout whose new state is discarded.
 - ``induced(k)``: per distinct previous word w, k training positions whose previous word
   is w, each run as a window of ``imm_window`` tokens from a zero state WITHOUT dropout;
-  the softmax of each window's last step is one Q_j; uniform weights. The windows of one
-  sample j (one per distinct word) are one batched forward, and the mixture is
-  accumulated over j one sample at a time, forward and backward (the crosstalk
-  decomposition's sequential accumulation), so peak memory is that of one sample's
-  windows whatever k; the price is one recomputed forward. The main carried state is not touched.
-- ``stale_correction(refresh)``: Q_stale(.|x_t) / Qbar_stale(.|x_{t-1}) from a snapshot.
+  the softmax of each window's last step is one Q_j; uniform weights. Each distinct
+  sampled window is run once, weighted by its count, in chunks whose graphs are
+  recomputed in the backward (``harness.tasks.ptb_lstm.windows``), so peak memory does not
+  grow with k. The main carried state is not touched.
+- ``stale_correction(refresh)``: Q_stale(.|x_t) / Qbar_stale(.|x_{t-1}) from a snapshot;
+  ``stale_target(refresh)``: that correction times the KN row, formed from per-word
+  ratios kept by the refresh (``harness.tasks.ptb_lstm.stale``).
 - ``noise(ratio)``: Xie et al.'s noising of inputs and targets (``noising = "task"``).
+
+The trainer computes the regularised methods' gradients through
+``harness.tasks.ptb_lstm.objectives``, which reads these views.
 """
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from harness.methods.induced import EPS, Induced
+from harness.methods.induced import Induced
+from harness.ngram.kn_device import DeviceBigram
+from harness.ngram.kneser_ney import KneserNeyBigram
 from harness.tasks.base import Views
 from harness.tasks.ptb_lstm.config import PtbLstmParams
 from harness.tasks.ptb_lstm.model import LstmLm, State, detach_state
+from harness.tasks.ptb_lstm.plan import BatchPlan, plan_batch
 from harness.tasks.ptb_lstm.sampler import ContextSampler
+from harness.tasks.ptb_lstm.stale import StaleModel
+from harness.tasks.ptb_lstm.windows import (
+    DedupMixture,
+    DeviceWindows,
+    WindowSet,
+    sample_windows,
+    window_predictions,
+)
+
+__all__ = ["LmViews", "StaleModel", "TrainContext", "batchify", "chunks", "induced_table",
+           "window_predictions"]
 
 
 def chunks(data: Tensor, bptt: int):
@@ -86,36 +106,15 @@ def induced_table(model: LstmLm, data: Tensor, bptt: int, vocab_size: int) -> In
     return InducedTable(sums, counts, row_of)
 
 
-class StaleModel:
-    """The snapshot of serialized IMM: a copy of the model, its induced table over the
-    training stream, and its own carried state along the training batches."""
-
-    def __init__(self, data: Tensor, bptt: int, vocab_size: int) -> None:
-        self.data, self.bptt, self.vocab_size = data, bptt, vocab_size
-        self.model: LstmLm | None = None
-        self.table: InducedTable | None = None
-        self.state: State | None = None
-
-    def refresh(self, model: LstmLm) -> None:
-        if self.model is None:
-            self.model = copy.deepcopy(model)
-        self.model.load_state_dict(model.state_dict())
-        self.model.eval()
-        self.table = induced_table(self.model, self.data, self.bptt, self.vocab_size)
-
-    def reset_state(self) -> None:
-        self.state = None
-
-    @torch.no_grad()
-    def correction(self, inputs: Tensor) -> Tensor:
-        assert self.model is not None and self.table is not None
-        logits, self.state = self.model(inputs, self.state, dropout=False)
-        return torch.softmax(logits, -1) / self.table.rows(inputs).clamp_min(EPS)
-
 
 @dataclass
 class TrainContext:
-    """Everything the views of one training run share."""
+    """Everything the views of one training run share.
+
+    ``host_generator``: the CPU generator that draws the sampled contexts (they are drawn
+    on the host); None = ``generator`` itself, which must then be a CPU generator (on the
+    CPU it is, so the draws are those of ``generator``). ``plans``: the training chunks'
+    BatchPlans (the trainer fills them in)."""
 
     params: PtbLstmParams
     model: LstmLm
@@ -125,6 +124,27 @@ class TrainContext:
     steps_per_epoch: int
     stale: StaleModel
     blank_id: int | None = None
+    host_generator: torch.Generator | None = None
+    plans: list[BatchPlan] | None = None
+    _kn: DeviceBigram | None = field(default=None, repr=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.decoder.weight.device
+
+    @property
+    def sampling_generator(self) -> torch.Generator:
+        gen = self.host_generator if self.host_generator is not None else self.generator
+        if gen.device.type != "cpu":
+            raise ValueError("sampled contexts are drawn on the host: give TrainContext a "
+                             "CPU host_generator when the model is on an accelerator")
+        return gen
+
+    def kn(self) -> DeviceBigram | None:
+        """The KN bigram's parts on the training device (None for other bigrams)."""
+        if self._kn is None and isinstance(self.bigram, KneserNeyBigram):
+            self._kn = DeviceBigram(self.bigram, self.device)
+        return self._kn
 
 
 class LmViews(Views):
@@ -133,8 +153,8 @@ class LmViews(Views):
     loss_form = "additive"
     noising = "task"
 
-    def __init__(self, ctx: TrainContext, inputs: Tensor, targets: Tensor, state: State
-                 ) -> None:
+    def __init__(self, ctx: TrainContext, inputs: Tensor, targets: Tensor, state: State,
+                 plan: BatchPlan | None = None) -> None:
         self.ctx = ctx
         self.inputs = inputs          # the observed previous words (short contexts)
         self.model_inputs = inputs    # what the main forward reads (noising may change it)
@@ -142,24 +162,38 @@ class LmViews(Views):
         self.state_in = state
         self.state_out: State | None = None
         self.generator = ctx.generator
+        self.plan = plan if plan is not None else plan_batch(inputs, ctx.bigram)
         # "size" for serialized IMM's refresh_every: one epoch of steps, so that
         # refresh_every: size refreshes the snapshot once per epoch.
         self.refresh_period = ctx.steps_per_epoch
+        self._main: tuple[Tensor, Tensor] | None = None
         self._log_q: Tensor | None = None
+        self._rows: Tensor | None = None
         self._restricted: Tensor | None = None
-        self._distinct: tuple[Tensor, Tensor] | None = None
 
     # ---- main branch ---------------------------------------------------------------
+    def main(self) -> tuple[Tensor, Tensor]:
+        """(top-layer outputs (B, T, H), logits (B, T, V)) of the main forward."""
+        if self._main is None:
+            model = self.ctx.model
+            hidden, state = model.hidden(self.model_inputs, self.state_in, dropout=True)
+            self.state_out = detach_state(state)
+            self._main = (hidden, model.decoder(hidden))
+        return self._main
+
     def log_q(self) -> Tensor:
         if self._log_q is None:
-            logits, state = self.ctx.model(self.model_inputs, self.state_in, dropout=True)
-            self.state_out = detach_state(state)
-            self._log_q = F.log_softmax(logits, -1)
+            self._log_q = F.log_softmax(self.main()[1], -1)
         return self._log_q
 
-    def log_q_imm(self) -> Tensor:
+    def imm_logits(self) -> Tensor:
+        """Logits of the batch's own contexts as the IMM branch sees them (no dropout,
+        from the carried state, the new state discarded)."""
         logits, _ = self.ctx.model(self.inputs, self.state_in, dropout=False)
-        return F.log_softmax(logits, -1)
+        return logits
+
+    def log_q_imm(self) -> Tensor:
+        return F.log_softmax(self.imm_logits(), -1)
 
     def primary_loss(self, targets: Tensor) -> Tensor:
         return -self.log_q().gather(-1, targets[..., None]).squeeze(-1)
@@ -173,107 +207,96 @@ class LmViews(Views):
     # ---- restricted model ------------------------------------------------------------
     def distinct(self) -> tuple[Tensor, Tensor]:
         """(distinct previous words (D,), index (B, T) -> row)."""
-        if self._distinct is None:
-            words, index = torch.unique(self.inputs, return_inverse=True)
-            self._distinct = (words, index)
-        return self._distinct
+        return self.plan.words, self.plan.index
+
+    def kn_rows(self) -> Tensor:
+        """(D, V) restricted rows of the distinct previous words, on the device."""
+        if self._rows is None:
+            kn = self.ctx.kn()
+            if kn is not None and self.plan.rows is not None:
+                self._rows = kn.rows(self.plan.rows)
+            else:
+                self._rows = self.ctx.bigram.rows(self.plan.host_words).to(self.inputs.device)
+        return self._rows
 
     def restricted(self) -> Tensor:
         if self._restricted is None:
-            words, index = self.distinct()
-            rows = self.ctx.bigram.rows(words.cpu()).to(self.inputs.device)
-            self._restricted = rows[index]
+            self._restricted = self.kn_rows()[self.plan.index]
         return self._restricted
 
     # ---- induced model -------------------------------------------------------------
+    def sample(self, k: int, words: Tensor | None = None) -> tuple[WindowSet, DeviceWindows]:
+        """k sampled positions per word (default: every distinct previous word), each
+        distinct (word, position) once, drawn on the host; their windows on the device."""
+        sampler = self.ctx.sampler
+        host = self.plan.host_words if words is None else words
+        found = sample_windows(sampler.host_multiset, host, k, self.ctx.sampling_generator)
+        return found, DeviceWindows(found, sampler.padded, sampler.window)
+
     def induced(self, k: int | None) -> Induced:
         k = k or self.ctx.params.imm_k
         words, index = self.distinct()
-        positions = self.ctx.sampler.sample(words, k, self.generator)  # (D, k)
-        windows = self.ctx.sampler.windows(positions)                   # (D, k, W)
-        mixture = induced_mixture(self.ctx.model, windows)              # (D, V)
+        found, dev = self.sample(k)
+        if k == 1:
+            mixture = window_predictions(self.ctx.model, dev.tokens(0, len(found)))
+        else:
+            params = [p for p in self.ctx.model.parameters() if p.requires_grad]
+            mixture = DedupMixture.apply(dev, len(words), max(len(words), k),
+                                         self.ctx.model, *params)
         ones = torch.ones(len(words), 1, device=mixture.device)
         return Induced(probs=mixture[:, None], weights=ones, index=index)
 
-    def stale_correction(self, refresh: bool) -> Tensor:
+    # ---- serialized IMM ----------------------------------------------------------------
+    def _refresh_stale(self, refresh: bool) -> StaleModel:
         stale = self.ctx.stale
         if refresh or stale.model is None:
-            stale.refresh(self.ctx.model)
-        return stale.correction(self.inputs)
+            bigram, device = self.ctx.bigram, self.inputs.device
+            stale.refresh(self.ctx.model, lambda w: bigram.rows(w.cpu()).to(device))
+        return stale
+
+    def stale_target(self, refresh: bool) -> Tensor:
+        """Q_stale(.|x_t) / Qbar_stale(.|x_{t-1}) * P(.|x_{t-1}), (B, T, V), constant."""
+        return self._refresh_stale(refresh).target(self.inputs, self.plan)
+
+    def stale_correction(self, refresh: bool) -> Tensor:
+        return self.stale_target(refresh) / self.restricted()
 
     # ---- Xie et al. noising -----------------------------------------------------------
     def noise(self, ratio: float) -> Tensor:
         """Noise inputs and targets; returns the targets to train on. Must precede log_q."""
-        if self._log_q is not None:
+        if self._main is not None:
             raise RuntimeError("noise() must be called before the main forward")
         p = self.ctx.params
         gamma0 = p.noising_gamma0 if p.noising_gamma0 is not None else ratio
         x, y, gen = self.inputs, self.targets, self.generator
-        bigram = self.ctx.bigram
+        kn = self.ctx.kn()
+        if kn is None:  # another bigram: its parts from the host
+            kn = _HostParts(self.ctx.bigram, x.device)
         if p.noising_variant == "kn":
-            follow = bigram.follow_types().to(x.device)[x]
-            count = bigram.context_counts().to(x.device)[x].clamp_min(1.0)
+            follow = kn.follow_types[x]
+            count = kn.context_counts[x].clamp_min(1.0)
             gamma = (gamma0 * follow / count).clamp_max(1.0)
-            dist = bigram.continuation()
+            dist = kn.continuation
         else:
             gamma = torch.full(x.shape, min(gamma0, 1.0), device=x.device)
-            dist = bigram.unigram()
+            dist = kn.unigram
         flip_in = torch.rand(x.shape, generator=gen, device=x.device) < gamma
         if p.noising_variant == "blank":
             assert self.ctx.blank_id is not None
             self.model_inputs = torch.where(flip_in, torch.full_like(x, self.ctx.blank_id), x)
             return y
         flip_out = torch.rand(x.shape, generator=gen, device=x.device) < gamma
-        dist = dist.to(x.device)
         draw_in = torch.multinomial(dist, x.numel(), replacement=True, generator=gen)
         draw_out = torch.multinomial(dist, x.numel(), replacement=True, generator=gen)
         self.model_inputs = torch.where(flip_in, draw_in.view_as(x), x)
         return torch.where(flip_out, draw_out.view_as(y), y)
 
 
-def induced_mixture(model: LstmLm, windows: Tensor) -> Tensor:
-    """(D, V) mean over j of the window predictions of (D, k, W) windows, differentiable.
+class _HostParts:
+    """Noising's bigram parts for a bigram that is not a KneserNeyBigram."""
 
-    With k > 1 the samples are accumulated one at a time (``_SequentialMixture``): the
-    forward keeps only the running (D, V) sum, the backward recomputes sample j's windows
-    and back-propagates them before the next, so peak memory does not grow with k; the
-    gradient is that of one batched pass (tested)."""
-    if windows.shape[1] == 1:
-        return window_predictions(model, windows[:, 0])
-    params = [p for p in model.parameters() if p.requires_grad]
-    return _SequentialMixture.apply(windows, model, *params)
-
-
-class _SequentialMixture(torch.autograd.Function):
-    """The crosstalk decomposition's sequential accumulation as an autograd node whose
-    inputs are the model's parameters (so ``autograd.grad`` over them sees it)."""
-
-    @staticmethod
-    def forward(ctx, windows: Tensor, model: LstmLm, *params: Tensor) -> Tensor:
-        ctx.model, ctx.params = model, params
-        ctx.save_for_backward(windows)
-        k = windows.shape[1]
-        total = window_predictions(model, windows[:, 0])
-        for j in range(1, k):
-            total += window_predictions(model, windows[:, j])
-        return total / k
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        (windows,) = ctx.saved_tensors
-        k = windows.shape[1]
-        sums: list[Tensor | None] = [None] * len(ctx.params)
-        for j in range(k):
-            with torch.enable_grad():
-                probs = window_predictions(ctx.model, windows[:, j])
-                parts = torch.autograd.grad(probs, ctx.params, grad / k, allow_unused=True)
-            sums = [p if s is None else s if p is None else s + p
-                    for s, p in zip(sums, parts, strict=True)]
-        return (None, None, *sums)
-
-
-def window_predictions(model: LstmLm, windows: Tensor) -> Tensor:
-    """Softmax of the last step of each window, run from a zero state without dropout, as
-    one batched forward: (N, V), differentiable."""
-    hidden, _ = model.hidden(windows, None, dropout=False)
-    return torch.softmax(model.decoder(hidden[:, -1]), -1)
+    def __init__(self, bigram: Any, device: torch.device) -> None:
+        self.follow_types = bigram.follow_types().to(device)
+        self.context_counts = bigram.context_counts().to(device)
+        self.continuation = bigram.continuation().to(device)
+        self.unigram = bigram.unigram().to(device)
