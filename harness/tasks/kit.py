@@ -3,11 +3,15 @@
 - ``Snapshot``: a value computed from the model at a refresh and kept until the next one
   (serialized IMM's stale model and its induced table, a previous epoch's predictions);
   ``model_copy`` for the networks such a snapshot holds.
-- ``clipped_backward``: the gradients of several loss parts, each clipped to its own norm
+- ``clip_norm_``: one global-norm clip of a list of gradients (no host read);
+  ``clipped_backward``: the gradients of several loss parts, each clipped to its own norm
   before they are added (the paper's App. D.2.2: the primary and the regulariser's
-  gradients clipped separately).
+  gradients clipped separately), built on it.
+- ``GroupMean``: an induced table, the mean of predictions over the positions that share
+  a short context (index_add_ of the rows and of the counts).
 - ``ProgressMeter``: a cell's progress over its replicates, reported at most ~100 times.
-- ``require_finite``: one check (and one device synchronisation) for NaN/inf.
+- ``require_finite``: one check (and one device synchronisation) for NaN/inf;
+  ``FiniteWatch``: the same check kept on the device step after step, read once.
 - ``stable_seed`` and ``make_generator``: named random streams, stable across processes.
 
 Tasks keep their own loops (a REINFORCE epoch is not a language-model step); they call
@@ -78,6 +82,33 @@ def model_copy(model: torch.nn.Module, into: torch.nn.Module | None = None
     return into
 
 
+NORM_CHUNK = 1 << 16  # elements per float64 partial norm on the CPU (cache-sized pieces)
+
+
+def clip_norm_(grads: Sequence[Tensor], max_norm: float,
+               norm_dtype: torch.dtype | None = None) -> Sequence[Tensor]:
+    """Scale ``grads`` in place to global L2 norm at most ``max_norm``; the scale stays a
+    device tensor (nothing is read back to the host).
+
+    With ``norm_dtype`` None this is ``torch.nn.utils.clip_grad_norm_`` op for op (same
+    bits). ``norm_dtype=torch.float64`` accumulates the norm in float64 by foreach
+    kernels, on the CPU over cache-sized pieces (no float64 copy of a whole gradient):
+    within ~1e-14 of the float64 sum of squares, so the float32 scale is the one the
+    float64 reference gives (the PTB LSTM's recorded digits)."""
+    if not grads:
+        return grads
+    if norm_dtype is None:
+        norms = torch._foreach_norm(list(grads), 2)
+    else:
+        pieces = list(grads) if grads[0].device.type != "cpu" else [
+            part for g in grads for part in g.reshape(-1).split(NORM_CHUNK)]
+        norms = torch._foreach_norm(pieces, 2, dtype=norm_dtype)
+    total = torch.linalg.vector_norm(torch.stack(norms), 2)
+    scale = torch.clamp(max_norm / (total + 1e-6), max=1.0).to(grads[0].dtype)
+    torch._foreach_mul_(list(grads), scale)
+    return grads
+
+
 def clipped_backward(parameters: Sequence[Tensor],
                      parts: Sequence[tuple[Tensor, float | None]]) -> None:
     """Set ``.grad`` of ``parameters`` to the sum over ``parts`` of each part's gradient,
@@ -90,7 +121,7 @@ def clipped_backward(parameters: Sequence[Tensor],
             q.grad = None
         loss.backward(retain_graph=i < len(parts) - 1)
         if max_norm is not None:
-            torch.nn.utils.clip_grad_norm_(params, max_norm)
+            clip_norm_([q.grad for q in params if q.grad is not None], max_norm)
         for j, q in enumerate(params):
             if q.grad is not None:
                 total[j] = q.grad if total[j] is None else total[j].add_(q.grad)
@@ -106,6 +137,49 @@ def require_finite(values: Iterable[Tensor] | Tensor, what: str) -> None:
     flags = torch.stack([torch.isfinite(t.detach()).all() for t in tensors])
     if not bool(flags.all()):
         raise Diverged(f"non-finite {what}")
+
+
+class FiniteWatch:
+    """Remembers, on the device, the first step whose values were not finite, so that a
+    GPU step never waits for a value to reach the host; ``check`` reads it once (an
+    epoch's end) and raises Diverged."""
+
+    def __init__(self) -> None:
+        self._first_bad: Tensor | None = None
+
+    def watch(self, step: int, *values: Tensor | None) -> None:
+        present = [v.detach() for v in values if v is not None]
+        if not present:
+            return
+        ok = torch.isfinite(present[0])
+        for v in present[1:]:
+            ok = ok & torch.isfinite(v)
+        if self._first_bad is None:
+            self._first_bad = torch.full((), -1, dtype=torch.long, device=present[0].device)
+        self._first_bad = torch.where(~ok & (self._first_bad < 0), step, self._first_bad)
+
+    def check(self, what: str) -> None:
+        """Raise Diverged("non-finite <what> step <n>") if a watched step was bad."""
+        if self._first_bad is not None and int(self._first_bad) >= 0:
+            raise Diverged(f"non-finite {what} step {int(self._first_bad)}")
+
+
+class GroupMean:
+    """Means of rows grouped by an index: the induced table Qbar(.|short) = the average
+    of the model's predictions over the positions that share a short context."""
+
+    def __init__(self, groups: int, width: int, device: torch.device) -> None:
+        self.sums = torch.zeros(groups, width, device=device)
+        self.counts = torch.zeros(groups, device=device)
+
+    def add(self, group: Tensor, rows: Tensor) -> None:
+        """Add ``rows`` (N, width) to the groups ``group`` (N,)."""
+        self.sums.index_add_(0, group, rows)
+        self.counts.index_add_(0, group, torch.ones_like(group, dtype=self.counts.dtype))
+
+    def mean_(self) -> Tensor:
+        """The means, formed in the sums' memory (groups never added to stay zero)."""
+        return self.sums.div_(self.counts.clamp_min(1.0)[:, None])
 
 
 class ProgressMeter:

@@ -30,7 +30,7 @@ from harness.methods.induced import EPS
 from harness.tasks.glue_bert.causal import Mode, causal_mlm_logits, packed_causal_logits
 from harness.tasks.glue_bert.corpus import Encoded
 from harness.tasks.glue_bert.model import BertMlmClassifier
-from harness.tasks.kit import Snapshot, model_copy
+from harness.tasks.kit import GroupMean, Snapshot, model_copy
 from harness.tasks.multiset import KeyedMultiset
 
 TABLE_CHUNK_POSITIONS = 1024  # positions per no-grad pass when building the stale table
@@ -128,8 +128,7 @@ class StaleModel:
     @torch.no_grad()
     def _induced_table(self) -> Tensor:
         assert self.model is not None
-        sums = torch.zeros(len(self.words), self.vocab_size, device=self.items.device)
-        counts = torch.zeros(len(self.words), device=self.items.device)
+        table = GroupMean(len(self.words), self.vocab_size, self.items.device)
         sents = self.items // self.enc.width
         # chunks of whole sentences holding at most TABLE_CHUNK_POSITIONS positions
         start = 0
@@ -141,11 +140,9 @@ class StaleModel:
                 stop = cut if cut > start else stop
             chunk = self.items[start:stop]
             probs = torch.softmax(item_logits(self.model, self.enc, chunk, self.mode), -1)
-            rows = self.row_of[self.prev[start:stop]]
-            sums.index_add_(0, rows, probs)
-            counts.index_add_(0, rows, torch.ones_like(rows, dtype=counts.dtype))
+            table.add(self.row_of[self.prev[start:stop]], probs)
             start = stop
-        return sums / counts.clamp_min(1.0)[:, None]
+        return table.mean_()
 
     def rows(self, words: Tensor) -> Tensor:
         """Qbar_stale(. | w) for each word (every short context of the training subset)."""

@@ -209,7 +209,9 @@ def step_gradients(method: Method, views: LmViews, step: int, term_on: bool,
     if not term_on:
         return generic(views.reduce(views.primary_loss(views.targets)), None, params, joint)
     form = method.term_form
-    path = FUSED.get(form) if fused and form is not None else None
+    # At lambda 0 the term vanishes: autograd on the parts gives the baseline's bits (the
+    # contract's lambda-0 check), which a closed-form primary gradient would not.
+    path = FUSED.get(form) if fused and form is not None and method.lam != 0 else None
     if path is not None and (form != "restricted_cross_entropy" or views.ctx.kn() is not None):
         return path(method, views, step, params, joint)
     primary, term = method.loss_parts(views, step)

@@ -26,13 +26,13 @@ the cache changes no bit of the result (tested).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
 from harness.methods.induced import EPS
+from harness.tasks.kit import GroupMean, model_copy
 from harness.tasks.ptb_lstm.model import LstmLm, State
 from harness.tasks.ptb_lstm.plan import BatchPlan
 
@@ -77,36 +77,34 @@ class StaleModel:
         return self.data.shape[0] * (self.data.shape[1] - 1) * width * 4
 
     @torch.no_grad()
-    def refresh(self, model: LstmLm, rows: Callable[[Tensor], Tensor]) -> None:
+    def refresh(self, model: LstmLm, rows: Callable[[Tensor], Tensor] | None) -> None:
         """Snapshot ``model``; one pass forms Qbar_stale, then R with ``rows(words)`` (the
-        KN rows of a block of previous words); the pass's outputs are kept (budget)."""
+        KN rows of a block of previous words); the pass's outputs are kept (budget).
+        ``rows`` None: the snapshot alone (its predictions, for "stale_prediction")."""
         mid_epoch = self.position > 0
         if mid_epoch and self.from_cache:
             self.state = self._replay(self.position)  # the old weights' carried state
-        if self.model is None:
-            self.model = copy.deepcopy(model)
-        self.model.load_state_dict(model.state_dict())
-        self.model.eval()
+        self.model = model_copy(model, self.model)
         self.ratio, self.hidden, self.kept = None, None, []
+        if rows is None:
+            self.from_cache = False
+            return
         budget = self.cache_mib * 2**20
         keep = self.cache_fits(self.model)
         if keep:
             budget -= self._bytes(self.model.decoder.in_features)
-        sums = torch.zeros(len(self.words), self.vocab_size, device=self.data.device)
-        counts = torch.zeros(len(self.words), device=self.data.device)
+        table = GroupMean(len(self.words), self.vocab_size, self.data.device)
         hidden_kept, state = [], None
         for inputs in self.inputs:
             hidden, state = self.model.hidden(inputs, state, dropout=False)
             probs = stale_probs(self.model, hidden)
-            rows_of = self.row_of[inputs.reshape(-1)]
-            sums.index_add_(0, rows_of, probs.reshape(-1, self.vocab_size))
-            counts.index_add_(0, rows_of, torch.ones_like(rows_of, dtype=counts.dtype))
+            table.add(self.row_of[inputs.reshape(-1)], probs.reshape(-1, self.vocab_size))
             if keep:
                 hidden_kept.append(hidden)
                 if probs.numel() * 4 <= budget:
                     self.kept.append(probs)
                     budget -= probs.numel() * 4
-        sums /= counts.clamp_min(1.0)[:, None]          # Qbar_stale, in place
+        sums = table.mean_()                             # Qbar_stale, in place
         for lo in range(0, len(self.words), WORD_BLOCK):  # R, in the table's memory
             block = sums[lo:lo + WORD_BLOCK]
             block.clamp_(min=EPS).reciprocal_().mul_(rows(self.words[lo:lo + WORD_BLOCK]))

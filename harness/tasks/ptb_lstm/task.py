@@ -35,6 +35,7 @@ from torch import Tensor
 from harness.data.location import data_root
 from harness.methods.base import Method
 from harness.tasks.base import CellRequest, Progress, Task, make_generator, stable_seed
+from harness.tasks.kit import ProgressMeter
 from harness.tasks.ptb_lstm.config import PtbLstmParams
 from harness.tasks.ptb_lstm.corpus import load_split_files, restricted_model
 from harness.tasks.ptb_lstm.evaluate import (
@@ -52,8 +53,8 @@ class PtbLstmTask(Task):
     """LSTM LM (PTB by default) regularised towards a Kneser-Ney bigram."""
 
     name = "ptb_lstm"
-    supplies = frozenset({"restricted", "induced", "stale_correction", "noising",
-                          "mixed_prediction"})
+    supplies = frozenset({"restricted", "induced", "stale_correction", "stale_prediction",
+                          "noising", "mixed_prediction"})
     params: PtbLstmParams
 
     def __init__(self, params: PtbLstmParams, data_dir: str | None = None) -> None:
@@ -127,17 +128,13 @@ class PtbLstmTask(Task):
         results: dict[str, list[float]] = {}
         own = {"restricted_ppl_valid": bigram.perplexity(valid.cpu()),
                "restricted_ppl_test": bigram.perplexity(final.cpu())}
+        meter = ProgressMeter(progress, request.runs)
         for run in range(request.runs):
             ctx = self.train_context(method, (request.seed, request.size, run), data, bigram,
                                      sampler)
             model = ctx.model
-
-            def report(fraction: float, run: int = run) -> None:
-                if progress is not None:
-                    progress((run + fraction) / request.runs)
-
             Trainer(ctx, method, data, valid, self.checkpoint_path(method, request, run),
-                    report).train()
+                    meter.start(run)).train()
             model.eval()
             values = self.evaluate(model, method, bigram, train, valid, final, data)
             for name, value in {**values, **own}.items():

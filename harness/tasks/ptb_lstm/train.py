@@ -26,7 +26,6 @@ epoch starts from a zero state, so an epoch boundary is a complete resumption po
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from torch import Tensor
 
 from harness.errors import Diverged
 from harness.methods.base import Method
-from harness.tasks.base import Progress
+from harness.tasks.kit import FiniteWatch, ProgressMeter, clip_norm_, model_copy
 from harness.tasks.ptb_lstm.evaluate import batched_ppl
 from harness.tasks.ptb_lstm.objectives import step_gradients
 from harness.tasks.ptb_lstm.plan import plan_batches
@@ -58,23 +57,10 @@ class TrainState:
     history: list[float] = field(default_factory=list)
 
 
-NORM_CHUNK = 1 << 16  # elements per float64 partial norm on the CPU (cache-sized pieces)
-
-
 def clipped(grads: list[Tensor], limit: float) -> list[Tensor]:
-    """The gradients scaled in place to global norm at most ``limit``.
-
-    The norm is accumulated in float64 by foreach kernels (on the CPU over cache-sized
-    pieces of the gradients, so that no float64 copy of a whole gradient is made; equal
-    to the sum of their float64 squares within about 1e-14 relative, so the float32 scale
-    is the same), and the scale stays a device tensor: nothing is read back to the host."""
-    pieces = grads if grads[0].device.type != "cpu" else [
-        part for g in grads for part in g.reshape(-1).split(NORM_CHUNK)]
-    norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(pieces, 2,
-                                                                     dtype=torch.float64)))
-    scale = (limit / (norm + 1e-6)).clamp_max(1.0).to(grads[0].dtype)
-    torch._foreach_mul_(grads, scale)
-    return grads
+    """The gradients scaled in place to global norm at most ``limit``, the norm in
+    float64 (the kit's clip; the same float32 scale as the float64 reference)."""
+    return list(clip_norm_(grads, limit, norm_dtype=torch.float64))
 
 
 def _clone(weights: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -84,7 +70,7 @@ def _clone(weights: dict[str, Tensor]) -> dict[str, Tensor]:
 class Trainer:
     def __init__(self, ctx: TrainContext, method: Method, train_data: Tensor,
                  valid: Tensor, checkpoint: Path | None = None,
-                 progress: Progress | None = None) -> None:
+                 progress: ProgressMeter | None = None) -> None:
         self.ctx, self.method = ctx, method
         self.p = ctx.params
         self.model = ctx.model
@@ -96,7 +82,7 @@ class Trainer:
         if ctx.plans is None:
             ctx.plans = plan_batches(train_data, self.p.bptt, ctx.bigram)
         self.fused = True  # False: autograd on the method's loss parts (the reference)
-        self._first_bad: Tensor | None = None  # first step with a non-finite loss
+        self.finite = FiniteWatch()  # the first step with a non-finite loss, on the device
 
     # ---- checkpoints ---------------------------------------------------------------
     def save(self) -> None:
@@ -114,6 +100,7 @@ class Trainer:
             else ctx.host_generator.get_state(),
             "dropout_generator": self.model.dropout_generator.get_state(),
             "stale": None if ctx.stale.model is None else ctx.stale.model.state_dict(),
+            "stale_ratios": ctx.stale.ratio is not None,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
@@ -133,10 +120,12 @@ class Trainer:
             self.ctx.host_generator.set_state(blob["host_generator"])
         self.model.dropout_generator.set_state(blob["dropout_generator"])
         if blob["stale"] is not None:
-            snapshot = copy.deepcopy(self.model)
+            snapshot = model_copy(self.model)
             snapshot.load_state_dict(blob["stale"])
             bigram, device = self.ctx.bigram, self.train_data.device
-            self.ctx.stale.refresh(snapshot, lambda w: bigram.rows(w.cpu()).to(device))
+            rows = (lambda w: bigram.rows(w.cpu()).to(device)) if blob.get(
+                "stale_ratios", True) else None
+            self.ctx.stale.refresh(snapshot, rows)
         return True
 
     # ---- training ------------------------------------------------------------------
@@ -145,7 +134,7 @@ class Trainer:
         params = [q for q in self.model.parameters() if q.requires_grad]
         grads = step_gradients(self.method, views, s.step, s.term_on, params,
                                joint=p.imm_joint_clip, fused=self.fused)
-        self._watch(grads.primary_value, grads.term_value)
+        self.finite.watch(s.step, grads.primary_value, grads.term_value)
         update = clipped(grads.primary, p.clip)
         if grads.term is not None:
             torch._foreach_add_(update, clipped(grads.term, p.imm_clip))
@@ -153,32 +142,25 @@ class Trainer:
             torch._foreach_mul_(update, s.lr)
             torch._foreach_sub_(params, update)
 
-    def _watch(self, primary: Tensor, term: Tensor | None) -> None:
-        """Remember the first step whose loss is not finite, on the device (checked once
-        an epoch, in ``check_finite``: no per-step read-back)."""
-        bad = ~torch.isfinite(primary) if term is None else ~(
-            torch.isfinite(primary) & torch.isfinite(term))
-        if self._first_bad is None:
-            self._first_bad = torch.full((), -1, dtype=torch.long, device=primary.device)
-        self._first_bad = torch.where(bad & (self._first_bad < 0), self.state.step,
-                                      self._first_bad)
-
     def check_finite(self) -> None:
-        if self._first_bad is not None and int(self._first_bad) >= 0:
-            raise Diverged(f"non-finite loss at epoch {self.state.epoch} step "
-                           f"{int(self._first_bad)}")
+        self.finite.check(f"loss at epoch {self.state.epoch}")
 
     def run_epoch(self) -> None:
         self.model.train()
         state = self.model.zero_state(self.train_data.shape[0])
         self.ctx.stale.reset_state()
         assert self.ctx.plans is not None
-        for plan, (inputs, targets) in zip(self.ctx.plans, chunks(self.train_data, self.p.bptt),
-                                           strict=True):
+        s, steps = self.state, len(self.ctx.plans)
+        for i, (plan, (inputs, targets)) in enumerate(zip(
+                self.ctx.plans, chunks(self.train_data, self.p.bptt), strict=True)):
             views = LmViews(self.ctx, inputs, targets, state, plan)
+            views.epoch = s.epoch
+            views.progress = min(1.0, (s.epoch + i / steps) / self.p.max_epochs)
             self.step(views)
             state = views.state_out if views.state_out is not None else state
-            self.state.step += 1
+            s.step += 1
+            if self.progress is not None:
+                self.progress.update(views.progress)
         self.check_finite()
 
     def end_epoch(self) -> None:
@@ -209,7 +191,7 @@ class Trainer:
             self.end_epoch()
             self.save()
             if self.progress is not None:
-                self.progress(min(1.0, self.state.epoch / self.p.max_epochs))
+                self.progress.update(min(1.0, self.state.epoch / self.p.max_epochs))
         if self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
         return self.state

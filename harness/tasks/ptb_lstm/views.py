@@ -37,6 +37,7 @@ from harness.methods.induced import Induced
 from harness.ngram.kn_device import DeviceBigram
 from harness.ngram.kneser_ney import KneserNeyBigram
 from harness.tasks.base import Views
+from harness.tasks.kit import GroupMean
 from harness.tasks.ptb_lstm.config import PtbLstmParams
 from harness.tasks.ptb_lstm.model import LstmLm, State, detach_state
 from harness.tasks.ptb_lstm.plan import BatchPlan, plan_batch
@@ -90,20 +91,17 @@ class InducedTable:
 def induced_table(model: LstmLm, data: Tensor, bptt: int, vocab_size: int) -> InducedTable:
     """One no-grad pass (carried state, no dropout) over a batchified training stream:
     Qbar(.|w) = the model's predicted distributions averaged over the positions whose
-    previous word is w (sum of softmax rows via index_add_, divided by counts)."""
+    previous word is w (harness.tasks.kit.GroupMean)."""
     device = data.device
     words = torch.unique(data[:, :-1])
     row_of = torch.full((vocab_size,), len(words), dtype=torch.long, device=device)
     row_of[words] = torch.arange(len(words), device=device)
-    sums = torch.zeros(len(words), vocab_size, device=device)
-    counts = torch.zeros(len(words), device=device)
+    table = GroupMean(len(words), vocab_size, device)
     state: State | None = None
     for inputs, _ in chunks(data, bptt):
         logits, state = model(inputs, state, dropout=False)
-        rows = row_of[inputs.reshape(-1)]
-        sums.index_add_(0, rows, torch.softmax(logits.reshape(-1, vocab_size), -1))
-        counts.index_add_(0, rows, torch.ones_like(rows, dtype=counts.dtype))
-    return InducedTable(sums, counts, row_of)
+        table.add(row_of[inputs.reshape(-1)], torch.softmax(logits.reshape(-1, vocab_size), -1))
+    return InducedTable(table.sums, table.counts, row_of)
 
 
 
@@ -247,11 +245,12 @@ class LmViews(Views):
         return Induced(probs=mixture[:, None], weights=ones, index=index)
 
     # ---- serialized IMM ----------------------------------------------------------------
-    def _refresh_stale(self, refresh: bool) -> StaleModel:
+    def _refresh_stale(self, refresh: bool, ratios: bool = True) -> StaleModel:
         stale = self.ctx.stale
         if refresh or stale.model is None:
             bigram, device = self.ctx.bigram, self.inputs.device
-            stale.refresh(self.ctx.model, lambda w: bigram.rows(w.cpu()).to(device))
+            stale.refresh(self.ctx.model,
+                          (lambda w: bigram.rows(w.cpu()).to(device)) if ratios else None)
         return stale
 
     def stale_target(self, refresh: bool) -> Tensor:
@@ -260,6 +259,12 @@ class LmViews(Views):
 
     def stale_correction(self, refresh: bool) -> Tensor:
         return self.stale_target(refresh) / self.restricted()
+
+    def stale_log_q(self, refresh: bool) -> Tensor:
+        """log Q_stale(.|x_t), (B, T, V), constant: the snapshot's prediction of the batch
+        (its own carried state from the epoch's start, no dropout); a refresh re-takes
+        the snapshot without the induced table (self-distillation needs none)."""
+        return self._refresh_stale(refresh, ratios=False).probs(self.inputs, self.plan).log_()
 
     # ---- Xie et al. noising -----------------------------------------------------------
     def noise(self, ratio: float) -> Tensor:
