@@ -57,8 +57,23 @@ from harness.data.text import read_text
 from harness.errors import DataError, DataMissingError
 
 
+class LabelSpace:
+    """What ``label_names`` implies: () is a regression task (one output, a score)."""
+
+    label_names: tuple[str, ...]
+
+    @property
+    def regression(self) -> bool:
+        return not self.label_names
+
+    @property
+    def num_labels(self) -> int:
+        """Outputs of the task head: the classes, or 1 for a regression task."""
+        return 1 if self.regression else len(self.label_names)
+
+
 @dataclass(frozen=True)
-class Layout:
+class Layout(LabelSpace):
     """How one GLUE task's TSV files and hub dataset are laid out."""
 
     folder: str  # GLUE's folder name
@@ -75,14 +90,6 @@ class Layout:
     @property
     def header(self) -> bool:
         return self.columns is None
-
-    @property
-    def regression(self) -> bool:
-        return not self.label_names
-
-    @property
-    def num_labels(self) -> int:
-        return 1 if self.regression else len(self.label_names)
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -123,7 +130,7 @@ class GlueDataMissing(DataMissingError):
 
 
 @dataclass(frozen=True)
-class GlueSplit:
+class GlueSplit(LabelSpace):
     """One split of a GLUE task: ``text_a`` (and ``text_b`` for pair tasks), labels (int64
     class ids, or float64 scores for the regression task STS-B)."""
 
@@ -137,15 +144,6 @@ class GlueSplit:
 
     def __len__(self) -> int:
         return len(self.text_a)
-
-    @property
-    def regression(self) -> bool:
-        return not self.label_names
-
-    @property
-    def num_labels(self) -> int:
-        """Outputs of the task head: the classes, or 1 for a regression task."""
-        return 1 if self.regression else len(self.label_names)
 
     def select(self, indices: np.ndarray) -> GlueSplit:
         idx = np.asarray(indices, dtype=np.int64)

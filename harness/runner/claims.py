@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.runner.heartbeat import Heartbeat
+
 TIMEOUT_ENV = "HARNESS_CLAIM_TIMEOUT"
 DEFAULT_TIMEOUT = 60.0
 
@@ -87,8 +89,7 @@ class FileClaims:
         self.start = process_start(self.pid)
         self._held: dict[str, Claim] = {}
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._beater: threading.Thread | None = None
+        self._heartbeat = Heartbeat(self.beat, self.timeout, "harness-claims")
 
     # ---- paths and files -------------------------------------------------------------
     def _path(self, key: str) -> Path:
@@ -201,7 +202,7 @@ class FileClaims:
 
     def close(self) -> None:
         """Release every claim still held and stop the heartbeat."""
-        self._stop.set()
+        self._heartbeat.stop()
         with self._lock:
             held = list(self._held.values())
         for claim in held:
@@ -218,13 +219,4 @@ class FileClaims:
                     os.utime(self._path(claim.key))
 
     def _start_heartbeat(self) -> None:
-        if self._beater is not None:
-            return
-        interval = max(0.1, self.timeout / 4)
-
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                self.beat()
-
-        self._beater = threading.Thread(target=loop, name="harness-claims", daemon=True)
-        self._beater.start()
+        self._heartbeat.start()

@@ -43,6 +43,7 @@ from typing import Any, NamedTuple
 
 from harness.errors import HarnessError
 from harness.runner.claims import Claim, claim_timeout, pid_alive, process_start
+from harness.runner.heartbeat import Heartbeat
 from harness.runner.store import ResultsStore
 
 STATES = ("pending", "running", "done", "failed")
@@ -241,8 +242,7 @@ class CellStore:
         self.owner = owner_name()
         self._held: dict[tuple[str, str], Claim] = {}  # (spec or "", key) -> claim
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._beater: threading.Thread | None = None
+        self._heartbeat = Heartbeat(self._beat_safely, self.timeout, "harness-store-beat")
         self._beat_db: Database | None = None
 
     # ---- specs -------------------------------------------------------------------------
@@ -567,36 +567,30 @@ class CellStore:
             claim.lost = True
 
     def _start_heartbeat(self) -> None:
-        if self._beater is not None:
-            return
-        interval = max(0.1, self.timeout / 4)
+        self._heartbeat.start()
 
-        def loop() -> None:
-            while not self._stop.wait(interval):
-                try:
-                    if self._beat_db is None:
-                        self._beat_db = Database(self.url)
-                    self.beat(self._beat_db)
-                except Exception as exc:  # noqa: BLE001 - retried at the next beat
-                    print(f"warning: store heartbeat failed ({type(exc).__name__}); "
-                          "retrying", file=sys.stderr)
-                    if self._beat_db is not None:
-                        self._beat_db.close()
-                    self._beat_db = None
-
-        self._beater = threading.Thread(target=loop, name="harness-store-beat", daemon=True)
-        self._beater.start()
+    def _beat_safely(self) -> None:
+        """One heartbeat on a connection of its own; a failure is retried next time."""
+        try:
+            if self._beat_db is None:
+                self._beat_db = Database(self.url)
+            self.beat(self._beat_db)
+        except Exception as exc:  # noqa: BLE001 - retried at the next beat
+            print(f"warning: store heartbeat failed ({type(exc).__name__}); retrying",
+                  file=sys.stderr)
+            if self._beat_db is not None:
+                self._beat_db.close()
+            self._beat_db = None
 
     def close(self) -> None:
         """Give back every claim still held, stop the heartbeat, disconnect."""
-        self._stop.set()
+        self._heartbeat.stop()
         with self._lock:
             held = list(self._held.values())
         for claim in held:
             with contextlib.suppress(Exception):
                 self.release(claim)
-        if self._beater is not None:
-            self._beater.join(2.0)
+        self._heartbeat.stop(join_s=2.0)
         if self._beat_db is not None:
             self._beat_db.close()
         self.db.close()
