@@ -126,6 +126,7 @@ class Trainer:
             rows = (lambda w: bigram.rows(w.cpu()).to(device)) if blob.get(
                 "stale_ratios", True) else None
             self.ctx.stale.refresh(snapshot, rows)
+            self.ctx.snapshot.value = self.ctx.stale
         return True
 
     # ---- training ------------------------------------------------------------------

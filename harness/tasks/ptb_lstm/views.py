@@ -37,7 +37,7 @@ from harness.methods.induced import Induced
 from harness.ngram.kn_device import DeviceBigram
 from harness.ngram.kneser_ney import KneserNeyBigram
 from harness.tasks.base import Views
-from harness.tasks.kit import GroupMean
+from harness.tasks.kit import GroupMean, Snapshot
 from harness.tasks.ptb_lstm.config import PtbLstmParams
 from harness.tasks.ptb_lstm.model import LstmLm, State, detach_state
 from harness.tasks.ptb_lstm.plan import BatchPlan, plan_batch
@@ -124,6 +124,7 @@ class TrainContext:
     blank_id: int | None = None
     host_generator: torch.Generator | None = None
     plans: list[BatchPlan] | None = None
+    snapshot: Snapshot[StaleModel] = field(default_factory=Snapshot)  # when ``stale`` was taken
     _kn: DeviceBigram | None = field(default=None, repr=False)
 
     @property
@@ -246,12 +247,15 @@ class LmViews(Views):
 
     # ---- serialized IMM ----------------------------------------------------------------
     def _refresh_stale(self, refresh: bool, ratios: bool = True) -> StaleModel:
-        stale = self.ctx.stale
-        if refresh or stale.model is None:
-            bigram, device = self.ctx.bigram, self.inputs.device
-            stale.refresh(self.ctx.model,
-                          (lambda w: bigram.rows(w.cpu()).to(device)) if ratios else None)
-        return stale
+        ctx = self.ctx
+
+        def make() -> StaleModel:
+            bigram, device = ctx.bigram, self.inputs.device
+            ctx.stale.refresh(ctx.model,
+                              (lambda w: bigram.rows(w.cpu()).to(device)) if ratios else None)
+            return ctx.stale
+
+        return ctx.snapshot.get(refresh, make)
 
     def stale_target(self, refresh: bool) -> Tensor:
         """Q_stale(.|x_t) / Qbar_stale(.|x_{t-1}) * P(.|x_{t-1}), (B, T, V), constant."""

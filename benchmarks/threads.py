@@ -1,0 +1,116 @@
+"""Threads that do not fight (issue 16): the default torch threads of a cell process
+against every fixed choice, on a quiet machine and beside a busy process.
+
+Usage:  python benchmarks/threads.py [--tasks logistic grid_rl ptb glue] [--data-dir DIR]
+                                     [--fixed 1 2] [--repeat 1] [--json FILE]
+
+For each task's smoke spec (`specs/smoke/<task>.yaml`) it times `harness run SPEC --fresh
+--workers 1 --no-report` (MLflow tracking off) with the default threads (no `--threads`:
+the task's own choice, else the cores / workers) and with each `--threads N` of
+`--fixed`, all on a quiet machine: the default should be no slower than the best fixed
+choice by more than 10%. Then it times the logistic smoke spec with the default threads
+beside a busy process (one process spinning on a core for the whole run) against its
+quiet time: at most 1.5x. The PTB and GLUE specs need `--data-dir` (skipped without it).
+The fastest of `--repeat` runs is kept. Each run's record says which threads it used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_TASKS = {"ptb", "glue"}
+
+
+def run_spec(spec: Path, threads: int | None, data_dir: Path | None) -> tuple[float, int]:
+    """(wall seconds, the threads the records name) of one fresh run of ``spec``."""
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)  # the harness chooses, as on a user's machine
+    with tempfile.TemporaryDirectory() as scratch:
+        cmd = [sys.executable, "-m", "harness.cli", "run", str(spec), "--fresh",
+               "--workers", "1", "--no-report", "--set", "tracking.enabled=false"]
+        if threads is not None:
+            cmd += ["--threads", str(threads)]
+        if data_dir is not None:
+            cmd += ["--data-dir", str(data_dir)]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - start
+        if proc.returncode != 0:
+            sys.exit(f"harness run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        used = {json.loads(p.read_text()).get("threads") for p in
+                Path(scratch).rglob("cells/*.json")}
+        return wall, int(max(t for t in used if t is not None))
+
+
+def best_of(repeat: int, spec: Path, threads: int | None, data_dir: Path | None
+            ) -> tuple[float, int]:
+    runs = [run_spec(spec, threads, data_dir) for _ in range(repeat)]
+    return min(runs)
+
+
+def _spin(stop: multiprocessing.synchronize.Event) -> None:
+    while not stop.is_set():
+        sum(i * i for i in range(10_000))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", default=["logistic", "grid_rl", "ptb", "glue"])
+    parser.add_argument("--data-dir", type=Path, default=None)
+    parser.add_argument("--fixed", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    result: dict[str, dict] = {"quiet": {}, "busy": {}, "cores": os.cpu_count()}
+    for task in args.tasks:
+        if task in DATA_TASKS and args.data_dir is None:
+            print(f"{task}: skipped (needs --data-dir)")
+            continue
+        spec = ROOT / "specs" / "smoke" / f"{task}.yaml"
+        default_s, default_t = best_of(args.repeat, spec, None, args.data_dir)
+        fixed = {n: best_of(args.repeat, spec, n, args.data_dir)[0] for n in args.fixed}
+        best = min(fixed, key=fixed.get)
+        ratio = default_s / fixed[best]
+        result["quiet"][task] = {"default_threads": default_t, "default_s": default_s,
+                                 "fixed_s": fixed, "best_fixed": best,
+                                 "default_over_best": ratio}
+        cells = ", ".join(f"{n} thread(s) {s:.1f} s" for n, s in fixed.items())
+        verdict = "ok" if ratio <= 1.10 else "OVER"
+        print(f"{task}: default ({default_t} thread(s)) {default_s:.1f} s; {cells}; "
+              f"default / best = {ratio:.2f} (target 1.10: {verdict})")
+
+    spec = ROOT / "specs" / "smoke" / "logistic.yaml"
+    quiet = result["quiet"].get("logistic", {}).get("default_s") or best_of(
+        args.repeat, spec, None, None)[0]
+    stop = multiprocessing.Event()
+    spinner = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+    spinner.start()
+    try:
+        busy, used = best_of(args.repeat, spec, None, None)
+    finally:
+        stop.set()
+        spinner.join(5)
+    ratio = busy / quiet
+    result["busy"]["logistic"] = {"quiet_s": quiet, "busy_s": busy, "threads": used,
+                                  "busy_over_quiet": ratio}
+    verdict = "ok" if ratio <= 1.5 else "OVER"
+    print(f"logistic smoke beside a busy process: {busy:.1f} s against {quiet:.1f} s quiet "
+          f"({used} thread(s)): {ratio:.2f}x (target 1.5: {verdict})")
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
