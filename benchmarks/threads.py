@@ -2,16 +2,19 @@
 against every fixed choice, on a quiet machine and beside a busy process.
 
 Usage:  python benchmarks/threads.py [--tasks logistic grid_rl ptb glue] [--data-dir DIR]
-                                     [--fixed 1 2] [--repeat 1] [--json FILE]
+                                     [--fixed 1 2] [--repeat 1] [--busy-tasks logistic ptb]
+                                     [--json FILE]
 
 For each task's smoke spec (`specs/smoke/<task>.yaml`) it times `harness run SPEC --fresh
 --workers 1 --no-report` (MLflow tracking off) with the default threads (no `--threads`:
 the task's own choice, else the cores / workers) and with each `--threads N` of
 `--fixed`, all on a quiet machine: the default should be no slower than the best fixed
-choice by more than 10%. Then it times the logistic smoke spec with the default threads
-beside a busy process (one process spinning on a core for the whole run) against its
-quiet time: at most 1.5x. The PTB and GLUE specs need `--data-dir` (skipped without it).
-The fastest of `--repeat` runs is kept. Each run's record says which threads it used.
+choice by more than 10%. Then it times the smoke specs of `--busy-tasks` (default:
+logistic) with the default threads beside a busy process (one process spinning on a core
+for the whole run) against their quiet time: at most 1.5x (and, for comparison, with
+one thread beside the same busy process). The PTB and GLUE specs need `--data-dir`
+(skipped without it). The fastest of `--repeat` runs is kept. Each run's record says
+which threads it used.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=None)
     parser.add_argument("--fixed", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--busy-tasks", nargs="+", default=["logistic"])
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -91,23 +95,29 @@ def main() -> None:
         print(f"{task}: default ({default_t} thread(s)) {default_s:.1f} s; {cells}; "
               f"default / best = {ratio:.2f} (target 1.10: {verdict})")
 
-    spec = ROOT / "specs" / "smoke" / "logistic.yaml"
-    quiet = result["quiet"].get("logistic", {}).get("default_s") or best_of(
-        args.repeat, spec, None, None)[0]
-    stop = multiprocessing.Event()
-    spinner = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
-    spinner.start()
-    try:
-        busy, used = best_of(args.repeat, spec, None, None)
-    finally:
-        stop.set()
-        spinner.join(5)
-    ratio = busy / quiet
-    result["busy"]["logistic"] = {"quiet_s": quiet, "busy_s": busy, "threads": used,
-                                  "busy_over_quiet": ratio}
-    verdict = "ok" if ratio <= 1.5 else "OVER"
-    print(f"logistic smoke beside a busy process: {busy:.1f} s against {quiet:.1f} s quiet "
-          f"({used} thread(s)): {ratio:.2f}x (target 1.5: {verdict})")
+    for task in args.busy_tasks:
+        spec = ROOT / "specs" / "smoke" / f"{task}.yaml"
+        data = args.data_dir if task in DATA_TASKS else None
+        if task in DATA_TASKS and data is None:
+            continue
+        quiet = result["quiet"].get(task, {}).get("default_s") or best_of(
+            args.repeat, spec, None, data)[0]
+        stop = multiprocessing.Event()
+        spinner = multiprocessing.Process(target=_spin, args=(stop,), daemon=True)
+        spinner.start()
+        try:
+            busy, used = best_of(args.repeat, spec, None, data)
+            one = busy if used == 1 else best_of(args.repeat, spec, 1, data)[0]
+        finally:
+            stop.set()
+            spinner.join(5)
+        ratio = busy / quiet
+        result["busy"][task] = {"quiet_s": quiet, "busy_s": busy, "threads": used,
+                                "busy_one_thread_s": one, "busy_over_quiet": ratio}
+        verdict = "ok" if ratio <= 1.5 else "OVER"
+        print(f"{task} smoke beside a busy process: {busy:.1f} s with the default "
+              f"({used} thread(s)) against {quiet:.1f} s quiet: {ratio:.2f}x (target 1.5: "
+              f"{verdict}); with 1 thread {one:.1f} s")
     if args.json is not None:
         args.json.write_text(json.dumps(result, indent=2))
 
