@@ -11,11 +11,13 @@ same spec is the reference. Printed:
 
 - cells lost: grid cells without a final record at the end (must be 0);
 - cells computed twice: cells whose record was written more than once (journal.jsonl,
-  must be 0), and cells with more than one MLflow child run (must be 0);
+  must be 0), and cells with more than one MLflow child run (must be 0) or none (must
+  be 0: a cell recorded while tracking was interrupted is logged on resume);
 - computations cut short: cells started but killed before their record (the price of
   the faults, recomputed on resume);
 - processes left behind 3 s after each fault (workers must die with their parent);
-- whether the final report.md and report.csv equal the uninterrupted run's byte for byte.
+- whether the final report.md and report.csv equal the uninterrupted run's byte for byte;
+- the distinct warning lines the runs printed on stderr (kept under logs/ with --keep).
 
 Usage: python benchmarks/fault_injection.py [--spec specs/logistic.yaml] [--kills 20]
        [--interrupts 5] [--workers 2] [--seed 0] [--json FILE] [--keep]
@@ -57,11 +59,24 @@ def group_members(pgid: int) -> list[int]:
 
 
 def run(spec: Path, cwd: Path, output: str, workers: int) -> subprocess.Popen:
+    """Start one run; its stderr goes to <cwd>/logs/<output>-<n>.err (warnings kept)."""
     command = [*HARNESS, "run", str(spec), "--workers", str(workers), "--set",
                f"output_dir={output}"]
-    return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    logs = cwd / "logs"
+    logs.mkdir(exist_ok=True)
+    err = logs / f"{output}-{len(list(logs.glob(output + '-*.err'))):02d}.err"
+    with err.open("w") as sink:
+        return subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=sink,
+                                start_new_session=True,
+                                env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+
+
+def warnings_of(cwd: Path) -> list[str]:
+    """The distinct warning lines the runs printed (e.g. a failed MLflow logging)."""
+    lines = {line.strip() for err in sorted((cwd / "logs").glob("*.err"))
+             for line in err.read_text(errors="replace").splitlines()
+             if line.startswith(("warning", "error", "Traceback"))}
+    return sorted(lines)
 
 
 def journal(root: Path) -> list[dict]:
@@ -158,6 +173,7 @@ def main() -> int:
         "reference_s": round(reference_s, 1),
         "median_cell_s": round(median_cell, 1),
         "interrupted_s": round(faulty_s, 1),
+        "warnings": warnings_of(scratch),
     }
     print(json.dumps(figures, indent=2))
     if args.json:
@@ -168,6 +184,7 @@ def main() -> int:
         print(f"kept {scratch}")
     ok = (final == 0 and figures["cells_lost"] == 0 and figures["cells_computed_twice"] == 0
           and figures["cells_with_two_mlflow_runs"] == 0 and figures["processes_left_behind"] == 0
+          and figures["cells_without_mlflow_run"] == 0
           and figures["report_md_identical"] and figures["report_csv_identical"])
     return 0 if ok else 1
 

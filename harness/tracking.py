@@ -15,9 +15,11 @@ import.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import secrets
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -222,6 +224,31 @@ def one_line_text(value: Any) -> str:
     return " ".join(str(value).split())[:200]
 
 
+def create_sqlite_store(path: Path) -> None:
+    """Make MLflow's SQLite database at ``path`` if it does not exist, atomically.
+
+    MLflow makes its schema by a chain of migrations; a run killed during them would leave
+    a half-made database that no later run can open (tracking lost for good). So the
+    schema is made in a file of its own (``mlflow.db-creating-*``, a name harness owns)
+    and linked into place only when complete; ``os.link`` never replaces a database that
+    another run made meanwhile."""
+    if path.exists():
+        return
+    from mlflow import MlflowClient
+
+    for name in QUIET_LOGGERS:  # after the import: mlflow configures its own loggers
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}-creating-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments(max_results=1)
+        with contextlib.suppress(FileExistsError):
+            os.link(partial, path)
+    finally:
+        for leftover in path.parent.glob(f"{partial.name}*"):
+            leftover.unlink(missing_ok=True)
+
+
 def open_tracker(spec: Any, store: ResultsStore, override: str | None = None,
                  claims: Any = None) -> Tracker | None:
     """A Tracker, or None when tracking is disabled or MLflow cannot be reached (the sweep
@@ -234,9 +261,9 @@ def open_tracker(spec: Any, store: ResultsStore, override: str | None = None,
         print(f"warning: MLflow tracking server {uri} did not answer /health ({problem}); "
               "running untracked (records are logged on a later resume)", file=sys.stderr)
         return None
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     try:
+        if uri.startswith("sqlite:///"):
+            create_sqlite_store(Path(uri.removeprefix("sqlite:///")))
         return Tracker(spec, store, uri, claims)
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
         print(f"warning: MLflow tracking at {uri} unavailable ({type(exc).__name__}: "

@@ -63,3 +63,39 @@ def test_cells_are_logged_as_child_runs_and_untracked_records_on_resume(tmp_path
     rerun = run_spec(spec, only={"method": "baseline"})  # the same parent run is reused
     assert rerun.resumed == 2
     assert json.loads(Path("results/tiny/tracking.json").read_text())["parent_run_id"] == parent_id
+
+
+def test_a_run_killed_while_mlflow_makes_its_database_leaves_none_half_made(tmp_path) -> None:
+    """MLflow makes its SQLite schema by a chain of migrations; SIGKILL at any point of
+    them must leave no database or a whole one (a half-made one refuses every later run:
+    the fault benchmark's tracking was lost that way)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from harness.tracking import create_sqlite_store
+
+    code = ("import sys; from pathlib import Path; from harness.tracking import "
+            "create_sqlite_store; create_sqlite_store(Path(sys.argv[1]))")
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
+    for i, delay in enumerate((0.0, 0.15, 0.4, 0.8)):
+        folder = tmp_path / f"try{i}"
+        folder.mkdir()
+        db = folder / "mlflow.db"
+        proc = subprocess.Popen([sys.executable, "-c", code, str(db)], env=env)
+        deadline = time.monotonic() + 120
+        while not any(folder.iterdir()) and proc.poll() is None:  # the schema is begun
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        time.sleep(delay)  # somewhere in the migrations (or just after them)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        if db.exists():  # complete: it opens and takes a run
+            client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+            client.create_run(client.create_experiment(f"whole{i}"))
+        create_sqlite_store(db)  # the next run makes it (or keeps the whole one)
+        client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+        run = client.create_run(client.create_experiment(f"after{i}"))
+        assert client.get_run(run.info.run_id).info.status == "RUNNING"
