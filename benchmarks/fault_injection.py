@@ -17,7 +17,8 @@ same spec is the reference. Printed:
   the faults, recomputed on resume);
 - processes left behind 3 s after each fault (workers must die with their parent);
 - whether the final report.md and report.csv equal the uninterrupted run's byte for byte;
-- the distinct warning lines the runs printed on stderr (kept under logs/ with --keep).
+- the distinct warning lines the runs printed on stderr (kept under logs/ with --keep),
+  and how many runs printed a traceback (must be 0, workers of a killed run included).
 
 Usage: python benchmarks/fault_injection.py [--spec specs/logistic.yaml] [--kills 20]
        [--interrupts 5] [--workers 2] [--seed 0] [--json FILE] [--keep]
@@ -174,6 +175,8 @@ def main() -> int:
         "median_cell_s": round(median_cell, 1),
         "interrupted_s": round(faulty_s, 1),
         "warnings": warnings_of(scratch),
+        "runs_with_a_traceback": sum("Traceback" in err.read_text(errors="replace")
+                                     for err in (scratch / "logs").glob("*.err")),
     }
     print(json.dumps(figures, indent=2))
     if args.json:
@@ -184,7 +187,7 @@ def main() -> int:
         print(f"kept {scratch}")
     ok = (final == 0 and figures["cells_lost"] == 0 and figures["cells_computed_twice"] == 0
           and figures["cells_with_two_mlflow_runs"] == 0 and figures["processes_left_behind"] == 0
-          and figures["cells_without_mlflow_run"] == 0
+          and figures["cells_without_mlflow_run"] == 0 and figures["runs_with_a_traceback"] == 0
           and figures["report_md_identical"] and figures["report_csv_identical"])
     return 0 if ok else 1
 

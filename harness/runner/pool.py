@@ -11,6 +11,7 @@ dies mid-cell is reported as lost; the pool starts a new one for the next job.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -59,16 +60,21 @@ def worker_main(conn: Connection, parent: int, run: Callable[..., dict[str, Any]
         now = time.monotonic()
         if now - last[0] >= PROGRESS_EVERY_S:
             last[0] = now
-            conn.send(("progress", float(fraction)))
+            with contextlib.suppress(OSError):  # parent gone: the watchdog ends us
+                conn.send(("progress", float(fraction)))
 
-    while True:
+    while True:  # a broken pipe = the parent is gone (killed): exit quietly, no traceback
         try:
             job = conn.recv()
         except (EOFError, OSError):
             return
         if job is None:
             return
-        conn.send(("done", run(job, progress)))
+        result = run(job, progress)
+        try:
+            conn.send(("done", result))
+        except OSError:
+            return
 
 
 class _Worker:
