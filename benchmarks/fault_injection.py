@@ -40,23 +40,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.testing.processes import live_processes
+
 REPO = Path(__file__).resolve().parents[1]
 HARNESS = [sys.executable, "-m", "harness.cli"]
-
-
-def group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            fields = stat[stat.rindex(")") + 2:].split()
-            if int(fields[2]) == pgid and fields[0] != "Z":
-                out.append(int(entry.name))
-    return out
 
 
 def run(spec: Path, cwd: Path, output: str, workers: int) -> subprocess.Popen:
@@ -144,7 +131,7 @@ def main() -> int:
             proc.wait()
             codes[fault] += 1
         time.sleep(3.0)
-        left_behind.append(len(group_members(proc.pid)))
+        left_behind.append(len(live_processes(group=proc.pid)))
         print(f"fault {i:2d}/{len(faults)}: {fault:7s} once {threshold} cells were recorded, "
               f"+{delay:4.1f}s -> {recorded_cells(root)} recorded, {left_behind[-1]} "
               "processes left", flush=True)

@@ -1,4 +1,5 @@
-"""Shared fixtures for the runner, tuning and tracking tests: small inline specs."""
+"""Shared fixtures and markers: small inline specs, the shared data folder, one torch
+thread."""
 
 from __future__ import annotations
 
@@ -11,6 +12,22 @@ import pytest
 import yaml
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data
+needs_ptb = pytest.mark.skipif(not (DATA / "ptb" / "ptb.train.txt").is_file(),
+                               reason=f"PTB files not at {DATA}/ptb")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread, as a --workers cell runs (two threads on a loaded 2-core machine
+    spin against each other)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def small_spec(**changes: Any) -> dict[str, Any]:

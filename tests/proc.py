@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from harness.testing.processes import live_processes
+
 HARNESS = [sys.executable, "-m", "harness.cli"]
 
 
@@ -46,19 +48,7 @@ def events(results: Path, kind: str) -> list[dict[str, Any]]:
 
 def group_members(pgid: int) -> list[int]:
     """Live (not zombie) processes of process group ``pgid``."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        state, group = fields[0], int(fields[2])
-        if group == pgid and state != "Z":
-            members.append(int(entry.name))
-    return members
+    return live_processes(group=pgid)
 
 
 def wait_gone(pgid: int, timeout: float = 5.0) -> list[int]:

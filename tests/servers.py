@@ -25,6 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from harness.testing.processes import live_processes
+
 HOST = "127.0.0.1"
 BIN = Path(sys.executable).parent
 
@@ -50,18 +52,7 @@ def _wait_port(port: int, proc: subprocess.Popen, timeout: float, what: str,
 
 def session_members(sid: int) -> list[int]:
     """Live processes of session ``sid`` (a server started with start_new_session)."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[3]) == sid and fields[0] != "Z":
-            out.append(int(entry.name))
-    return out
+    return live_processes(session=sid)
 
 
 def stop_session(proc: subprocess.Popen, grace: float = 10.0) -> None:

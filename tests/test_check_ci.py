@@ -168,6 +168,12 @@ def test_text_fits_100_columns_and_junit_and_json_parse(tmp_path, capsys):
 
 
 # ---- regression against an earlier run --------------------------------------------------------
+def _lower_imm(record: dict) -> None:
+    """A regression: imm's accuracy lowered by 0.01 in every replicate."""
+    if record["label"] == "imm":
+        record["metrics"]["accuracy"] = [v - 0.01 for v in record["metrics"]["accuracy"]]
+
+
 def _edit_records(results: Path, edit) -> None:
     for path in (results / "cells").glob("*.json"):
         record = json.loads(path.read_text())
@@ -194,11 +200,7 @@ def test_against_results_equal_on_a_copy_and_failing_when_lowered(paired, tmp_pa
     out = capsys.readouterr().out
     assert "nothing moved" in out and "compared: 6 equal" in out
 
-    def lower(record: dict) -> None:
-        if record["label"] == "imm":
-            record["metrics"]["accuracy"] = [v - 0.01 for v in record["metrics"]["accuracy"]]
-
-    _edit_records(new, lower)
+    _edit_records(new, _lower_imm)
     assert main(["check", str(new), "--against-results", str(old)]) == 1
     out = capsys.readouterr().out
     assert "regressed" in out and all(len(line) <= 100 for line in out.splitlines())
@@ -262,11 +264,7 @@ def test_against_results_on_the_committed_smoke_records(tmp_path, capsys):
     assert len(rows) == 4 * 2 * 3 and {r["verdict"] for r in rows} == {"equal"}
     assert all(r["expect_equal"] for r in rows)
 
-    def lower(record: dict) -> None:
-        if record["label"] == "imm":
-            record["metrics"]["accuracy"] = [v - 0.01 for v in record["metrics"]["accuracy"]]
-
-    _edit_records(new, lower)
+    _edit_records(new, _lower_imm)
     assert main(["check", str(new), "--against-results", str(old)]) == 1
     out = capsys.readouterr().out
     assert out.count("changed") >= 2 and "expected equal" in out

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA, needs_ptb
 
 from harness.data import corpora, hub
 from harness.data.corpora import (
@@ -22,10 +23,6 @@ from harness.data.corpora import (
 )
 from harness.errors import DataError, DataMissingError
 from harness.tasks.ptb_lstm.config import PtbLstmParams
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_ptb = pytest.mark.skipif(not (DATA / "ptb" / "ptb.train.txt").is_file(),
-                               reason=f"PTB files not at {DATA}/ptb")
 
 # The tokenized v1 format: a blank first line, " = Title = " headings, " = = Section = = ",
 # blank lines (a single space) between paragraphs, lines starting and ending with a space,
@@ -44,6 +41,13 @@ def write_wiki(root: Path, folder: str | None = "wikitext-2", texts=WIKI) -> Pat
     for split, text in texts.items():
         (where / f"wiki.{split}.tokens").write_text(text, encoding="utf-8")
     return where
+
+
+def _offline_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hub unreachable, and the offline switches unset (as on a fresh machine)."""
+    monkeypatch.setattr(hub, "reachable", lambda timeout=3.0: False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
 
 
 def test_wikitext_release_layout_and_names(tmp_path: Path) -> None:
@@ -82,9 +86,7 @@ def test_blocks_are_the_plain_reading(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_wikitext_names_corpus_paths_and_source(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hub, "reachable", lambda timeout=3.0: False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    _offline_hub(monkeypatch)
     with pytest.raises(DataMissingError) as err:
         corpus_files("wikitext2", tmp_path)
     msg = str(err.value)
@@ -111,9 +113,7 @@ def test_missing_wikitext_names_corpus_paths_and_source(tmp_path: Path,
 def test_hub_advice_is_true_of_this_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             installed: bool) -> None:
     monkeypatch.setattr(hub, "datasets_installed", lambda: installed)
-    monkeypatch.setattr(hub, "reachable", lambda timeout=3.0: False)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    _offline_hub(monkeypatch)
     with pytest.raises(DataMissingError) as err:
         corpus_files("wikitext2", tmp_path)
     msg = str(err.value)

@@ -36,20 +36,12 @@ from harness.tasks.multiset import KeyedMultiset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (DATA / "glue" / "CoLA" / "train.tsv").exists(),
-                                reason="shared GLUE files absent")
+pytestmark = [pytest.mark.skipif(not (DATA / "glue" / "CoLA" / "train.tsv").exists(),
+                                 reason="shared GLUE files absent"),
+              pytest.mark.usefixtures("one_thread")]
 NEG = torch.finfo(torch.float32).min
 TINY = dict(tasks=["cola"], max_length=24, batch_size=4, epochs=1, imm_k=2,
             imm_max_positions=2, eval_examples=16, device="cpu")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread, as a --workers cell runs (two threads on a loaded 2-core machine spin)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def make_method(name: str, lam: float = 0.2, **params):

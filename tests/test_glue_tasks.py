@@ -214,14 +214,6 @@ TINY = dict(max_length=24, batch_size=4, epochs=1, imm_k=2, imm_max_positions=1,
             eval_examples=8, device="cpu")
 
 
-@pytest.fixture(autouse=False)
-def one_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @needs_minilm

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA, needs_ptb
 
 from harness.data.ptb import load_ptb
 from harness.ngram import ArpaBigram, BigramModel, KneserNeyBigram
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_ptb = pytest.mark.skipif(not (DATA / "ptb" / "ptb.train.txt").is_file(),
-                               reason=f"PTB files not at {DATA}/ptb")
 PAPER_TABLE5 = {"train": 92.19, "valid": 199.28, "test": 185.71}
 LMPLZ_NOTES = {"train": 92.20, "valid": 199.02, "test": 185.70}  # authors' notes, with </s>
 UNK_FOR_LMPLZ = "<ptb-unk>"  # lmplz reserves <unk>

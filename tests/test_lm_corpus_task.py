@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA, needs_ptb
 
 from harness.ngram import ArpaBigram, KneserNeyBigram
 from harness.spec import load_spec
@@ -25,9 +26,6 @@ from harness.tasks.ptb_lstm.config import PtbLstmParams
 from harness.tasks.ptb_lstm.task import PtbLstmTask
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_ptb = pytest.mark.skipif(not (DATA / "ptb" / "ptb.train.txt").is_file(),
-                               reason=f"PTB files not at {DATA}/ptb")
 WORDS = ["the", "of", "@-@", "@,@", "<unk>", "."] + [f"w{i}" for i in range(150)]
 
 
@@ -55,12 +53,7 @@ def wiki_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_wikitext2_spec_runs_baseline_and_imm(wiki_dir: Path, tmp_path: Path,

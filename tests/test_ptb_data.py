@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA, needs_ptb
 
 from harness.data.ptb import (
     ENV_VAR,
@@ -14,10 +15,6 @@ from harness.data.ptb import (
     load_ptb,
     resolve_data_dir,
 )
-
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-needs_ptb = pytest.mark.skipif(not (DATA / "ptb" / "ptb.train.txt").is_file(),
-                               reason=f"PTB files not at {DATA}/ptb")
 
 
 @pytest.fixture(scope="module")
