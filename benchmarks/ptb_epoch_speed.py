@@ -208,9 +208,10 @@ def stale_milliseconds(args, rounds: int = 3) -> dict[str, float] | None:
         return None
     params, task, bigram, sampler, data = setup(args.data_dir, args.tokens)
     method = METHODS.get("imm_serialized")(METHODS.config("imm_serialized")(), 0.2)
-    stale = context(task, method, bigram, sampler, data).stale
+    ctx = context(task, method, bigram, sampler, data)
+    stale = ctx.stale
     model = task.build_model((0, 0, 0))
-    stale.refresh(model, lambda w: bigram.rows(w.cpu()).to(data.device))
+    stale.refresh(model, ctx.restricted_rows)
     stale.kept = []  # not needed here
     total = {"kept_outputs": 0.0, "nothing": 0.0}
     with torch.no_grad():

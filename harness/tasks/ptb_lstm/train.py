@@ -122,10 +122,8 @@ class Trainer:
         if blob["stale"] is not None:
             snapshot = model_copy(self.model)
             snapshot.load_state_dict(blob["stale"])
-            bigram, device = self.ctx.bigram, self.train_data.device
-            rows = (lambda w: bigram.rows(w.cpu()).to(device)) if blob.get(
-                "stale_ratios", True) else None
-            self.ctx.stale.refresh(snapshot, rows)
+            ratios = blob.get("stale_ratios", True)
+            self.ctx.stale.refresh(snapshot, self.ctx.restricted_rows if ratios else None)
             self.ctx.snapshot.value = self.ctx.stale
         return True
 

@@ -139,6 +139,11 @@ class TrainContext:
                              "CPU host_generator when the model is on an accelerator")
         return gen
 
+    def restricted_rows(self, words: Tensor) -> Tensor:
+        """P(.|w) of the restricted model for ``words``, on the training device (the
+        bigram forms its rows on the host)."""
+        return self.bigram.rows(words.cpu()).to(self.device)
+
     def kn(self) -> DeviceBigram | None:
         """The KN bigram's parts on the training device (None for other bigrams)."""
         if self._kn is None and isinstance(self.bigram, KneserNeyBigram):
@@ -250,9 +255,7 @@ class LmViews(Views):
         ctx = self.ctx
 
         def make() -> StaleModel:
-            bigram, device = ctx.bigram, self.inputs.device
-            ctx.stale.refresh(ctx.model,
-                              (lambda w: bigram.rows(w.cpu()).to(device)) if ratios else None)
+            ctx.stale.refresh(ctx.model, ctx.restricted_rows if ratios else None)
             return ctx.stale
 
         return ctx.snapshot.get(refresh, make)
