@@ -189,10 +189,13 @@ def test_a_killed_optuna_trial_is_failed_and_retried_none_left_running(tmp_path,
             study = optuna.load_study(study_name="tuned/imm-size5", storage=url)
         except Exception:  # noqa: BLE001 - not created yet
             return False
-        return any(t.state == optuna.trial.TrialState.RUNNING for t in study.trials)
+        # a running trial whose lambda is drawn (killed before the draw, it has no
+        # parameters to retry with, and its retry draws afresh)
+        return any(t.state == optuna.trial.TrialState.RUNNING and t.params
+                   for t in study.trials)
 
     run = spawn(["run", str(spec), "--store", store, "--no-report"], tmp_path, env=env)
-    wait_for(running, timeout=240, proc=run, what="a running trial")
+    wait_for(running, timeout=240, proc=run, what="a running trial with its lambda drawn")
     os.killpg(run.pid, signal.SIGKILL)
     run.wait(10)
     rerun = harness("run", str(spec), "--store", store, "--no-report", cwd=tmp_path, env=env)
