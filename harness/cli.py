@@ -40,7 +40,7 @@ def _version() -> str:
     from importlib import metadata
 
     try:
-        return metadata.version("harness")
+        return metadata.version("imm-harness")
     except metadata.PackageNotFoundError:
         return "unknown"
 

@@ -176,7 +176,7 @@ class Database:
             import psycopg
         except ImportError:
             raise StoreError('a PostgreSQL store needs the cluster extra: pip install '
-                             '"harness[cluster]" (psycopg)') from None
+                             '"imm-harness[cluster]" (psycopg)') from None
         self.url = url
         self._info = conninfo(url)
         self._psycopg = psycopg

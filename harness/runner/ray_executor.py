@@ -34,7 +34,7 @@ def _import_ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise HarnessError('--executor ray needs Ray: pip install "harness[cluster]"'
+        raise HarnessError('--executor ray needs Ray: pip install "imm-harness[cluster]"'
                            ) from None
     return ray
 

@@ -14,7 +14,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 SCHEMA = 1
-PACKAGES = ("harness", "torch", "numpy", "pydantic", "optuna", "mlflow", "transformers")
+# Record key -> distribution name (harness is distributed as imm-harness).
+PACKAGES = {"harness": "imm-harness", "torch": "torch", "numpy": "numpy",
+            "pydantic": "pydantic", "optuna": "optuna", "mlflow": "mlflow",
+            "transformers": "transformers"}
 
 
 def utc_now() -> str:
@@ -53,9 +56,9 @@ def git_commit(cwd: str | None = None) -> str | None:
 def versions() -> dict[str, str | None]:
     """Versions from package metadata (no import: mlflow alone takes seconds to import)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name, dist in PACKAGES.items():
         try:
-            out[name] = metadata.version(name)
+            out[name] = metadata.version(dist)
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
