@@ -24,3 +24,9 @@ class Diverged(RuntimeError):
 
 class SkipCell(RuntimeError):
     """The method does not apply to the task; the cell is recorded as skipped."""
+
+
+class WarmUpNotReached(RuntimeError):
+    """A warm-up's training ended before its rule held (e.g. validation perplexity never
+    fell below the threshold); the warm-up fails with this reason, and so do the cells
+    that start from it."""

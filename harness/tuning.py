@@ -50,8 +50,13 @@ def validation_seed(spec: Any) -> int:
 
 
 def tuning_config(cell: Cell) -> dict[str, Any]:
-    """What a study depends on: the cell's config without its seed."""
-    return {k: v for k, v in cell.config.items() if k != "seed"}
+    """What a study depends on: the cell's config without its seed (and without the id
+    of its seed's warm-up: trials start from the warm-up at the tuning seed)."""
+    config = {k: v for k, v in cell.config.items() if k != "seed"}
+    if config.get("warm_start"):
+        config["warm_start"] = {k: v for k, v in config["warm_start"].items()
+                                if k != "warm_up"}
+    return config
 
 
 def tune_lambda(
@@ -62,10 +67,13 @@ def tune_lambda(
     *,
     max_new_trials: int | None = None,
     on_trial: OnTrial | None = None,
+    warm_start: Any = None,
 ) -> LambdaChoice:
     """The tuned lambda for ``cell``'s (label, size), running only missing trials.
 
     ``max_new_trials`` caps the trials run by this call (to split a study over calls).
+    ``warm_start``: the trials' ``CellRequest.warm_start`` (a warm-started entry's trials
+    start from its warm-up at the tuning seed).
     A failure of the tuning itself is returned as a LambdaChoice with ``error`` set, so
     that the cells depending on it fail with that reason and the sweep goes on.
     """
@@ -81,7 +89,7 @@ def tune_lambda(
             missing = min(missing, max_new_trials)
         if missing:
             callbacks = [lambda s, _t: on_trial(_finished(s), target)] if on_trial else []
-            study.optimize(_objective(spec, cell, data_dir), n_trials=missing,
+            study.optimize(_objective(spec, cell, data_dir, warm_start), n_trials=missing,
                            callbacks=callbacks)
         return _choice(cell, study, name, time.perf_counter() - clock)
     except Exception as exc:  # noqa: BLE001 - the dependent cells fail with this reason
@@ -169,7 +177,8 @@ def _finished(study: Any) -> int:
                                 states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def _objective(spec: Any, cell: Cell, data_dir: str | None) -> Callable[[Any], float]:
+def _objective(spec: Any, cell: Cell, data_dir: str | None, warm_start: Any = None
+               ) -> Callable[[Any], float]:
     import optuna
 
     from harness.tasks.base import CellRequest
@@ -184,7 +193,7 @@ def _objective(spec: Any, cell: Cell, data_dir: str | None) -> Callable[[Any], f
         lam = tune.to_lambda(trial.suggest_float(param, tune.low, tune.high, log=tune.log))
         task, method = build(dict(cell.config), lam, data_dir)
         request = CellRequest(size=cell.size, seed=seed, runs=runs,
-                              split="validation")
+                              split="validation", warm_start=warm_start)
         try:
             metrics = evaluate(task, method, request)
         except (Diverged, SkipCell) as exc:

@@ -203,7 +203,8 @@ def load_results(source: str | Path, data_dir: str | None = None,
         spec = model.model_dump(mode="json", by_alias=True)
         results_dir = Path(spec["output_dir"]) / spec["name"]
         ids = _grid_ids(model, data_dir, results_dir)
-    found = _read_records(results_dir, source)
+    # Warm-ups and tuning trials are units cells wait for, not rows of any report.
+    found = [r for r in _read_records(results_dir, source) if not r.get("unit")]
     records = [r for r in found if r["cell_id"] in ids]
     left_out = len(found) - len(records)
     if left_out and note:

@@ -14,7 +14,8 @@ Tables (created on first use):
   was taken (the attempt moved on) is refused, so no cell is recorded twice whatever the
   engine does (a retried task, two drivers, a worker that wakes from a pause). ``done``
   holds final records (ok, skipped, diverged); ``failed`` (an error) is pending again on
-  the next ``harness run``, as in the file store.
+  the next ``harness run``, as in the file store. ``after_ids``: the units (warm-ups,
+  tuning trials) a cell waits for; it is not handed out before they are done or failed.
 - ``harness_locks`` (key) -> owner, attempt, lease_until: the other claims (a study's
   tuning, the MLflow parent run), with the same lease.
 - ``harness_specs`` (spec, version) -> the spec as run, its grid, data and results
@@ -77,6 +78,7 @@ CREATE TABLE IF NOT EXISTS harness_cells (
     updated timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (spec, cell_id)
 );
+ALTER TABLE harness_cells ADD COLUMN IF NOT EXISTS after_ids text[] NOT NULL DEFAULT '{}';
 CREATE INDEX IF NOT EXISTS harness_cells_runnable ON harness_cells (state, priority);
 CREATE TABLE IF NOT EXISTS harness_locks (
     key text PRIMARY KEY,
@@ -96,7 +98,9 @@ CREATE TABLE IF NOT EXISTS harness_events (
 );
 """
 
-RUNNABLE = ("(c.state = 'pending' OR (c.state = 'running' AND c.lease_until < now()))")
+RUNNABLE = ("(c.state = 'pending' OR (c.state = 'running' AND c.lease_until < now())) AND "
+            "NOT EXISTS (SELECT 1 FROM harness_cells d WHERE d.spec = c.spec AND "
+            "d.cell_id = ANY(c.after_ids) AND d.state NOT IN ('done', 'failed'))")
 
 
 class Claimed(NamedTuple):
@@ -295,12 +299,13 @@ class CellStore:
             record = done.get(cell.cell_id)
             rows.append((spec_name, cell.cell_id, version, cell.label, cell.size, cell.seed,
                          float(rank), "done" if record else "pending",
-                         _json(record) if record else None))
+                         _json(record) if record else None, list(cell.after)))
         with self.db.transaction() as cur:
             cur.executemany(
                 "INSERT INTO harness_cells AS c (spec, cell_id, version, label, size, seed, "
-                "priority, state, record) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (spec, cell_id) DO UPDATE SET "
+                "priority, state, record, after_ids) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s) ON CONFLICT (spec, cell_id) DO UPDATE SET "
+                "after_ids = EXCLUDED.after_ids, "
                 "state = CASE WHEN c.state = 'failed' THEN 'pending' "
                 "WHEN c.state = 'pending' AND EXCLUDED.state = 'done' THEN 'done' "
                 "ELSE c.state END, "
@@ -659,6 +664,25 @@ class SharedResults(ResultsStore):
         if record is not None and self.files:
             self.sync(record)
         return record
+
+    def settled_record(self, cell_id: str) -> dict[str, Any] | None:
+        """The cell's record once the store says it is recorded, done or failed (a
+        failure is handed out again only by the next ``harness run``)."""
+        row = self.cells.cell(self.spec_name, cell_id)
+        if row is None or row["state"] not in ("done", "failed") or row["record"] is None:
+            return None
+        if self.files:
+            self.sync(row["record"])
+        return dict(row["record"])
+
+    def warmup_dir(self, cell_id: str) -> Path:
+        """In the results folder, or (a worker that cannot reach it) a local temp folder:
+        then only cells computed on this host can start from it."""
+        if self.files:
+            return super().warmup_dir(cell_id)
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "harness-warmups" / self.spec_name / cell_id
 
     def sync(self, record: dict[str, Any]) -> None:
         """Write the store's record into the folder unless the folder has it already."""

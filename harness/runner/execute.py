@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import Diverged, SkipCell
+from harness.errors import Diverged, SkipCell, WarmUpNotReached
 from harness.runner.record import SCHEMA, Provenance, summarize, utc_now
 from harness.spec.lambdas import TuneLambda, resolve_lambda
 
@@ -59,6 +59,14 @@ class CellJob:
     # What the cell needs on a cluster node ({cpus, gpus}, the spec's resources);
     # operational: neither in the cell id nor in the record.
     resources: dict[str, float] | None = None
+    # None for a cell of the table; "warm-up" or "trial" (harness.runner.dependencies).
+    unit: str | None = None
+    # Where the cell starts from and where a warm-up stops (dependencies.warm_plan).
+    warm: dict[str, Any] | None = None
+    # (status, reason) when a unit it starts from failed or was skipped: not run.
+    blocked: tuple[str, str] | None = None
+    # The split its metrics are evaluated on (a tuning trial's: validation).
+    split: str = "test"
 
 
 def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:
@@ -133,15 +141,22 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     """Run one cell and return its complete record (never raises but KeyboardInterrupt).
     After the cell, its data files are fingerprinted again (cheap: cached by size and
     mtime); a change fails the cell rather than recording numbers of mixed data."""
+    from harness.runner.dependencies import request_of, state_files, state_problem
     from harness.tasks.base import CellRequest
 
     config, choice = job.config, job.choice
     started, clock = utc_now(), time.perf_counter()
     status, reason, trace, metrics = "ok", None, None, {}
     device: str | None = None
+    warm = dict(job.warm["record"]) if job.warm else None
     try:
+        if job.blocked:
+            raise _Blocked(*job.blocked)
         if choice.error:
             raise _NoLambda(choice.error)
+        problem = state_problem(job.warm)
+        if problem:
+            raise _NoLambda(problem)
         if job.plugins:
             from harness.registry.plugins import load_spec_plugins
 
@@ -150,29 +165,42 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
             task, method = build(config, choice.value, job.data_dir)
             device = device_name(task.device)
             request = CellRequest(size=config["size"], seed=config["seed"],
-                                  runs=config["runs"], split="test", data_dir=job.data_dir,
-                                  checkpoint_dir=job.checkpoint_dir)
+                                  runs=config["runs"], split=job.split,  # type: ignore[arg-type]
+                                  data_dir=job.data_dir, checkpoint_dir=job.checkpoint_dir,
+                                  warm_start=request_of(job.warm))
             metrics = evaluate(task, method, request, progress)
         changed = _data_changed(job.data)
         if changed:
             raise _DataChanged(f"data changed during the run: {changed}; rerun the cell")
+        if warm is not None and request.warm_start.save:  # type: ignore[union-attr]
+            warm["files"] = state_files(request.warm_start.save)  # type: ignore[union-attr]
+    except _Blocked as exc:
+        status, reason = exc.args[0], one_line(exc.args[1])
     except SkipCell as exc:
         status, reason = "skipped", one_line(str(exc)) or "skipped"
     except Diverged as exc:
         status, reason = "failed", f"diverged: {one_line(str(exc))}"
+    except WarmUpNotReached as exc:
+        status, reason, metrics = "failed", f"warm-up not reached: {one_line(str(exc))}", {}
     except (_NoLambda, _DataChanged) as exc:
         status, reason, metrics = "failed", str(exc), {}
     except Exception as exc:  # noqa: BLE001 - any error fails this cell only
         status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
         trace = traceback.format_exc()
-    return make_record(job, status, reason, trace, metrics, started,
-                       time.perf_counter() - clock, device)
+    record = make_record(job, status, reason, trace, metrics, started,
+                         time.perf_counter() - clock, device)
+    if job.unit:
+        record["unit"] = job.unit
+    if warm is not None:
+        record["warm_start"] = warm
+    return record
 
 
 def make_record(job: CellJob, status: str, reason: str | None, trace: str | None,
                 metrics: dict[str, list[float]], started: str, train_s: float,
                 device: str | None = None) -> dict[str, Any]:
-    """The schema-1 record (the contract with harness.report: exactly these keys)."""
+    """The schema-1 record (the contract with harness.report: exactly these keys, and
+    for warm starts ``unit`` and ``warm_start``, added by ``run_job``)."""
     config, choice = job.config, job.choice
     ok = status == "ok"
     return {
@@ -239,6 +267,10 @@ def _data_changed(data: dict[str, Any]) -> str | None:
     from harness.runner.data import CellData
 
     return CellData(None).changed(data)
+
+
+class _Blocked(RuntimeError):
+    """A unit the cell starts from failed or was skipped: (status, reason)."""
 
 
 class _NoLambda(RuntimeError):

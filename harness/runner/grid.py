@@ -36,6 +36,11 @@ class Cell:
     config: Mapping[str, Any]
     cell_id: str
     data: Mapping[str, Any] = field(default_factory=dict)  # {role: {path, size, sha256}}
+    # Units that must be settled (recorded) before this one starts: its warm-up, its
+    # tuning trials (harness.runner.dependencies).
+    after: tuple[str, ...] = ()
+    # None for a cell of the table; "warm-up" or "trial" for a unit that only cells need.
+    unit: str | None = None
 
     @property
     def label(self) -> str:
@@ -51,10 +56,11 @@ class Cell:
 
     @property
     def tuned(self) -> bool:
-        return bool(self.entry.tuned)
+        return self.unit is None and bool(self.entry.tuned)
 
     def describe(self) -> str:
-        return f"{self.label} size={self.size} seed={self.seed}"
+        unit = f" ({self.unit})" if self.unit else ""
+        return f"{self.label}{unit} size={self.size} seed={self.seed}"
 
 
 def cell_config(spec: Any, entry: Any, size: int, seed: int, *, identity: bool = False,
@@ -107,6 +113,7 @@ def expand(spec: Any, only: Mapping[str, Any] | Iterable[tuple[str, Any]] | None
     ``data``: the sweep's data (default: the spec's data_dir, else $HARNESS_DATA_DIR);
     raises DataError when a task's data files cannot be found.
     """
+    from harness.runner.dependencies import link_cell
     from harness.spec.models import task_params_for
 
     filters = normalize_only(only)
@@ -126,8 +133,9 @@ def expand(spec: Any, only: Mapping[str, Any] | Iterable[tuple[str, Any]] | None
                     continue
                 config = cell_config(spec, entry, size, seed)
                 identity = cell_config(spec, entry, size, seed, identity=True, data=hashes)
+                after = link_cell(spec, entry, size, seed, data, config, identity)
                 cells.append(Cell(index, entry, size, seed, config, config_id(identity),
-                                  files))
+                                  files, after))
     return cells
 
 

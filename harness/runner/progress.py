@@ -72,7 +72,8 @@ class SweepProgress:
 
     def log(self, record: dict[str, Any], note: str = "") -> None:
         status = record["status"]
-        where = f"{record['label']} size={record['size']} seed={record['seed']}"
+        unit = f" ({record['unit']})" if record.get("unit") else ""
+        where = f"{record['label']}{unit} size={record['size']} seed={record['seed']}"
         detail = record.get("reason") or ""
         summary = record.get("summary") or {}
         if status == "ok" and summary:

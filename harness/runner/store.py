@@ -7,9 +7,10 @@ contract shared with harness.report; records of other configurations stay here t
 reports leave them out), ``claims/<cell_id>.lock`` (cells being computed, see
 harness.runner.claims), ``journal.jsonl`` (one line per cell started, recorded, lost or
 discarded: the audit trail), ``optuna.db`` (tuning studies), ``tracking.json`` (the
-MLflow parent run) and ``checkpoints/<cell_id>/`` (training checkpoints of a cell that is
-running or was interrupted). Every write is atomic, so a kill at any moment leaves either
-the old or the new file, never a torn one.
+MLflow parent run), ``checkpoints/<cell_id>/`` (training checkpoints of a cell that is
+running or was interrupted) and ``warmups/<unit_id>/`` (the training state of a warm-up,
+which cells start from; kept until ``--fresh``). Every write is atomic, so a kill at any
+moment leaves either the old or the new file, never a torn one.
 """
 
 from __future__ import annotations
@@ -31,12 +32,13 @@ CELLS_DIR = "cells"
 STALE_DIR = "stale"  # where earlier versions archived other configurations' records
 CHECKPOINTS_DIR = "checkpoints"
 CLAIMS_DIR = "claims"
+WARMUPS_DIR = "warmups"
 GRID_FILE = "grid.json"
 
 RESULTS_LAYOUT: Layout = {
     "spec.yaml": None, GRID_FILE: None, "tracking.json": None, "journal.jsonl": None,
     "optuna.db": None, "optuna.db-*": None, "report.md": None, "report.csv": None,
-    "plot.png": None, CHECKPOINTS_DIR: None,
+    "plot.png": None, CHECKPOINTS_DIR: None, WARMUPS_DIR: None,
     CELLS_DIR: {"*.json": None, STALE_DIR: {"*.json": None}},
     CLAIMS_DIR: {"*.lock": None, "*.takeover": None},
 }
@@ -84,6 +86,10 @@ class ResultsStore:
     def checkpoint_dir(self, cell_id: str) -> Path:
         """Where the runner lets a cell's task checkpoint."""
         return self.root / CHECKPOINTS_DIR / cell_id
+
+    def warmup_dir(self, cell_id: str) -> Path:
+        """Where a warm-up unit's training state is saved (absolute: jobs run elsewhere)."""
+        return (self.root / WARMUPS_DIR / cell_id).resolve()
 
     def remove_checkpoints(self, cell_id: str) -> bool:
         """Delete a cell's checkpoints (once its final record is written); True if any."""

@@ -22,6 +22,13 @@ never cleaned) or when the cell's task params name a ``checkpoint_dir``. Once a 
 final record is written its checkpoint directory is deleted; a cell that failed with an
 error keeps its checkpoints, since the next run retries it.
 
+Warm starts and tuning grids: cells may wait for units (a warm-up whose training state
+they start from, the trials of a tuned lambda's grid; harness.runner.dependencies).
+Units are claimed, run, resumed and recorded as cells are (their records carry
+``unit``; they are no rows of the reports), the units a selection needs are run with it
+(``--only`` included), and a cell is started only once every unit it waits for is
+recorded; a failed or skipped warm-up fails or skips its cells with its reason.
+
 Executors and stores are operational: ``--executor local`` (this machine: in-process, or
 ``--workers N`` processes, each with its own GPU when several are visible) or
 ``--executor ray [--address HOST:PORT]`` (harness.runner.ray_executor); ``--store URL``
@@ -38,7 +45,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +53,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.runner.claims import Claim, ClaimStore, FileClaims
 from harness.runner.data import CellData
+from harness.runner.dependencies import units_for
 from harness.runner.execute import (
     CHECKPOINT_ENV,
     CellJob,
@@ -70,6 +78,7 @@ class SweepSummary:
 
     results_dir: Path
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    units: dict[str, dict[str, Any]] = field(default_factory=dict)  # warm-ups and trials
     resumed: int = 0  # finished before, or by another run while this one waited
     lost: int = 0  # cells whose worker process died: no record, retried on the next run
     wall_s: float = 0.0
@@ -85,13 +94,25 @@ class SweepSummary:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.counts["failed"] or self.lost else 0
+        failed_units = any(r["status"] == "failed" for r in self.units.values())
+        return 1 if self.counts["failed"] or self.lost or failed_units else 0
+
+    def keep(self, record: dict[str, Any]) -> None:
+        """File a record under ``units`` (a warm-up or trial) or ``records`` (a cell)."""
+        (self.units if record.get("unit") else self.records)[record["cell_id"]] = record
+
+    def has(self, cell_id: str) -> bool:
+        return cell_id in self.records or cell_id in self.units
 
     def line(self) -> str:
         c = self.counts
         lost = f", {self.lost} lost (rerun to retry)" if self.lost else ""
+        units = ""
+        if self.units:
+            bad = sum(r["status"] != "ok" for r in self.units.values())
+            units = f"; {len(self.units)} warm-up/trial unit(s){f', {bad} not ok' if bad else ''}"
         return (f"{c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped "
-                f"({self.resumed} resumed{lost}) in {self.wall_s:.1f}s")
+                f"({self.resumed} resumed{lost}){units} in {self.wall_s:.1f}s")
 
 
 EXECUTORS = ("local", "ray")
@@ -136,14 +157,15 @@ def run_spec(
     data = CellData.for_spec(spec, data_dir)
     cells = expand(spec, only, data)  # bad filters and missing data fail here
     grid = expand(spec, None, data)
+    units = units_for(spec, cells, data)  # the warm-ups and trials the selection needs
     check_data(spec, cells, data)
     store: ResultsStore = ResultsStore.for_spec(spec)
     summary = SweepSummary(results_dir=store.root)
     if not fresh and store.root.is_dir():
-        for cell in cells:
+        for cell in units + cells:
             record = store.final_record(cell.cell_id)
             if record is not None:
-                summary.records[cell.cell_id] = record
+                summary.keep(record)
         if len(summary.records) == len(cells) and store.writable() is not None:
             summary.read_only = store.writable()
             summary.resumed = len(cells)
@@ -167,18 +189,20 @@ def run_spec(
         shared = CellStore(store_url)
         try:
             store = SharedResults(store.root, shared, spec.name)
-            _enqueue(spec, shared, store, cells, grid, summary, data, tracking_uri, fresh)
+            _enqueue(spec, shared, store, units + cells, grid, summary, data, tracking_uri,
+                     fresh)
         except BaseException:
             shared.close()
             raise
-        claims: ClaimStore = DbClaims(shared, spec.name, {c.cell_id for c in grid})
+        ids = {c.cell_id for c in grid + units_for(spec, grid, data)}
+        claims: ClaimStore = DbClaims(shared, spec.name, ids)
     else:
         claims = FileClaims(store.claims_dir)
     summary.resumed = len(summary.records)
-    pending = [c for c in cells if c.cell_id not in summary.records]
+    pending = [c for c in units + cells if not summary.has(c.cell_id)]
     parallel = executor == "ray" or (workers or 1) > 1
-    if parallel:
-        pending.sort(key=lambda c: -c.size)  # largest first: no worker idles at the end
+    if parallel:  # units first (cells wait for them), then largest first: no worker idles
+        pending.sort(key=queue_order)
     if enqueue_only:
         claims.close()
         if shared is not None:
@@ -205,7 +229,8 @@ def run_spec(
     executor_ = runner
     try:
         with stop_on_signals(executor_.kill), SweepProgress(
-                len(cells), summary.resumed, spec.metric, progress_console) as bar:
+                len(cells) + len(units), summary.resumed + len(summary.units), spec.metric,
+                progress_console) as bar:
             recorder.bar = executor_.bar = jobs.bar = bar
             recorder.track_untracked()
             _schedule(pending, store, claims, executor_, recorder, jobs, bar)
@@ -241,13 +266,19 @@ def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[C
     shared.save_spec(spec.name, version, body,
                      {"cells": [c.cell_id for c in grid], "data": _data_summary(grid)},
                      str(store.root.resolve()), data.data_dir, uri)
-    ordered = sorted(cells, key=lambda c: -c.size)
-    shared.enqueue(spec.name, version, ordered, dict(summary.records))
+    ordered = sorted(cells, key=queue_order)
+    shared.enqueue(spec.name, version, ordered, {**summary.records, **summary.units})
     for cell in cells:
-        if cell.cell_id not in summary.records:
+        if not summary.has(cell.cell_id):
             record = store.final_record(cell.cell_id)
             if record is not None:
-                summary.records[cell.cell_id] = record
+                summary.keep(record)
+
+
+def queue_order(cell: Cell) -> tuple[bool, int]:
+    """Units before cells (cells wait for them), then the largest size first (a sort
+    is stable: units stay after the units they wait for)."""
+    return cell.unit is None, -cell.size
 
 
 def _executor(spec: Any, kind: str, workers: int | None, address: str | None,
@@ -311,7 +342,9 @@ def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
         for cell in list(queue):
             if executor.free <= 0:
                 break
-            done = store.final_record(cell.cell_id)
+            if not recorder.ready(cell):
+                continue  # a unit it waits for is not recorded yet
+            done = settled_record(store, cell.cell_id)
             claim = None if done is not None else claims.acquire(cell.cell_id)
             if done is None and claim is not None:
                 done = store.final_record(cell.cell_id)  # finished just before the claim
@@ -324,9 +357,9 @@ def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
             if claim is None:
                 continue  # another live run holds it: wait
             queue.remove(cell)
-            job = jobs.make(cell)
+            job = jobs.make(cell, recorder.settled)
             store.journal("started", cell.cell_id, label=cell.label, size=cell.size,
-                          seed=cell.seed)
+                          seed=cell.seed, **({"unit": cell.unit} if cell.unit else {}))
             recorder.running[cell.cell_id] = claim
             executor.submit(job)
             started = True
@@ -341,6 +374,14 @@ def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
                             "not recomputed")
                 announced = True
             time.sleep(POLL_S)
+
+
+def settled_record(store: ResultsStore, cell_id: str) -> dict[str, Any] | None:
+    """A record that ends the cell for this run: a final one, or (a shared store) any
+    record another process wrote since this run queued the cell, a failure included
+    (the store does not hand that cell out again before the next ``harness run``)."""
+    settled = getattr(store, "settled_record", None)
+    return settled(cell_id) if settled is not None else store.final_record(cell_id)
 
 
 class Executor:
@@ -451,6 +492,18 @@ class _Recorder:
         self.store, self.claims, self.tracker, self.summary = store, claims, tracker, summary
         self.bar: SweepProgress | None = None
         self.running: dict[str, Claim] = {}
+        # Records of this run's grid that units' dependants may read (any status).
+        self.settled: dict[str, dict[str, Any]] = {**summary.records, **summary.units}
+
+    def ready(self, cell: Cell) -> bool:
+        """Whether every unit ``cell`` waits for is recorded (here or by another run)."""
+        for unit in cell.after:
+            if unit not in self.settled:
+                record = settled_record(self.store, unit)
+                if record is None:
+                    return False
+                self.settled[unit] = record
+        return True
 
     def _say(self, text: str) -> None:
         if self.bar is not None:
@@ -458,8 +511,9 @@ class _Recorder:
 
     def resumed(self, record: dict[str, Any]) -> None:
         """A cell another run finished while this one was running or waiting."""
-        self.summary.records[record["cell_id"]] = record
-        self.summary.resumed += 1
+        self.summary.keep(record)
+        self.settled[record["cell_id"]] = record
+        self.summary.resumed += not record.get("unit")
         if self.bar is not None:
             self.bar.finish(record, note="(by another run)")
 
@@ -483,9 +537,11 @@ class _Recorder:
         self.store.journal("recorded", job.cell_id, status=record["status"])
         if is_final(record):
             self.store.remove_checkpoints(job.cell_id)
-        self._track(record)
+        if not record.get("unit"):  # warm-ups and trials are in the records, not MLflow
+            self._track(record)
         self.claims.release(claim)
-        self.summary.records[job.cell_id] = record
+        self.summary.keep(record)
+        self.settled[job.cell_id] = record
         if self.bar is not None:
             self.bar.finish(record)
 
@@ -559,17 +615,38 @@ class _JobFactory:
         self.tuned: dict[tuple[str, int], LambdaChoice] = {}
         self.bar: SweepProgress | None = None
 
-    def make(self, cell: Cell) -> CellJob:
-        choice = self._tuned(cell) if cell.tuned else fixed_lambda(cell.entry.lambda_,
-                                                                     cell.size)
-        checkpoints = self._checkpoints(cell)
+    def make(self, cell: Cell, settled: Mapping[str, dict[str, Any]] | None = None
+             ) -> CellJob:
+        """The job of ``cell``; ``settled``: records of the units it waits for (else read
+        from the store)."""
+        from harness.runner.dependencies import TRIAL, blocked_by, warm_plan
         from harness.spec.models import resources_for
 
+        known = {unit: (settled or {}).get(unit) or self._record(unit) for unit in cell.after}
+        blocked = blocked_by(cell, known)
+        if blocked:
+            choice, warm = LambdaChoice(None, "none"), None
+        else:
+            if cell.tuned:
+                choice = self._tuned(cell, known)
+            elif cell.unit == TRIAL:
+                choice = fixed_lambda(cell.config["method"]["lambda"], cell.size)
+            else:
+                choice = fixed_lambda(cell.entry.lambda_, cell.size)
+            warm = warm_plan(cell, known, self.store.warmup_dir)
         resources = resources_for(self.spec, cell.entry)
         return CellJob(self.spec.name, cell.cell_id, dict(cell.config), choice,
                        self.data.data_dir, self.provenance, dict(cell.data),
-                       self._threads(cell, resources), tuple(self.spec.plugins), checkpoints,
-                       resources)
+                       self._threads(cell, resources), tuple(self.spec.plugins),
+                       self._checkpoints(cell), resources, cell.unit, warm, blocked,
+                       "validation" if cell.unit == TRIAL else "test")
+
+    def _record(self, cell_id: str) -> dict[str, Any]:
+        """The record of a unit a cell waits for, from the store (a worker's path)."""
+        record = settled_record(self.store, cell_id) or self.store.read_record(cell_id)
+        if record is None:
+            raise HarnessError(f"unit {cell_id} has no record yet; its cells cannot start")
+        return record
 
     def _checkpoints(self, cell: Cell) -> str | None:
         """The user's $HARNESS_CHECKPOINT_DIR as is (never cleaned); else None when the
@@ -595,12 +672,48 @@ class _JobFactory:
             return max(1, int(resources["cpus"]))
         return max(1, available_cores() // self.workers)
 
-    def _tuned(self, cell: Cell) -> LambdaChoice:
-        from harness.tuning import study_name, tune_lambda
-
+    def _tuned(self, cell: Cell, known: Mapping[str, dict[str, Any]]) -> LambdaChoice:
         key = (cell.label, cell.size)
-        if key in self.tuned:
-            return self.tuned[key]
+        if key not in self.tuned:
+            grid = cell.entry.lambda_.values is not None
+            self.tuned[key] = (self._grid_choice(cell, known) if grid
+                               else self._optuna_choice(cell, known))
+            if self.bar is not None:
+                name = f"{cell.label}-size{cell.size}"
+                self.bar.message(_tuning_line(name, self.tuned[key], self.spec.metric))
+        return self.tuned[key]
+
+    def _grid_choice(self, cell: Cell, known: Mapping[str, dict[str, Any]]) -> LambdaChoice:
+        """The grid value whose trial did best on validation (dependencies.choose)."""
+        from harness.runner.dependencies import TRIAL, choose
+
+        trials = [r for r in known.values() if r.get("unit") == TRIAL]
+        higher = type(self.spec.task.params).higher_is_better.get(self.spec.metric, False)
+        value, info, error = choose(cell, trials, self.spec.metric, higher,
+                                    self.spec.tuning.objective)
+        seconds = sum(r.get("timings", {}).get("train_s", 0.0) for r in trials)
+        return LambdaChoice(value, "tuned", info, seconds, error)
+
+    def _optuna_choice(self, cell: Cell, known: Mapping[str, dict[str, Any]]
+                       ) -> LambdaChoice:
+        """Optuna's study, in this process, under a claim of its own; a warm-started
+        entry's trials start from its warm-up at the tuning seed."""
+        from harness.runner.dependencies import WARM_UP, request_of, start_plan, state_problem
+        from harness.tuning import study_name, tune_lambda, validation_seed
+
+        warm = None
+        at_tuning_seed = [r for r in known.values() if r.get("unit") == WARM_UP
+                          and r["seed"] == validation_seed(self.spec)]
+        if at_tuning_seed:
+            [record] = at_tuning_seed
+            if record["status"] != "ok":
+                return LambdaChoice(None, "tuned", error=f"tuning: the warm-up at the tuning "
+                                    f"seed {record['status']}: {record.get('reason')}")
+            plan = start_plan(record, self.store.warmup_dir, cell.entry.warm_start.lr)
+            problem = state_problem(plan)
+            if problem:
+                return LambdaChoice(None, "tuned", error=f"tuning: {problem}")
+            warm = request_of(plan)
         name = study_name(cell.label, cell.size)
         describe = self.bar.describe if self.bar is not None else (lambda _text: None)
         claim = self.claims.acquire(f"tune-{name}")
@@ -613,12 +726,10 @@ class _JobFactory:
             choice = tune_lambda(
                 self.spec, cell, self.store.optuna_url, self.data.data_dir,
                 on_trial=lambda done, total: describe(f"tuning {name} ({done}/{total} trials)"),
+                warm_start=warm,
             )
         finally:
             self.claims.release(claim)
-        self.tuned[key] = choice
-        if self.bar is not None:
-            self.bar.message(_tuning_line(name, choice, self.spec.metric))
         return choice
 
 

@@ -93,10 +93,10 @@ class Worker:
         except BaseException:
             self.cells.release(got.claim)
             raise
-        before = len(ctx.summary.records)
         ctx.recorder.running[cell.cell_id] = got.claim
         ctx.recorder.outcome(Outcome(job, record))
-        if len(ctx.summary.records) > before or cell.cell_id in ctx.summary.records:
+        kept = ctx.summary.units if cell.unit else ctx.summary.records
+        if kept.get(cell.cell_id) is record:
             self.recorded += 1
             self.failed += record["status"] == "failed"
             self.say(f"recorded {got.spec}: {cell.describe()}: {record['status']}"
@@ -115,6 +115,7 @@ class Worker:
     def _build(self, spec_name: str, version: str) -> _Context:
         from harness.runner.data import CellData
         from harness.runner.dbstore import DbClaims, SharedResults
+        from harness.runner.dependencies import units_for
         from harness.runner.grid import expand
         from harness.runner.ownership import is_marked
         from harness.runner.sweep import SweepSummary, _JobFactory, _Recorder, check_data
@@ -138,6 +139,7 @@ class Worker:
             data = CellData.for_spec(spec, row["data_dir"])
             grid = expand(spec, None, data)
             check_data(spec, grid, data)
+            grid += units_for(spec, grid, data)  # warm-ups and trials are claimed alike
         except Exception as exc:  # noqa: BLE001 - this host cannot build the spec's cells
             problem = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
             return _Context(None, {}, None, None, summary, problem)

@@ -12,6 +12,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     Tag,
+    model_serializer,
     model_validator,
 )
 
@@ -61,16 +62,33 @@ class TableSchedule(StrictModel):
 
 
 class TuneLambda(StrictModel):
-    """Tune lambda with Optuna on validation data, per (method, size).
+    """Tune lambda on validation data, per (method, size).
 
     ``scale: ratio`` searches r = lambda/(1+lambda) in [low, high] (the paper's axis);
-    ``scale: lambda`` searches lambda itself.
+    ``scale: lambda`` searches lambda itself. With ``values`` the search is that grid:
+    each value is a unit of its own (trained at the tuning seed, evaluated on
+    validation data, in parallel with other cells; harness.runner.dependencies), and the
+    best on validation is chosen; without, Optuna samples ``tuning.trials`` values in
+    [low, high].
     """
 
     scale: Literal["ratio", "lambda"] = "ratio"
     low: NonNegativeFloat = 0.0
     high: NonNegativeFloat = 0.95
     log: bool = False
+    values: list[NonNegativeFloat] | None = Field(
+        None, min_length=1,
+        description="a grid of values on the scale, e.g. [0.05, 0.1, 0.2, 0.4] (low, high "
+        "and log are then unused)",
+    )
+
+    @model_serializer(mode="wrap")
+    def _grid_only_when_given(self, handler: Any) -> Any:
+        # Left out when unset, so that the cell ids of earlier tuned specs stay as they were.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("values") is None:
+            data.pop("values", None)
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -89,6 +107,11 @@ class TuneLambda(StrictModel):
             raise ValueError("with scale 'ratio', high must be below 1")
         if self.log and self.low <= 0:
             raise ValueError("a log-scale search needs low > 0")
+        if self.values is not None:
+            if len(set(self.values)) != len(self.values):
+                raise ValueError("values: each value once")
+            if self.scale == "ratio" and max(self.values) >= 1.0:
+                raise ValueError("values: with scale 'ratio', every value must be below 1")
         return self
 
     def to_lambda(self, value: float) -> float:

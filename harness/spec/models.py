@@ -27,6 +27,7 @@ from pydantic import (
 from harness.registry import METHODS, TASKS
 from harness.spec.lambdas import LambdaSpec, TuneLambda
 from harness.spec.strict import StrictModel
+from harness.spec.warmstart import WarmStart, rule_problem
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -107,6 +108,11 @@ class MethodEntryBase(StrictModel):
     )
     resources: ResourcesOverride | None = Field(
         None, description="this method's cells' resources over the task's (operational)"
+    )
+    warm_start: WarmStart | None = Field(
+        None,
+        description="start from another method's training state: {from: LABEL, until: "
+        "RULE, lr: LR} (a warm-up trained once per size and seed; see the docs)",
     )
 
     @property
@@ -227,6 +233,7 @@ def _spec_model(tasks_version: int, methods_version: int) -> type[BaseModel]:
                 for i, entry in enumerate(self.methods)
                 for problem in _override_problems(self, entry)
             ]
+            problems += _warm_start_problems(self)
             if problems:
                 raise ValueError("\n".join(problems))
             known = type(self.task.params).metrics
@@ -278,6 +285,38 @@ def _override_problems(spec: Any, entry: Any) -> list[str]:
             out.setdefault(field, msg)
         return [f"{field}: {msg}" for field, msg in out.items()]
     return []
+
+
+def _warm_start_problems(spec: Any) -> list[str]:
+    """One line per method entry whose warm_start names no entry or a rule the task does
+    not know."""
+    from harness.registry import did_you_mean
+
+    params = type(spec.task.params)
+    labels = [m.display for m in spec.methods]
+    out = []
+    for i, entry in enumerate(spec.methods):
+        warm = entry.warm_start
+        if warm is None:
+            continue
+        where = f"methods[{i}].warm_start"
+        if warm.from_ not in labels:
+            hint = did_you_mean(warm.from_, labels)
+            out.append(f"{where}.from: no method labelled {warm.from_!r}.{hint} Labels: "
+                       f"{', '.join(labels)}")
+            continue
+        if entry_tuned(spec, warm.from_):
+            out.append(f"{where}.from: the entry {warm.from_!r} tunes its lambda; a warm-up "
+                       "trains a fixed configuration (give it a number)")
+            continue
+        problem = rule_problem(warm, dict(params.warm_up_rules), spec.task.name)
+        if problem is not None:
+            out.append(f"{where}{'.' if problem.startswith('until') else ': '}{problem}")
+    return out
+
+
+def entry_tuned(spec: Any, label: str) -> bool:
+    return any(m.display == label and m.tuned for m in spec.methods)
 
 
 def _union(variants: tuple[type[BaseModel], ...]) -> Any:

@@ -10,6 +10,11 @@ A task subclasses ``Task`` and implements:
    when tuning: tuning never sees test data). Data files are read from
    ``request.data_dir``; checkpoints (if any) go under ``request.checkpoint_dir``. Raise
    ``harness.errors.Diverged`` on NaN/inf (``harness.tasks.kit.require_finite``).
+   A task whose params declare ``warm_up_rules`` also honours ``request.warm_start``
+   (``WarmStart`` below): replicate r starts from ``<start>/run<r>.pt`` (a warm-up's
+   saved training state), and a warm-up (``stop`` set) trains until its rule holds,
+   saves its state to ``<save>/run<r>.pt`` and returns at least ``valid_ppl``-like
+   metrics of that point instead of its test metrics.
 2. A ``Views`` subclass: what a method may see of one training batch (below).
 3. ``supplies``: the capabilities (harness.capabilities) its views and evaluation
    provide, and ``declines`` for those it withholds on purpose, with the reason. A method
@@ -64,14 +69,33 @@ from harness.methods.base import Method
 from harness.methods.induced import Induced
 from harness.tasks.kit import Progress, make_generator, stable_seed
 
-__all__ = ["CellRequest", "Progress", "Task", "Views", "make_generator", "pick_device",
-           "stable_seed"]
+__all__ = ["CellRequest", "Progress", "Task", "Views", "WarmStart", "make_generator",
+           "pick_device", "stable_seed"]
+
+
+@dataclass(frozen=True)
+class WarmStart:
+    """Where a cell's training starts and where a warm-up stops (harness.runner.dependencies).
+
+    ``start``: a folder holding a warm-up's saved training state (``run<r>.pt`` for
+    replicate r) to start from instead of a fresh model; ``lr``: the learning rate from
+    there, the method's term switched on (None: the saved schedule carries on, so that
+    the warm-up's own method continues exactly as it would have). ``stop``: (rule, value)
+    at which a warm-up ends, a rule of the task's ``warm_up_rules``; ``save``: the folder
+    its state goes to. A task raises ``WarmUpNotReached`` when training ends before the
+    rule holds."""
+
+    start: str | None = None
+    lr: float | None = None
+    stop: tuple[str, float | None] | None = None
+    save: str | None = None
 
 
 @dataclass(frozen=True)
 class CellRequest:
     """One cell's work: dataset size, seed, batched replicates, evaluation split, and
-    where its data files are and where it may checkpoint (None: nowhere)."""
+    where its data files are and where it may checkpoint (None: nowhere); its warm start
+    (None: from scratch)."""
 
     size: int
     seed: int
@@ -79,6 +103,7 @@ class CellRequest:
     split: Literal["test", "validation"] = "test"
     data_dir: str | None = None
     checkpoint_dir: str | None = None
+    warm_start: WarmStart | None = None
 
 
 

@@ -37,6 +37,10 @@ class TaskParams(StrictModel):
     contract_params: ClassVar[dict[str, Any]] = {}
     contract_size: ClassVar[int] = 8
     contract_runs: ClassVar[int] = 2
+    # Where a warm-up of this task may stop (``warm_start.until`` of a spec, handled by
+    # the task's ``run`` through ``CellRequest.warm_start``): rule name -> what it means.
+    # Empty: the task keeps no training state to start from, and specs may not ask.
+    warm_up_rules: ClassVar[dict[str, str]] = {}
 
     device: Literal["auto", "cpu", "cuda"] = Field(
         "auto", description="where tensors live; auto = cuda when available, else cpu"

@@ -79,6 +79,12 @@ class PtbLstmParams(TaskParams):
     paired_replicates: ClassVar[bool] = True  # replicate i: same init/dropout seeds, any method
     operational: ClassVar[frozenset[str]] = frozenset(
         {"checkpoint", "checkpoint_dir", "stale_cache_mib"})
+    warm_up_rules: ClassVar[dict[str, str]] = {
+        "valid_ppl_below": "the first epoch whose validation perplexity is below the value",
+        "epochs": "after this many epochs",
+        "converged": "the training's own stopping rule (lr decays, max_epochs); the state "
+        "holds the best weights",
+    }
 
     corpus: CorpusName | CorpusFiles = Field(
         "ptb",

@@ -15,6 +15,12 @@ metrics are computed on the validation stream instead, and the test stream is no
 perplexities on the same streams as ``valid_ppl`` / ``test_ppl`` (every token after the
 first; the same value for every replicate and method of a cell).
 
+Warm starts (``request.warm_start``, the rules of ``PtbLstmParams.warm_up_rules``): a
+warm-up trains replicate r until its rule holds and saves its state to
+``<save>/run<r>.pt``; it returns ``valid_ppl`` (of the saved weights) and ``epochs``
+only. A cell with a ``start`` begins each replicate from ``<start>/run<r>.pt``
+(``Trainer.fork``).
+
 Checkpoints: with ``checkpoint: true``, each replicate checkpoints every epoch to
 ``<request.checkpoint_dir>/<key>/run<r>.pt`` (else ``checkpoint_dir``), where ``<key>``
 hashes the task params, method, lambda, size, seed and split. ``harness run`` gives each
@@ -85,8 +91,11 @@ class PtbLstmTask(Task):
         root = request.checkpoint_dir or self.params.checkpoint_dir
         if not root:
             return None
+        warm = request.warm_start
+        start = ((warm.start and Path(warm.start).name, warm.lr, warm.stop)
+                 if warm is not None else ())
         key = stable_seed(self.params.model_dump(), method.name, repr(method.params),
-                          method.lam, request.size, request.seed, request.split)
+                          method.lam, request.size, request.seed, request.split, *start)
         return Path(root) / f"ptb_lstm-{method.name}-{key:016x}" / f"run{run}.pt"
 
     def train_context(self, method: Method, seed_parts: tuple, data: Tensor, bigram,
@@ -133,8 +142,14 @@ class PtbLstmTask(Task):
             ctx = self.train_context(method, (request.seed, request.size, run), data, bigram,
                                      sampler)
             model = ctx.model
-            Trainer(ctx, method, data, valid, self.checkpoint_path(method, request, run),
-                    meter.start(run)).train()
+            trainer = Trainer(ctx, method, data, valid,
+                              self.checkpoint_path(method, request, run), meter.start(run))
+            state = trainer.train(request.warm_start, run)
+            if request.warm_start is not None and request.warm_start.save is not None:
+                # A warm-up: where it stopped (its state is the cells' starting point).
+                results.setdefault("valid_ppl", []).append(state.best_val)
+                results.setdefault("epochs", []).append(float(state.epoch))
+                continue
             model.eval()
             values = self.evaluate(model, method, bigram, train, valid, final, data)
             for name, value in {**values, **own}.items():

@@ -22,6 +22,16 @@ Checkpoints (every epoch, when a path is given): model, lr, decays, epoch, best 
 and perplexity, the method, host-sampling and dropout generator states, the serialized snapshot's
 weights (its induced table is recomputed on resume: deterministic) and the history. Each
 epoch starts from a zero state, so an epoch boundary is a complete resumption point.
+
+Warm starts (``harness.tasks.base.WarmStart``): a warm-up trains until its rule holds
+(``valid_ppl_below``: the first epoch whose validation perplexity is below the value;
+``epochs``: that many epochs; ``converged``: the stopping rule above) and writes its
+state in the checkpoint's format; a cell that starts from it takes the model, the
+schedule (lr, epoch, step, decays, best weights, history) and the dropout stream, and the
+method's own random streams only when the warm-up trained the same method (its stream is
+then the same one). With a fork ``lr`` the lr is reset and the term switched on, as
+``finetune_below`` does within one run (the two give the same numbers, tested); without
+one the schedule carries on (a warm-up's own method continues exactly as one run).
 """
 
 from __future__ import annotations
@@ -35,8 +45,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from harness.errors import Diverged
+from harness.errors import Diverged, WarmUpNotReached
 from harness.methods.base import Method
+from harness.tasks.base import WarmStart
 from harness.tasks.kit import FiniteWatch, ProgressMeter, clip_norm_, model_copy
 from harness.tasks.ptb_lstm.evaluate import batched_ppl
 from harness.tasks.ptb_lstm.objectives import step_gradients
@@ -85,16 +96,16 @@ class Trainer:
         self.finite = FiniteWatch()  # the first step with a non-finite loss, on the device
 
     # ---- checkpoints ---------------------------------------------------------------
-    def save(self) -> None:
-        if self.path is None:
-            return
+    def blob(self) -> dict[str, Any]:
+        """The complete training state (a checkpoint, or a warm-up's saved state)."""
         s, ctx = self.state, self.ctx
-        blob = {
+        return {
             "model": self.model.state_dict(),
             "state": {k: getattr(s, k) for k in
                       ("lr", "epoch", "step", "decays", "best_val", "term_on", "done",
                        "history")},
             "best_weights": s.best_weights,
+            "method": self.method.name,
             "generator": ctx.generator.get_state(),
             "host_generator": None if ctx.host_generator is None
             else ctx.host_generator.get_state(),
@@ -102,30 +113,53 @@ class Trainer:
             "stale": None if ctx.stale.model is None else ctx.stale.model.state_dict(),
             "stale_ratios": ctx.stale.ratio is not None,
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(blob, tmp)
-        os.replace(tmp, self.path)
+
+    def save(self) -> None:
+        if self.path is not None:
+            write_state(self.blob(), self.path)
 
     def load(self) -> bool:
+        """Resume from this run's own checkpoint, if there is one."""
         if self.path is None or not self.path.exists():
             return False
-        blob = torch.load(self.path, map_location=self.train_data.device, weights_only=False)
+        self._restore(self._read(self.path), streams=True)
+        return True
+
+    def fork(self, path: Path, lr: float | None) -> None:
+        """Start from a warm-up's saved state (see the module docstring)."""
+        blob = self._read(path)
+        mine = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
+        theirs = {k: tuple(v.shape) for k, v in blob["model"].items()}
+        if mine != theirs:
+            raise ValueError(f"warm start: the warm-up's model ({path}) has other shapes than "
+                             "this cell's (emb_size, hidden_size, layers, vocabulary or "
+                             "tie_weights differ)")
+        self._restore(blob, streams=blob.get("method") == self.method.name)
+        if lr is not None:
+            self.state.lr, self.state.term_on = lr, True
+
+    def _read(self, path: Path) -> dict[str, Any]:
+        return torch.load(path, map_location=self.train_data.device, weights_only=False)
+
+    def _restore(self, blob: dict[str, Any], streams: bool) -> None:
+        """Model, schedule and dropout stream; with ``streams`` also the method's random
+        streams and the serialized snapshot."""
         self.model.load_state_dict(blob["model"])
         for k, v in blob["state"].items():
             setattr(self.state, k, v)
         self.state.best_weights = blob["best_weights"]
+        self.model.dropout_generator.set_state(blob["dropout_generator"])
+        if not streams:
+            return
         self.ctx.generator.set_state(blob["generator"])
         if blob.get("host_generator") is not None and self.ctx.host_generator is not None:
             self.ctx.host_generator.set_state(blob["host_generator"])
-        self.model.dropout_generator.set_state(blob["dropout_generator"])
         if blob["stale"] is not None:
             snapshot = model_copy(self.model)
             snapshot.load_state_dict(blob["stale"])
             ratios = blob.get("stale_ratios", True)
             self.ctx.stale.refresh(snapshot, self.ctx.restricted_rows if ratios else None)
             self.ctx.snapshot.value = self.ctx.stale
-        return True
 
     # ---- training ------------------------------------------------------------------
     def step(self, views: LmViews) -> None:
@@ -183,17 +217,54 @@ class Trainer:
             s.done = True
             self.model.load_state_dict(s.best_weights)
 
-    def train(self) -> TrainState:
-        self.load()
-        while not self.state.done:
+    def train(self, warm: WarmStart | None = None, run: int = 0) -> TrainState:
+        """Train to the end (or, for a warm-up, until its rule holds, then save its state);
+        the best weights are in the model afterwards."""
+        stop = warm.stop if warm is not None else None
+        if not self.load() and warm is not None and warm.start is not None:
+            self.fork(Path(warm.start) / f"run{run}.pt", warm.lr)
+        while not self.state.done and not (stop and rule_met(self.state, stop)):
             self.run_epoch()
             self.end_epoch()
             self.save()
             if self.progress is not None:
                 self.progress.update(min(1.0, self.state.epoch / self.p.max_epochs))
+        if stop is not None and warm is not None and warm.save is not None:
+            if not rule_met(self.state, stop):
+                raise WarmUpNotReached(not_reached(self.state, stop))
+            write_state(self.blob(), Path(warm.save) / f"run{run}.pt")
         if self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
         return self.state
+
+
+def write_state(blob: dict[str, Any], path: Path) -> None:
+    """Save a training state atomically (a kill leaves the old file or the new one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(blob, tmp)
+    os.replace(tmp, path)
+
+
+def rule_met(state: TrainState, rule: tuple[str, float | None]) -> bool:
+    """Whether a warm-up's rule holds at this epoch boundary (PtbLstmParams.warm_up_rules)."""
+    name, value = rule
+    if name == "converged":
+        return state.done
+    if name == "epochs":
+        return value is not None and state.epoch >= value
+    if name == "valid_ppl_below":
+        return bool(state.history) and value is not None and state.history[-1] < value
+    raise ValueError(f"unknown warm-up rule {name!r}")
+
+
+def not_reached(state: TrainState, rule: tuple[str, float | None]) -> str:
+    name, value = rule
+    ended = f"training stopped after {state.epoch} epochs ({state.decays} lr decays)"
+    if name == "valid_ppl_below":
+        return (f"validation perplexity never fell below {value:g}: best {state.best_val:.2f}; "
+                f"{ended}")
+    return f"{ended}, before the warm-up's {name} {value:g}"
 
 
 def describe(state: TrainState) -> dict[str, Any]:
