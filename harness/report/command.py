@@ -169,8 +169,11 @@ def records_command(args: argparse.Namespace) -> int:
             print(f"| {path.stem} | no | | | | unreadable: {problem} | | |")
             continue
         data = ", ".join(data_text(e) for e in (record.get("data") or {}).values()) or "-"
-        print(f"| {record['cell_id']} | {'yes' if record['cell_id'] in grid else 'no'} | "
-              f"{record['label']} | {record['size']} | {record['seed']} | "
+        unit = record.get("unit")  # a warm-up or tuning trial: no row of the grid's reports
+        mark = "unit" if unit else "yes" if record["cell_id"] in grid else "no"
+        label = f"{record['label']} ({unit})" if unit else record["label"]
+        print(f"| {record['cell_id']} | {mark} | "
+              f"{label} | {record['size']} | {record['seed']} | "
               f"{record['status']} | {record.get('finished') or ''} | {data} |")
     return 0
 

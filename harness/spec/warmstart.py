@@ -14,7 +14,8 @@ The rules a task understands are its params' ``warm_up_rules`` (e.g. the LSTM LM
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import math
+from typing import Any
 
 from pydantic import ConfigDict, Field, PositiveFloat, field_validator, model_validator
 
@@ -33,7 +34,7 @@ class WarmStart(StrictModel):
         "entry itself); its configuration is trained from scratch, ignoring its own "
         "warm_start",
     )
-    until: Literal["converged"] | dict[str, PositiveFloat] = Field(
+    until: Any = Field(
         CONVERGED,
         description="where the warm-up stops: one rule the task knows, e.g. "
         "{valid_ppl_below: 150} (the first epoch ending below it), {epochs: 5}, or "
@@ -45,13 +46,19 @@ class WarmStart(StrictModel):
         "paper's fine-tuning switch). null: the warm-up's schedule carries on",
     )
 
-    @field_validator("until")
+    @field_validator("until", mode="before")
     @classmethod
     def _one_rule(cls, value: Any) -> Any:
-        if isinstance(value, dict) and len(value) != 1:
-            raise ValueError("give one rule, e.g. {valid_ppl_below: 150}, {epochs: 5} or "
-                             "converged")
-        return value
+        if isinstance(value, str):
+            return value
+        if isinstance(value, dict) and len(value) == 1:
+            [(name, number)] = value.items()
+            if isinstance(number, bool) or not isinstance(number, int | float) or \
+                    not math.isfinite(number) or number <= 0:
+                raise ValueError(f"{name}: expected a number above 0, got {number!r}")
+            return {str(name): float(number)}
+        raise ValueError("give one rule, e.g. {valid_ppl_below: 150}, {epochs: 5} or "
+                         "converged")
 
     @model_validator(mode="after")
     def _lr_needs_a_schedule(self) -> WarmStart:
