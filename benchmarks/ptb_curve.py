@@ -1,4 +1,4 @@
-"""Per-epoch validation perplexity of one method of a PTB spec (default specs/ptb.yaml,
+"""Per-epoch validation perplexity of one method of a PTB spec (default specs/ptb_finetune.yaml,
 its first size, seed 0), trained exactly as its cell is (same initial weights, method
 generator, recipe), to see whether the model is still learning when training stops and
 what the paper's fine-tuning schedule does.
@@ -9,7 +9,7 @@ same lr reset, so it is the control for it). Default: the spec's own finetune_be
 --from-start: the regulariser from the first step, no lr reset.
 Validation only: the test split is never read.
 
-Usage: python benchmarks/ptb_curve.py METHOD [--spec specs/ptb.yaml] [--epochs 6]
+Usage: python benchmarks/ptb_curve.py METHOD [--spec specs/ptb_finetune.yaml] [--epochs 6]
        [--finetune-below P | --from-start] [--data-dir DIR]
 """
 
@@ -29,7 +29,7 @@ from harness.tasks.ptb_lstm.views import batchify
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("method", help="method name of the spec (e.g. baseline, imm_sampled)")
-    parser.add_argument("--spec", default="specs/ptb.yaml")
+    parser.add_argument("--spec", default="specs/ptb_finetune.yaml")
     parser.add_argument("--epochs", type=int, default=None, help="default: the spec's")
     schedule = parser.add_mutually_exclusive_group()
     schedule.add_argument("--finetune-below", type=float, default=None)

@@ -3,7 +3,7 @@ baseline's, all measured in one run, and the peak memory of one k-sample IMM ste
 k = 1 and k = 20.
 
 One epoch = one pass of Trainer.run_epoch over the first --tokens training tokens (the
-CPU-scale model of specs/ptb.yaml: 2 x 200 LSTM, batch 20, unroll 35), so serialized
+CPU-scale model of specs/ptb_finetune.yaml: 2 x 200 LSTM, batch 20, unroll 35), so serialized
 IMM's refresh (a full pass over the training text at the epoch's first step) is included.
 Every method starts from the same initial weights. Each config runs in a fresh process
 (so that no config inherits another's allocator state: a process's later epochs run up to
