@@ -260,3 +260,26 @@ def test_a_tuning_grid_runs_each_value_once_at_the_tuning_seed_and_takes_the_bes
             "induced_ppl_test"]
     again = run_spec(spec, data_dir=str(DATA))
     assert again.resumed == 6 and again.computed == 0 and len(again.units) == 7
+
+
+@needs_ptb
+def test_an_optuna_tuned_entry_with_a_warm_start_tunes_from_the_warm_up_at_the_tuning_seed(
+        write_spec, one_thread) -> None:
+    spec = validate_spec(lm_spec(
+        {"name": "baseline"},
+        {"name": "interpolation", "lambda": {"tune": {"low": 0.05, "high": 0.5}},
+         "warm_start": {"from": "baseline"}}, tuning={"trials": 2}))
+    summary = run_spec(spec, data_dir=str(DATA))
+    assert summary.exit_code == 0, summary.line()
+    # the cell's own warm-up and the one at the tuning seed, which the trials start from
+    assert sorted((u["unit"], u["seed"]) for u in summary.units.values()) == [
+        (WARM_UP, 0), (WARM_UP, 1_000_000)]
+    cell = by_label(summary)["interpolation"]
+    assert cell["lambda_source"] == "tuned" and cell["tuning"]["trials"] == 2
+    # each trial evaluated the warm-up's model: their validation perplexities differ only
+    # by the mixture, and both beat nothing trained (a fresh model is above 9000)
+    import optuna
+
+    study = optuna.load_study(study_name=cell["tuning"]["study"],
+                              storage=f"sqlite:///{Path('results/warm/optuna.db').resolve()}")
+    assert all(t.value < 3000 for t in study.trials)

@@ -301,3 +301,21 @@ def choose(cell: Cell, trials: list[dict[str, Any]], metric: str, higher: bool,
             "study": f"{name} (grid)", "grid": {f"{v:g}": s for v, s in scores.items()},
             "failed": reasons}
     return float(tune.to_lambda(best)), info, None
+
+
+def tuning_warm_start(spec: Any, cell: Cell, known: Mapping[str, dict[str, Any]],
+                      state_dir: Any) -> tuple[Any, str | None]:
+    """(the trials' WarmStart, error) of an Optuna-tuned cell: its entry's warm-up at the
+    tuning seed, when it has a warm start (else (None, None))."""
+    from harness.tuning import validation_seed
+
+    seed = validation_seed(spec)
+    found = [r for r in known.values() if r.get("unit") == WARM_UP and r["seed"] == seed]
+    if not found:
+        return None, None
+    [record] = found
+    if record["status"] != "ok":
+        return None, f"the warm-up at the tuning seed {record['status']}: {record.get('reason')}"
+    plan = start_plan(record, state_dir, cell.entry.warm_start.lr)
+    problem = state_problem(plan)
+    return (None, problem) if problem else (request_of(plan), None)

@@ -698,22 +698,12 @@ class _JobFactory:
                        ) -> LambdaChoice:
         """Optuna's study, in this process, under a claim of its own; a warm-started
         entry's trials start from its warm-up at the tuning seed."""
-        from harness.runner.dependencies import WARM_UP, request_of, start_plan, state_problem
-        from harness.tuning import study_name, tune_lambda, validation_seed
+        from harness.runner.dependencies import tuning_warm_start
+        from harness.tuning import study_name, tune_lambda
 
-        warm = None
-        at_tuning_seed = [r for r in known.values() if r.get("unit") == WARM_UP
-                          and r["seed"] == validation_seed(self.spec)]
-        if at_tuning_seed:
-            [record] = at_tuning_seed
-            if record["status"] != "ok":
-                return LambdaChoice(None, "tuned", error=f"tuning: the warm-up at the tuning "
-                                    f"seed {record['status']}: {record.get('reason')}")
-            plan = start_plan(record, self.store.warmup_dir, cell.entry.warm_start.lr)
-            problem = state_problem(plan)
-            if problem:
-                return LambdaChoice(None, "tuned", error=f"tuning: {problem}")
-            warm = request_of(plan)
+        warm, error = tuning_warm_start(self.spec, cell, known, self.store.warmup_dir)
+        if error:
+            return LambdaChoice(None, "tuned", error=f"tuning: {error}")
         name = study_name(cell.label, cell.size)
         describe = self.bar.describe if self.bar is not None else (lambda _text: None)
         claim = self.claims.acquire(f"tune-{name}")
