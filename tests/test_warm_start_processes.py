@@ -91,6 +91,13 @@ def started(root: Path) -> list[dict[str, Any]]:
     return [e for e in journal(root) if e["event"] == "started"]
 
 
+def inode(path: Path) -> int | None:
+    try:
+        return path.stat().st_ino
+    except FileNotFoundError:
+        return None
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     os.killpg(proc.pid, signal.SIGKILL)  # the run and its workers (spawn: own session)
     proc.wait()
@@ -187,9 +194,16 @@ def test_kill_9_of_a_cell_that_forks_resumes_it_and_trains_no_warm_up_twice(
 def test_concurrent_runs_compute_each_warm_up_and_cell_once(tmp_path, spec_file,
                                                             reference) -> None:
     root = results(tmp_path)
-    procs = [spawn(["run", str(spec_file), "--no-report", *extra], tmp_path,
-                   log=tmp_path / f"run{i}.log")
-             for i, extra in enumerate(([], ["--workers", "2"], []))]
+    procs = []
+    for i, extra in enumerate(([], ["--workers", "2"], [])):
+        # Each starts once the one before has set the folder up (grid.json rewritten, its
+        # last write): runs that set it up at the same instant can remove each other's
+        # temp files, a race of the set-up, not of the claims this test is about.
+        before = inode(root / "grid.json")
+        procs.append(spawn(["run", str(spec_file), "--no-report", *extra], tmp_path,
+                           log=tmp_path / f"run{i}.log"))
+        wait_for(lambda before=before: inode(root / "grid.json") != before,
+                 proc=procs[-1], what=f"run {i}'s set-up", timeout=300)
     codes = [p.wait(900) for p in procs]
     assert codes == [0, 0, 0], {i: (rc, (tmp_path / f"run{i}.log").read_text()[-3000:])
                                 for i, rc in enumerate(codes) if rc}
