@@ -204,8 +204,11 @@ PTB_METRICS = ("test_ppl", "valid_ppl", "test_ppl_stream", "induced_ppl_train",
                "induced_ppl_valid", "induced_ppl_test")
 
 
-def ptb_results(root: Path, size: int, values: dict[str, dict[str, float]]) -> Path:
-    """A ptb_lstm results directory with one single-run cell per label at ``size``."""
+def ptb_results(root: Path, size: int, values: dict[str, dict[str, float]],
+                seeds: tuple[int, ...] = (0, 1, 2)) -> Path:
+    """A ptb_lstm results directory with one single-run cell per label and seed at
+    ``size``; seed s adds s to every value (the same for every label: the paired
+    differences are the same at each seed)."""
     import json
 
     labels = ("baseline", "noising", "imm")
@@ -213,16 +216,19 @@ def ptb_results(root: Path, size: int, values: dict[str, dict[str, float]]) -> P
     (results / "cells").mkdir(parents=True)
     spec = {"name": "ptb", "task": {"name": "ptb_lstm", "params": {}}, "metric": "test_ppl",
             "methods": [{"name": lb, "label": lb} for lb in labels], "sizes": [size],
-            "seeds": [0], "runs": 1}
+            "seeds": list(seeds), "runs": 1}
     (results / "spec.yaml").write_text(yaml.safe_dump(spec), encoding="utf-8")
-    grid = {"spec": "ptb", "cells": list(labels), "data": {}}
+    ids = [f"{label}-{seed}" for label in labels for seed in seeds]
+    grid = {"spec": "ptb", "cells": ids, "data": {}}
     (results / "grid.json").write_text(json.dumps(grid), encoding="utf-8")
     for label in labels:
-        record = {"schema": 1, "cell_id": label, "spec": "ptb", "task": "ptb_lstm",
-                  "method": label, "label": label, "size": size, "seed": 0, "runs": 1,
-                  "status": "ok", "reason": None, "config": {},
-                  "metrics": {m: [values[label][m]] for m in values[label]}}
-        (results / "cells" / f"{label}.json").write_text(json.dumps(record), encoding="utf-8")
+        for seed in seeds:
+            record = {"schema": 1, "cell_id": f"{label}-{seed}", "spec": "ptb",
+                      "task": "ptb_lstm", "method": label, "label": label, "size": size,
+                      "seed": seed, "runs": 1, "status": "ok", "reason": None, "config": {},
+                      "metrics": {m: [values[label][m] + seed] for m in values[label]}}
+            (results / "cells" / f"{label}-{seed}.json").write_text(json.dumps(record),
+                                                                   encoding="utf-8")
     return results
 
 
@@ -259,6 +265,11 @@ def test_ptb_table_files_parse_and_check_cpu_scale_results(tmp_path: Path, capsy
         rows = run_checks(load_results(good), load_reported(REPO / "reported" / path))
         assert sum(not r.not_run for r in rows) == expected_rows
         assert all(r.passed for r in rows if not r.not_run)
+    # Table 1's orderings need a 95% paired interval: one seed cannot show a difference.
+    assert all(r.confidence == 0.95 for r in table1.rules if r.rule == "ordering")
+    one = ptb_results(tmp_path / "one", 200000, _ptb_values(imm_test=131.0), seeds=(0,))
+    rows = [r for r in run_checks(load_results(one), table1) if not r.not_run]
+    assert rows and not any(r.passed for r in rows)
     # IMM worse than noising in test perplexity: Table 1's check fails.
     bad = ptb_results(tmp_path / "bad", 200000, _ptb_values(imm_test=136.0))
     rows = run_checks(load_results(bad), table1)
