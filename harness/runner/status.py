@@ -103,7 +103,29 @@ def _folder_status(spec: Any) -> int:
           f"(results {store.root})")
     for cell_id, holder in held:
         print(f"  running {cell_id}  {holder}")
+    _units_status(spec, store, claims)
     return 0
+
+
+def _units_status(spec: Any, store: Any, claims: Any) -> None:
+    """One line on the warm-ups and tuning trials the grid's cells wait for, if any."""
+    from harness.runner.data import CellData
+    from harness.runner.dependencies import units_for
+    from harness.runner.grid import expand
+
+    try:
+        data = CellData.for_spec(spec)
+        units = units_for(spec, expand(spec, None, data), data)
+    except Exception:  # noqa: BLE001 - data not found here: cells only
+        return
+    if not units:
+        return
+    recorded = {u.cell_id for u in units if store.final_record(u.cell_id) is not None}
+    running = [u for u in units if u.cell_id not in recorded and claims.holder(u.cell_id)]
+    print(f"  units the cells wait for (warm-ups, tuning trials): {len(recorded)} recorded, "
+          f"{len(running)} running, {len(units) - len(recorded) - len(running)} to do")
+    for unit in running:
+        print(f"  running {unit.describe()}  {claims.holder(unit.cell_id)}")
 
 
 # ---- report from the store ------------------------------------------------------------
