@@ -178,9 +178,6 @@ def test_a_continued_warm_up_gives_the_numbers_of_training_from_scratch(write_sp
     assert units["epochs"]["metrics"]["epochs"] == [2.0]
     assert units["converged"]["warm_start"]["resumed_from"] == units["epochs"]["cell_id"]
     assert units["converged"]["metrics"]["epochs"] == [4.0]
-    # ... so the converged warm-up trained epochs 3 and 4 only.
-    assert units["converged"]["timings"]["train_s"] < 0.9 * plain.records[
-        next(iter(plain.records))]["timings"]["train_s"] + 5
 
 
 @needs_ptb
