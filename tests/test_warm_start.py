@@ -155,13 +155,23 @@ def test_a_fork_with_lr_equals_the_in_run_fine_tuning_switch(write_spec, one_thr
 
 
 @needs_ptb
-def test_a_continued_warm_up_gives_the_numbers_of_training_from_scratch(write_spec,
-                                                                        one_thread) -> None:
+def test_a_continued_warm_up_gives_the_numbers_of_training_from_scratch(
+        write_spec, one_thread, monkeypatch) -> None:
     """The baseline forked from its own warm-up without an lr (the schedule carries on),
     and evaluated from its converged warm-up (which resumed from the earlier one): the
     from-scratch baseline's numbers, each epoch trained once."""
+    from harness.tasks.ptb_lstm.train import Trainer
+
     plain = run_spec(validate_spec(lm_spec({"name": "baseline"}, output_dir="plain")),
                      data_dir=str(DATA))
+    epochs: list[int] = []
+    run_epoch = Trainer.run_epoch
+
+    def counted(self: Trainer) -> None:
+        epochs.append(self.state.epoch)
+        run_epoch(self)
+
+    monkeypatch.setattr(Trainer, "run_epoch", counted)
     spec = lm_spec({"name": "baseline", "label": "continued",
                     "warm_start": {"from": "base", "until": {"epochs": 2}}},
                    {"name": "baseline", "label": "evaluated",
@@ -178,6 +188,9 @@ def test_a_continued_warm_up_gives_the_numbers_of_training_from_scratch(write_sp
     assert units["epochs"]["metrics"]["epochs"] == [2.0]
     assert units["converged"]["warm_start"]["resumed_from"] == units["epochs"]["cell_id"]
     assert units["converged"]["metrics"]["epochs"] == [4.0]
+    # Epochs trained: "base" 0-3 (from scratch), the 2-epoch warm-up 0-1, the converged
+    # one 2-3 (resumed), "continued" 2-3 (its fork), "evaluated" none.
+    assert sorted(epochs) == [0, 0, 1, 1, 2, 2, 2, 3, 3, 3]
 
 
 @needs_ptb
