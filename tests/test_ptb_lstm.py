@@ -243,9 +243,9 @@ def test_smoke_spec_runs_all_six_methods(tmp_path, monkeypatch):
     records = [json.loads(p.read_text())
                for p in (tmp_path / "results" / "smoke_ptb" / "cells").glob("*.json")]
     records = [r for r in records if not r.get("unit")]  # warm-ups and tuning trials
-    assert len(records) == 6, summary
+    assert len(records) == 7, summary  # six methods and the lr-reset control
     assert {r["status"] for r in records} == {"ok"}, [r["reason"] for r in records]
-    ppl = {r["method"]: r["metrics"]["test_ppl"][0] for r in records}
+    ppl = {r["label"]: r["metrics"]["test_ppl"][0] for r in records}
     assert all(1.0 < v < 10000 for v in ppl.values())
     assert ppl["interpolation"] < ppl["baseline"]  # a barely trained LSTM gains from KN
 

@@ -55,6 +55,7 @@ def test_paper_spec_has_the_paper_recipe():
         "imm": ("baseline", {"valid_ppl_below": 90.0}, 0.5),
         "imm_serialized": ("baseline", {"valid_ppl_below": 90.0}, 0.5),
         "reverse_kd": ("baseline", {"valid_ppl_below": 90.0}, 0.5),
+        "baseline_lr_reset": ("baseline", {"valid_ppl_below": 90.0}, 0.5),
         "interpolation": ("baseline", "converged", None)}
 
 
@@ -155,7 +156,7 @@ def test_smoke_paper_spec_runs_all_six_methods(tmp_path, monkeypatch):
     records = [json.loads(p.read_text()) for p in (root / "cells").glob("*.json")]
     units = [r for r in records if r.get("unit")]
     records = [r for r in records if not r.get("unit")]
-    assert len(records) == 6 and {r["status"] for r in records} == {"ok"}, summary.line()
+    assert len(records) == 7 and {r["status"] for r in records} == {"ok"}, summary.line()
     assert {r["status"] for r in units} == {"ok"}
     # per seed: the warm-up below the threshold and the converged one; at the tuning seed
     # the converged one (and its earlier point) for interpolation's trials; 4 + 7 trials
