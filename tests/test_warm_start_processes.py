@@ -131,6 +131,7 @@ def test_two_workers_start_cells_only_after_their_warm_ups(tmp_path, spec_file,
     run = harness("run", str(spec_file), "--workers", "2", "--no-report", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "6 ok, 0 failed, 0 skipped (0 resumed); 4 warm-up/trial unit(s)" in run.stdout
+    assert "held by other runs" not in run.stdout + run.stderr  # it waited only for units
     root = results(tmp_path)
     order_checked(root)
     ids = [e["cell_id"] for e in started(root)]

@@ -363,13 +363,15 @@ def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
             recorder.running[cell.cell_id] = claim
             executor.submit(job)
             started = True
-        for outcome in executor.wait(POLL_S if queue else None):
+        outcomes = executor.wait(POLL_S if queue else None)
+        for outcome in outcomes:
             recorder.outcome(outcome)
         bar.running(executor.fractions())
-        if queue and not started and executor.running == 0:
-            if not announced:
-                holders = sorted({h for c in queue if (h := claims.holder(c.cell_id))})
-                bar.message(f"waiting for {len(queue)} cell(s) held by other runs "
+        if queue and not started and not outcomes and executor.running == 0:
+            held = [c for c in queue if recorder.ready(c)]  # the rest wait for units
+            if held and not announced:
+                holders = sorted({h for c in held if (h := claims.holder(c.cell_id))})
+                bar.message(f"waiting for {len(held)} cell(s) held by other runs "
                             f"({', '.join(holders) or 'finishing'}); they will be read, "
                             "not recomputed")
                 announced = True
