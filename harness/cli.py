@@ -163,6 +163,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the shared store (default: the spec's store, else the folder)")
 
     sub.add_parser("schema", help="print the spec's JSON Schema (for editor autocompletion)")
+
+    p = sub.add_parser("init", help="write a new spec, method plugin or task plugin from a "
+                       "template (nothing existing is overwritten)")
+    p.add_argument("kind", choices=["spec", "method", "task"],
+                   help="spec: NAME.yaml; method or task: a plugin package harness-NAME/ "
+                   "that passes harness's contract tests as written")
+    p.add_argument("name", metavar="NAME", help="lower-case letters, digits and underscores")
+    p.add_argument("--dir", default=".", help="where to write (default: here)")
+    p.add_argument("--task", default="logistic", help="spec only: the task (default logistic)")
+    p.add_argument("--methods", default="baseline,imm_sampled", metavar="M1,M2",
+                   help="spec only: the methods, comma-separated (default baseline,imm_sampled)")
+    p.add_argument("--sizes", default=None, metavar="N1,N2",
+                   help="spec only: the dataset sizes (default: the task's contract size "
+                   "and twice it)")
     return parser
 
 
@@ -249,6 +263,12 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from harness.scaffold import init_command
+
+    return init_command(args)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner.sweep import run_command
 
@@ -306,6 +326,7 @@ COMMANDS = {
     "worker": cmd_worker,
     "status": cmd_status,
     "schema": cmd_schema,
+    "init": cmd_init,
 }
 
 if __name__ == "__main__":

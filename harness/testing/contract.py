@@ -59,11 +59,13 @@ def record(task: str, method: str, lam: float | None = None, attempt: int = 0
     from harness.runner.execute import CellJob, fixed_lambda, run_job
     from harness.runner.grid import expand
     from harness.runner.record import Provenance
+    from harness.runner.sweep import check_data
 
     spec = _spec(task, method, lam)
     data = CellData.for_spec(spec)
     try:
         [cell] = expand(spec, None, data)
+        check_data(spec, [cell], data)  # as a run does, before any compute
     except DataError as exc:
         pytest.skip(f"{task} needs its data files (set HARNESS_DATA_DIR): {exc}")
     job = CellJob(spec.name, cell.cell_id, dict(cell.config),
