@@ -123,7 +123,7 @@ def test_a_spec_for_every_registered_task_validates(tmp_path) -> None:
     (["method", "My-Method"], "method name 'My-Method': use lower-case letters"),
     (["method", "imm_sampled"], "method name 'imm_sampled' is taken"),
     (["task", "logistic"], "task name 'logistic' is taken"),
-    (["spec", "class"], "spec name 'class': use lower-case letters"),
+    (["spec", "../up"], "spec name '../up': use letters, digits"),
     (["spec", "x", "--task", "logistik"], "logistik"),
     (["spec", "x", "--sizes", "5,a"], "--sizes '5,a': expected whole numbers"),
 ])

@@ -53,18 +53,24 @@ class Names:
 
 
 def check_name(name: str, kind: str) -> None:
-    """A name that can be an entry point, a module and a spec's name, and is not taken."""
+    """A spec's name as specs allow it; a method's or task's one that can be an entry
+    point, a module and a class, and is not taken."""
+    if kind == "spec":
+        from harness.spec.models import is_valid_name
+
+        if not is_valid_name(name):
+            raise HarnessError(f"spec name {name!r}: use letters, digits, '_', '.' and "
+                               "'-', starting with a letter or digit (e.g. my_study)")
+        return
     if not NAME_PATTERN.match(name) or keyword.iskeyword(name):
         raise HarnessError(f"{kind} name {name!r}: use lower-case letters, digits and "
                            "underscores, starting with a letter (e.g. my_{kind})")
-    if kind in ("method", "task"):
-        from harness.registry import METHODS, TASKS, discover
+    from harness.registry import METHODS, TASKS, discover
 
-        discover()
-        registry = METHODS if kind == "method" else TASKS
-        if name in registry:
-            raise HarnessError(f"{kind} name {name!r} is taken (harness list {kind}s); "
-                               "choose another")
+    discover()
+    if name in (METHODS if kind == "method" else TASKS):
+        raise HarnessError(f"{kind} name {name!r} is taken (harness list {kind}s); "
+                           "choose another")
 
 
 def _render_tree(kind: str, names: Names, dest: Path) -> list[Path]:
