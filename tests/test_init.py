@@ -100,7 +100,7 @@ def test_a_generated_spec_validates_and_runs(tmp_path) -> None:
     assert out.returncode == 0, out.stderr
     spec = tmp_path / "my_study.yaml"
     assert harness("validate", str(spec), cwd=tmp_path).returncode == 0
-    run = harness("run", str(spec), "--workers", "2", cwd=tmp_path)
+    run = harness("run", str(spec), cwd=tmp_path)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "4 ok, 0 failed, 0 skipped" in run.stdout, run.stdout
     assert (tmp_path / "results" / "my_study" / "report.md").is_file()
