@@ -51,6 +51,7 @@ continuation (6553 sd), the rate 5% off (28 to 42 sd in the replaced count).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,8 @@ from conftest import DATA, needs_ptb
 from torch import Tensor
 from xie_noising_oracle import ReferenceCounts, law, noise_batch
 
+from harness.methods.config import NoisingParams
+from harness.methods.noising import Noising
 from harness.ngram.kneser_ney import KneserNeyBigram
 from harness.tasks.base import make_generator
 from harness.tasks.ptb_lstm.config import PtbLstmParams
@@ -115,25 +118,32 @@ def observed_pairs(prefix: Tensor, reps: int) -> tuple[Tensor, Tensor]:
     return data[:, :-1].repeat(reps, 1), data[:, 1:].repeat(reps, 1)
 
 
-def product_noising(prefix: Tensor, vocab: int, variant: str, coins: str = "one",
-                    seed: str = "noising-test") -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(x, y, noised x, noised y) of LmViews.noise at gamma0 = GAMMA0, flattened."""
+def make_views(prefix: Tensor, vocab: int, variant: str, coins: str = "one",
+               seed: str = "noising-test", reps: int = REPS, **params) -> LmViews:
+    """LmViews of the prefix tiled ``reps`` times, with a fresh noising generator."""
     bigram = KneserNeyBigram.from_stream(prefix, vocab)
-    x, y = observed_pairs(prefix, REPS)
+    x, y = observed_pairs(prefix, reps)
     blank = vocab if variant == "blank" else None
-    params = PtbLstmParams(noising_variant=variant, noising_coins=coins, emb_size=4,
-                           hidden_size=4, layers=1)
+    settings = PtbLstmParams(noising_variant=variant, noising_coins=coins, emb_size=4,
+                             hidden_size=4, layers=1, **params)
     cpu = torch.device("cpu")
     model = LstmLm(vocab, 4, 4, 1, 0.0, 0.1, input_vocab=None if blank is None else vocab + 1)
     model.dropout_generator = make_generator(cpu, "dropout")
-    ctx = TrainContext(params=params, model=model, bigram=bigram,
+    ctx = TrainContext(params=settings, model=model, bigram=bigram,
                        sampler=ContextSampler(prefix, vocab, 3),
                        generator=make_generator(cpu, seed, variant, coins),
                        steps_per_epoch=1, stale=StaleModel(batchify(prefix, ROWS), 35, vocab),
                        blank_id=blank)
-    views = LmViews(ctx, x, y, model.zero_state(x.shape[0]))
+    return LmViews(ctx, x, y, model.zero_state(x.shape[0]))
+
+
+def product_noising(prefix: Tensor, vocab: int, variant: str, coins: str = "one",
+                    seed: str = "noising-test") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x, y, noised x, noised y) of LmViews.noise at gamma0 = GAMMA0, flattened."""
+    views = make_views(prefix, vocab, variant, coins, seed)
     y_noised = views.noise(GAMMA0)  # ratio = gamma0 (noising_gamma0 is null)
-    return x.reshape(-1), y.reshape(-1), views.model_inputs.reshape(-1), y_noised.reshape(-1)
+    return (views.inputs.reshape(-1), views.targets.reshape(-1),
+            views.model_inputs.reshape(-1), y_noised.reshape(-1))
 
 
 def with_blank(q: np.ndarray | Tensor, vocab: int, variant: str) -> Tensor:
@@ -308,6 +318,21 @@ def test_rates_and_draw_distributions_are_the_reference_s(corpus, prefix, refere
                                    atol=1e-15)
 
 
+def test_discounting_is_a_switch_of_its_own(corpus, prefix, reference):
+    """noising_discounting (the reference's --absolute_discounting) on or off for any
+    scheme: unigram and blank take kn's rate, kn and mbgkn a constant gamma0."""
+    vocab = len(corpus.vocab)
+    counts = NoisingCounts.of(KneserNeyBigram.from_stream(prefix, vocab))
+    words = torch.tensor(sorted(reference.total))
+    discounted = noising_rate(PtbLstmParams(), counts, words, GAMMA0)
+    for variant in ("unigram", "blank"):
+        on = PtbLstmParams(noising_variant=variant, noising_discounting=True)
+        assert torch.equal(noising_rate(on, counts, words, GAMMA0), discounted)
+    for variant in ("kn", "mbgkn"):
+        off = PtbLstmParams(noising_variant=variant, noising_discounting=False)
+        assert bool((noising_rate(off, counts, words, GAMMA0) == GAMMA0).all())
+
+
 @pytest.mark.parametrize("variant", SCHEMES)
 def test_one_coin_noising_follows_the_reference_loop(corpus, prefix, reference, variant):
     vocab = len(corpus.vocab)
@@ -406,3 +431,48 @@ def test_the_statistic_rejects_wrong_laws(corpus, prefix, reference):
     for factor in (1.05, 0.95):
         with pytest.raises(AssertionError):
             assert_changed_share(one, factor * gamma, True, f"rate x {factor}")
+
+
+# ---- where gamma0 comes from -----------------------------------------------------------------
+def test_gamma0_is_the_method_s_noising_probability_unless_set(corpus, prefix):
+    """The noising method passes its probability (lambda / (1 + lambda), or 1 / (1 +
+    lambda) with probability: one_minus_ratio) as gamma0; noising_gamma0 overrides it."""
+    vocab = len(corpus.vocab)
+
+    def noised_by(views: LmViews, noise: Callable[[LmViews], Tensor]) -> tuple[Tensor, Tensor]:
+        targets = noise(views)
+        return views.model_inputs, targets
+
+    lam = 1.5
+    expected = noised_by(make_views(prefix, vocab, "kn", reps=1), lambda v: v.noise(0.4))
+    for method in (Noising(NoisingParams(probability="one_minus_ratio"), lam),
+                   Noising(NoisingParams(), 2 / 3)):
+        assert method.probability == pytest.approx(0.4)
+        got = noised_by(make_views(prefix, vocab, "kn", reps=1), method.targets)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    other = noised_by(make_views(prefix, vocab, "kn", reps=1),
+                      Noising(NoisingParams(), lam).targets)  # 0.6
+    assert not torch.equal(other[0], expected[0])
+    overridden = noised_by(make_views(prefix, vocab, "kn", reps=1, noising_gamma0=0.4),
+                           Noising(NoisingParams(), lam).targets)
+    assert all(torch.equal(a, b) for a, b in zip(overridden, expected, strict=True))
+
+
+# ---- cell ids ----------------------------------------------------------------------------
+def test_noising_cells_carry_the_coin_form_in_their_ids_and_no_other_cell_does():
+    """The default became one coin: a noising cell's id names the form even at its default
+    (so results of the earlier default are not reused); other methods' ids are unchanged
+    by it, and the two forms are two cells."""
+    from harness.runner.grid import cell_config, config_id
+    from harness.spec import validate_spec
+
+    def identity(entry: dict, **task: object) -> dict:
+        spec = validate_spec({"name": "ids", "task": {"name": "ptb_lstm", "params": task},
+                              "methods": [entry], "sizes": [1000]})
+        return cell_config(spec, spec.methods[0], 1000, 0, identity=True)
+
+    noising = {"name": "noising", "lambda": 0.25}
+    assert identity(noising)["task"]["params"] == {"noising_coins": "one"}
+    assert identity({"name": "baseline"})["task"]["params"] == {}
+    assert identity({"name": "imm_sampled", "lambda": 0.2})["task"]["params"] == {}
+    assert config_id(identity(noising)) != config_id(identity(noising, noising_coins="two"))
