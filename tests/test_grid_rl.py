@@ -273,6 +273,13 @@ def test_same_seed_same_numbers_and_seeds_differ():
     assert not np.array_equal(first["reward"], validation["reward"])
 
 
+def test_a_noising_probability_is_refused_where_noising_has_no_coin():
+    task = make_task(steps_per_epoch=20)
+    assert task.skip(make_method("noising", 0.25)) is None
+    reason = task.skip(make_method("noising", 0.25, probability="one_minus_ratio"))
+    assert reason is not None and "single-sample" in reason
+
+
 def test_zero_lambda_methods_reduce_to_baseline():
     task = make_task(steps_per_epoch=20)
     request = CellRequest(size=12, seed=0, runs=6)

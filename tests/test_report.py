@@ -40,7 +40,8 @@ def write_results(
     from harness.runner.grid import expand
     from harness.spec import validate_spec
 
-    methods = {"baseline": "baseline", "noising": "noising", "imm": "imm_sampled"}
+    methods = {"baseline": "baseline", "noising": "noising", "imm": "imm_sampled",
+               "noising_one_minus_ratio": "noising"}
     spec = validate_spec({
         "name": name,
         "task": {"name": "logistic", "params": {}},

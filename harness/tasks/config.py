@@ -18,6 +18,7 @@ class TaskParams(StrictModel):
     ``higher_is_better`` says which way each one improves (used by reports and tuning);
     ``operational`` names fields that change how a cell runs but not its numbers (say,
     checkpointing): they are left out of the cell id, so switching them keeps old results.
+    ``method_identity`` names fields kept in one method's cell ids at their defaults.
 
     A task that reads files declares them with ``data_files`` (their content hashes go
     into the cell id and the record) and validates them with ``check_data`` (run before
@@ -27,6 +28,10 @@ class TaskParams(StrictModel):
     metrics: ClassVar[tuple[str, ...]] = ()
     higher_is_better: ClassVar[dict[str, bool]] = {}
     operational: ClassVar[frozenset[str]] = frozenset()
+    # {method name: fields} hashed into that method's cell ids even at their defaults: a
+    # task's own form of a method whose default changed what the method computes, so
+    # that results made under the earlier default are not taken for new ones.
+    method_identity: ClassVar[dict[str, tuple[str, ...]]] = {}
     # Whether replicate i of a cell sees the same data and seeds under every method, so
     # that the leaderboard's intervals may pair replicates (else they pair seeds).
     paired_replicates: ClassVar[bool] = False

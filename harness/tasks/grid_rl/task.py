@@ -117,6 +117,12 @@ class GridRlTask(Task):
         uniforms = torch.rand(runs, m, steps, generator=gen, dtype=torch.float64)
         return starts.numpy(), uniforms.numpy()
 
+    def skip(self, method: Method) -> str | None:
+        if getattr(method.params, "probability", "lambda_ratio") != "lambda_ratio":
+            return ("noising's probability does not apply here: grid_rl's noising is the "
+                    "single-sample term, weighted by lambda, with no coin")
+        return None
+
     # ---- training -------------------------------------------------------------------
     def run(
         self, method: Method, request: CellRequest, progress: Progress | None = None
