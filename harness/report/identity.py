@@ -22,9 +22,9 @@ def _harness_key(block: Any) -> tuple[Any, ...] | None:
 
 
 def code_mix(records: Iterable[Mapping[str, Any]]) -> str | None:
-    """One line saying how the records' code identities differ (None when one code
-    computed them all): the task's code, a method's code (by label), the harness's
-    version or commit, and records of unknown code."""
+    """One line saying how the records' code identities differ (None when one code, or
+    only unknown code, computed them all): the task's code, a method's code (by label),
+    the harness's version or commit, and records of unknown code among known ones."""
     records = list(records)
     known = [r for r in records if isinstance(r.get("code"), Mapping)]
     unknown = len(records) - len(known)
@@ -45,9 +45,6 @@ def code_mix(records: Iterable[Mapping[str, Any]]) -> str | None:
     if unknown and known:
         parts.append(f"{unknown} of {len(records)} records of unknown code (made before "
                      "harness recorded it)")
-    if unknown and not known:
-        return (f"note: the {unknown} records were made before harness recorded code "
-                "identity (code unknown)")
     if not parts:
         return None
     return "note: these results mix code identities: " + "; ".join(parts)

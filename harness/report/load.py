@@ -230,7 +230,7 @@ def load_results(source: str | Path, data_dir: str | None = None,
 
 def _of_its_cell(record: dict[str, Any], expect: dict[str, Any], results_dir: Path) -> bool:
     """Whether ``record`` is the record of the cell its id names in this grid (its task,
-    method, label, size, seed, runs and default metric); else a warning, left out."""
+    method, label, size, seed and default metric); else a warning, left out."""
     from harness.runner.record import record_problem
 
     problem = record_problem(record, record["cell_id"], expect)
@@ -244,16 +244,14 @@ def _of_its_cell(record: dict[str, Any], expect: dict[str, Any], results_dir: Pa
 def _saved_expectations(saved: dict[str, Any], spec: dict[str, Any]
                         ) -> dict[str, dict[str, Any]]:
     """{cell id: what its record must say} from grid.json; folders written before
-    grid.json held that: the spec's task and runs (labels, sizes and seeds are checked
-    against the spec by ``_result_set``'s grouping)."""
+    grid.json held that: the spec's task and its default metric."""
     from harness.runner.record import default_metric
 
     kept = saved.get("expect")
     if isinstance(kept, dict):
         return {str(c): dict(kept.get(c) or {}) for c in saved["cells"]}
     task = (spec.get("task") or {}).get("name")
-    loose = {"task": task, "runs": spec.get("runs"),
-             "metric": default_metric(str(task)) if task else None}
+    loose = {"task": task, "metric": default_metric(str(task)) if task else None}
     return {str(c): dict(loose) for c in saved["cells"]}
 
 

@@ -121,15 +121,15 @@ class CellRecord(BaseModel):
 
 
 # What a record must say about its cell: these fields equal the cell's (see ``expectation``).
-CELL_FIELDS = ("task", "method", "label", "size", "seed", "runs")
+CELL_FIELDS = ("task", "method", "label", "size", "seed")
 
 
 def expectation(config: Mapping[str, Any], metric: str | None) -> dict[str, Any]:
     """What a record of the cell with resolved ``config`` must hold: its task, method,
-    label, size, seed and runs, and (when ok) the task's default ``metric``."""
+    label, size and seed, and (when ok) the task's default ``metric``."""
     return {"task": config["task"]["name"], "method": config["method"]["name"],
             "label": config["method"]["label"], "size": config["size"],
-            "seed": config["seed"], "runs": config["runs"], "metric": metric}
+            "seed": config["seed"], "metric": metric}
 
 
 def default_metric(task: str) -> str | None:

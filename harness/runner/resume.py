@@ -1,7 +1,7 @@
 """Which finished records a sweep resumes instead of computing their cells again.
 
 A record is resumed when it is final (ok, skipped or diverged), is the record of its
-cell (the cell id's task, method, label, size, seed and runs, and the task's default
+cell (the cell id's task, method, label, size and seed, and the task's default
 metric when ok: else it is unreadable, with a warning, and the cell is rerun), and was
 computed by the same task and method code (harness.runner.code). A record whose task or
 method code changed (sources, or the providing distribution's version) is recomputed,
