@@ -305,7 +305,7 @@ def test_a_record_of_another_cell_is_unreadable_and_rerun(tmp_path: Path) -> Non
     out = harness("run", str(spec), "--no-report", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "4 ok, 0 failed, 0 skipped (1 resumed)" in out.stdout
-    assert out.stderr.count("unreadable record") == 3  # once each, then rerun
+    assert out.stderr.count("not this cell's record") == 3  # once each, then rerun
     assert all(json.loads(p.read_text())["task"] == "logistic"
                for p in results.glob("cells/*.json"))
 

@@ -231,13 +231,14 @@ def load_results(source: str | Path, data_dir: str | None = None,
 def _of_its_cell(record: dict[str, Any], expect: dict[str, Any], results_dir: Path) -> bool:
     """Whether ``record`` is the record of the cell its id names in this grid (its task,
     method, label, size, seed and default metric); else a warning, left out."""
-    from harness.runner.record import record_problem
+    from harness.runner.record import cell_problem
 
-    problem = record_problem(record, record["cell_id"], expect)
+    problem = cell_problem(record, expect)
     if problem is None:
         return True
-    print(f"warning: {results_dir / 'cells' / (record['cell_id'] + '.json')}: unreadable "
-          f"record ({problem}); left out (the next run recomputes it)", file=sys.stderr)
+    print(f"warning: {results_dir / 'cells' / (record['cell_id'] + '.json')}: not this "
+          f"cell's record ({problem}); left out (the next run recomputes it)",
+          file=sys.stderr)
     return False
 
 

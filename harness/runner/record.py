@@ -149,7 +149,7 @@ def default_metric(task: str) -> str | None:
 def record_problem(data: Any, cell_id: str | None = None,
                    expect: Mapping[str, Any] | None = None) -> str | None:
     """Why ``data`` is not a complete record (of ``cell_id``, and of the cell described
-    by ``expect``, see ``expectation``), or None when it is."""
+    by ``expect``: see ``cell_problem``), or None when it is."""
     try:
         record = CellRecord.model_validate(data)
     except ValidationError as exc:
@@ -158,14 +158,20 @@ def record_problem(data: Any, cell_id: str | None = None,
         return f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}"
     if cell_id is not None and record.cell_id != cell_id:
         return f"it is the record of cell {record.cell_id}"
-    if expect is None:
-        return None
+    return None if expect is None else cell_problem(data, expect)
+
+
+def cell_problem(record: Mapping[str, Any], expect: Mapping[str, Any]) -> str | None:
+    """Why a complete ``record`` is not the record of the cell ``expect`` describes
+    (``expectation``): another task, method, label, size or seed, or an ok record
+    without the task's default metric; None when it is."""
     for name in CELL_FIELDS:
-        want, have = expect.get(name), getattr(record, name)
+        want, have = expect.get(name), record.get(name)
         if want is not None and have != want:
             return f"it is the record of {name} {have!r}, this cell's is {want!r}"
     metric = expect.get("metric")
-    if record.status == "ok" and metric and metric not in record.metrics:
-        return (f"its metrics ({', '.join(record.metrics)}) lack {metric!r}, which task "
-                f"{record.task!r} declares")
+    metrics = record.get("metrics") or {}
+    if record.get("status") == "ok" and metric and metric not in metrics:
+        return (f"its metrics ({', '.join(metrics)}) lack {metric!r}, which task "
+                f"{record.get('task')!r} declares")
     return None

@@ -27,7 +27,7 @@ import yaml
 
 from harness.atomic import atomic_write_json, atomic_write_text
 from harness.runner.ownership import MARKER, Layout, claim_folder, is_marked
-from harness.runner.record import record_problem, utc_now
+from harness.runner.record import cell_problem, record_problem, utc_now
 
 CELLS_DIR = "cells"
 STALE_DIR = "stale"  # where earlier versions archived other configurations' records
@@ -160,9 +160,13 @@ class ResultsStore:
         except (OSError, ValueError) as exc:
             self._warn(path, f"unreadable record ({exc})")
             return None
-        problem = record_problem(record, cell_id, expect)
+        problem = record_problem(record, cell_id)
         if problem is not None:
-            self._warn(path, f"unreadable record ({problem})")
+            self._warn(path, f"incomplete record ({problem})")
+            return None
+        problem = cell_problem(record, expect) if expect is not None else None
+        if problem is not None:
+            self._warn(path, f"not this cell's record ({problem})")
             return None
         return record
 
