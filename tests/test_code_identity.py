@@ -122,7 +122,8 @@ def test_an_edited_plugin_file_is_recomputed_with_a_note(tmp_path: Path) -> None
         {r["finished"] for r in after["mine"]}
 
 
-def test_a_task_returning_metrics_it_does_not_declare_fails_its_cell(tmp_path: Path) -> None:
+def test_a_task_whose_metrics_are_not_the_declared_ones_fails_its_cell(
+        tmp_path: Path) -> None:
     (tmp_path / "renamed.py").write_text('''
 from harness.registry import register_task
 from harness.tasks.logistic.config import LogisticParams
@@ -136,16 +137,29 @@ class Renamed(LogisticTask):
         return out
 
 
+class Dropped(LogisticTask):
+    def run(self, method, request, progress=None):
+        out = dict(super().run(method, request, progress))
+        del out["restricted_ce"]
+        return out
+
+
 register_task("renamed", Renamed, LogisticParams)
+register_task("dropped", Dropped, LogisticParams)
 ''', encoding="utf-8")
-    spec = write(tmp_path, tiny(["renamed.py"], [{"name": "baseline"}],
-                                task={"name": "renamed", "params": {"epochs": 5}},
-                                sizes=[2]))
-    out = harness("run", str(spec), "--no-report", cwd=tmp_path)
-    assert out.returncode == 1
-    [record] = records(tmp_path / "results" / "tiny").values()
-    assert record["status"] == "failed"
-    assert "returned metric(s) 'acc' that its params do not declare" in record["reason"]
+    for task, reason in (
+            ("renamed", "task Renamed returned metric(s) 'acc' that its params do not "
+                        "declare (declared: accuracy, log_loss, restricted_ce)"),
+            ("dropped", "task Dropped did not return declared metric(s) 'restricted_ce' "
+                        "(returned: accuracy, log_loss)")):
+        spec = write(tmp_path / task, tiny(["../renamed.py"], [{"name": "baseline"}],
+                                           task={"name": task, "params": {"epochs": 5}},
+                                           sizes=[2]))
+        out = harness("run", str(spec), "--no-report", cwd=spec.parent)
+        assert out.returncode == 1
+        [record] = records(spec.parent / "results" / "tiny").values()
+        assert record["status"] == "failed"
+        assert record["reason"] == f"ValueError: {reason}"
 
 
 # ---- a real plugin package -----------------------------------------------------------------
