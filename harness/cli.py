@@ -57,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check specs against the schema (exit 0 or 1)")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("--data-dir", default=None,
-                   help="also check the data files the specs' cells read, as a run would")
+                   help="the data folder (else the spec's data_dir, else HARNESS_DATA_DIR): "
+                   "when there is one, the data files the cells read and the sizes they "
+                   "allow are checked as a run checks them")
 
     p = sub.add_parser("run", help="run a spec's grid (resumes by default)")
     p.add_argument("spec", metavar="SPEC")
@@ -91,7 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides spec)")
     p.add_argument("--data-dir", default=None, help="data files (else spec or HARNESS_DATA_DIR)")
     p.add_argument("--fresh", action="store_true",
-                   help="discard earlier results of this spec (only what harness wrote)")
+                   help="discard earlier results of this spec (with --only: of the selected "
+                   "cells only; only what harness wrote; never a cell a live run holds)")
+    p.add_argument("--reuse-changed-code", action="store_true",
+                   help="resume records whose task or method code changed since they were "
+                   "computed (default: recompute them, keeping the old records aside)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the run")
 
     p = sub.add_parser("list", help="list registered tasks or methods")
@@ -207,6 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.data.location import data_root
     from harness.errors import HarnessError
     from harness.spec import SpecError, load_spec
 
@@ -214,7 +221,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for path in args.specs:
         try:
             spec = load_spec(path)
-            data_note = _check_spec_data(spec, args.data_dir) if args.data_dir else ""
+            data_note = (_check_spec_data(spec, args.data_dir)
+                         if data_root(args.data_dir, spec.data_dir) is not None else "")
         except SpecError as exc:
             failed = True
             for line in exc.lines:

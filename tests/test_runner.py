@@ -22,7 +22,7 @@ RECORD_KEYS = {
     "schema", "cell_id", "spec", "task", "method", "label", "size", "seed", "runs", "status",
     "reason", "traceback", "lambda", "lambda_source", "tuning", "config", "metrics", "summary",
     "timings", "git_commit", "versions", "started", "finished", "mlflow_run_id", "data",
-    "threads", "machine",
+    "threads", "machine", "code",
 }
 
 

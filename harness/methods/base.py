@@ -14,7 +14,10 @@ To add a method, subclass ``Method`` and override only what differs from the bas
   default lambda weighs the term, within the task's ``loss_form`` ("convex":
   (primary + lambda term) / (1 + lambda)).
 - ``predict(probs, restricted)``: the prediction used at evaluation (interpolation mixes;
-  declare "mixed_prediction" in ``requires``).
+  declare "mixed_prediction" in ``requires``). Return ``probs`` itself (the same tensor)
+  when the prediction is the model's own, as the baseline does: tasks then score it by
+  the baseline's exact path (the PTB task's log_softmax, not log of the softmax), so a
+  method at lambda 0 gives the baseline's numbers bit for bit on any processor.
 - ``skip(task)``: a reason string when the method cannot run on a task for a reason the
   capabilities do not express.
 - ``term_form``: the name (harness.capabilities.TERM_FORMS) of the term's closed form, so

@@ -119,6 +119,11 @@ def check_command(args: argparse.Namespace) -> int:
                             "nothing_checked": none, "rows": chk.rows_json(rows)}
     if old:
         old_rs = load_results(old, getattr(args, "data_dir", None), note=False)
+        from harness.report.identity import code_difference
+
+        differs = code_difference(rs.records, old_rs.records)
+        if differs:
+            print(differs, file=sys.stderr)
         comparison = regress.compare_runs(rs, old_rs)
         none = not comparison.rows
         status |= int(comparison.failed or none)
@@ -202,6 +207,7 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     if args.append and not Path(args.append).is_file():
         raise ReportError(f"--append {args.append}: no such file")
     result_sets = [load_results(s, args.data_dir) for s in args.sources]
+    _refuse_repeats(list(args.sources), result_sets)
     board = build_board(result_sets, args.reference, args.stat, args.confidence)
     if all(board.reference not in rs.labels for rs in result_sets):
         print(f"note: no method labelled '{board.reference}' in these results: no "
@@ -224,3 +230,15 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _refuse_repeats(sources: list[str], result_sets: list[ResultSet]) -> None:
+    """A results folder counts once on a board: refuse one given twice (by the same or
+    another path, or as a spec and its folder)."""
+    seen: dict[Path, str] = {}
+    for source, rs in zip(sources, result_sets, strict=True):
+        folder = rs.results_dir.resolve()
+        if folder in seen:
+            raise ReportError(f"{rs.results_dir} is given twice ({seen[folder]} and {source}): "
+                              "each results folder counts once on a board")
+        seen[folder] = source

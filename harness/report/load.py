@@ -97,6 +97,7 @@ class ResultSet:
     sizes: tuple[int, ...]
     data: dict[str, Any] = field(default_factory=dict)  # {role: {path, size, sha256}}
     left_out: int = 0  # records in the folder that are not of this grid
+    code_note: str | None = None  # one line when the records mix code identities
 
     @property
     def name(self) -> str:
@@ -194,18 +195,19 @@ def load_results(source: str | Path, data_dir: str | None = None,
             raise ReportError(f"{results_dir}: no spec.yaml: not a results directory")
         spec = _read_yaml(spec_path)
         saved = _saved_grid(results_dir)
-        ids = set(saved["cells"]) if saved else _grid_ids(_validated(spec, spec_path),
-                                                         data_dir, results_dir)
+        expect = (_saved_expectations(saved, spec) if saved
+                  else _grid_ids(_validated(spec, spec_path), data_dir, results_dir))
     else:
         from harness.spec import load_spec
 
         model = load_spec(source)
         spec = model.model_dump(mode="json", by_alias=True)
         results_dir = Path(spec["output_dir"]) / spec["name"]
-        ids = _grid_ids(model, data_dir, results_dir)
+        expect = _grid_ids(model, data_dir, results_dir)
     found = _read_records(results_dir, source)
-    records = [r for r in found if r["cell_id"] in ids]
-    left_out = len(found) - len(records)
+    records = [r for r in found if r["cell_id"] in expect
+               and _of_its_cell(r, expect[r["cell_id"]], results_dir)]
+    left_out = len([r for r in found if r["cell_id"] not in expect])
     if left_out and note:
         print(f"note: {left_out} record(s) in {results_dir / 'cells'} are of other settings "
               f"or data than this grid and are left out; `harness records {results_dir}` "
@@ -218,7 +220,40 @@ def load_results(source: str | Path, data_dir: str | None = None,
     data: dict[str, Any] = {}
     for record in records:
         data.update(record.get("data") or {})
-    return replace(rs, data=data, left_out=left_out)
+    from harness.report.identity import code_mix
+
+    code_note = code_mix(records)
+    if code_note and note:
+        print(f"{code_note} ({results_dir})", file=sys.stderr)
+    return replace(rs, data=data, left_out=left_out, code_note=code_note)
+
+
+def _of_its_cell(record: dict[str, Any], expect: dict[str, Any], results_dir: Path) -> bool:
+    """Whether ``record`` is the record of the cell its id names in this grid (its task,
+    method, label, size, seed and default metric); else a warning, left out."""
+    from harness.runner.record import cell_problem
+
+    problem = cell_problem(record, expect)
+    if problem is None:
+        return True
+    print(f"warning: {results_dir / 'cells' / (record['cell_id'] + '.json')}: not this "
+          f"cell's record ({problem}); left out (the next run recomputes it)",
+          file=sys.stderr)
+    return False
+
+
+def _saved_expectations(saved: dict[str, Any], spec: dict[str, Any]
+                        ) -> dict[str, dict[str, Any]]:
+    """{cell id: what its record must say} from grid.json; folders written before
+    grid.json held that: the spec's task and its default metric."""
+    from harness.runner.record import default_metric
+
+    kept = saved.get("expect")
+    if isinstance(kept, dict):
+        return {str(c): dict(kept.get(c) or {}) for c in saved["cells"]}
+    task = (spec.get("task") or {}).get("name")
+    loose = {"task": task, "metric": default_metric(str(task)) if task else None}
+    return {str(c): dict(loose) for c in saved["cells"]}
 
 
 def _saved_grid(results_dir: Path) -> dict[str, Any] | None:
@@ -238,14 +273,18 @@ def _validated(spec: dict[str, Any], path: Path) -> Any:
         raise ReportError(exc.lines[0]) from None
 
 
-def _grid_ids(spec: Any, data_dir: str | None, results_dir: Path) -> set[str]:
-    """The cell ids of ``spec``'s full grid with the data as found now."""
+def _grid_ids(spec: Any, data_dir: str | None, results_dir: Path) -> dict[str, dict[str, Any]]:
+    """{cell id: what its record must say} of ``spec``'s full grid with the data as found
+    now (harness.runner.record.expectation)."""
     from harness.errors import DataError
     from harness.runner.data import CellData
     from harness.runner.grid import expand
+    from harness.runner.record import default_metric, expectation
 
     try:
-        return {c.cell_id for c in expand(spec, None, CellData.for_spec(spec, data_dir))}
+        cells = expand(spec, None, CellData.for_spec(spec, data_dir))
+        metric = default_metric(spec.task.name)
+        return {c.cell_id: expectation(c.config, metric) for c in cells}
     except DataError as exc:
         raise ReportError(f"{exc} (the cell ids include the data's hashes: pass --data-dir, "
                           f"or report the results folder {results_dir}, which knows the "

@@ -3,7 +3,8 @@
 Every (label, size, metric) that both result sets have is compared:
 
 - **equal expected** when each seed's cell has the same cell id in both (the same config
-  and data hashes), both records come from the same clean git commit, with the same
+  and data hashes), the same task and method code (the records' code identity), both
+  records come from the same clean git commit of the harness, with the same
   library versions and torch threads, on the same host (journal.jsonl): the tasks are
   deterministic on one machine with the same threads, so every replicate's value must be
   identical; any difference fails ("changed although the inputs are the same").
@@ -31,6 +32,7 @@ import numpy as np
 
 from harness.report.load import ReportError, ResultSet, record_label
 from harness.report.stats import Interval, paired_difference
+from harness.runner.code import changes
 
 REGRESSION_STAT = "mean"
 
@@ -105,6 +107,8 @@ def same_inputs(new: list[dict[str, Any]], old: list[dict[str, Any]], new_hosts:
         o = old_by_seed[seed]
         if n["cell_id"] != o["cell_id"]:
             return False, "config or data differ (cell ids)"
+        if changes(o.get("code"), n.get("code") or {}):
+            return False, "task or method code differs (code identity)"
         commit = n.get("git_commit")
         if not commit or commit != o.get("git_commit") or str(commit).endswith("-dirty"):
             return False, "code differs or is uncommitted (git commit)"

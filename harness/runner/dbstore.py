@@ -310,11 +310,14 @@ class CellStore:
                 "ELSE c.version END, priority = EXCLUDED.priority, updated = now()",
                 rows)
 
-    def clear(self, spec_name: str) -> int:
-        """``--fresh``: forget this spec's cells that nobody is running; how many."""
+    def clear(self, spec_name: str, cell_ids: list[str] | None = None) -> int:
+        """``--fresh`` (or a cell whose code changed): forget this spec's cells (those of
+        ``cell_ids`` only, when given) that nobody is running; how many."""
+        only = "" if cell_ids is None else " AND cell_id = ANY(%s)"
+        params = (spec_name,) if cell_ids is None else (spec_name, list(cell_ids))
         rows = self.db.query("DELETE FROM harness_cells WHERE spec = %s AND NOT "
-                             "(state = 'running' AND lease_until >= now()) RETURNING 1",
-                             (spec_name,))
+                             "(state = 'running' AND lease_until >= now())" + only +
+                             " RETURNING 1", params)
         return len(rows)
 
     def cell(self, spec_name: str, cell_id: str) -> dict[str, Any] | None:

@@ -59,6 +59,8 @@ class CellJob:
     # What the cell needs on a cluster node ({cpus, gpus}, the spec's resources);
     # operational: neither in the cell id nor in the record.
     resources: dict[str, float] | None = None
+    # The code that computes it (harness.runner.code): the record's ``code`` block.
+    code: dict[str, Any] = field(default_factory=dict)
 
 
 def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:
@@ -118,6 +120,7 @@ def evaluate(task: Any, method: Any, request: Any, progress: Any = None
     if reason:
         raise SkipCell(reason)
     out = task.run(method, request, progress)
+    check_metric_names(task, out)
     metrics: dict[str, list[float]] = {}
     for name, values in out.items():
         arr = np.asarray(values, dtype=float).reshape(-1)
@@ -127,6 +130,25 @@ def evaluate(task: Any, method: Any, request: Any, progress: Any = None
             raise Diverged(f"non-finite {name}")
         metrics[name] = [float(v) for v in arr]
     return metrics
+
+
+def check_metric_names(task: Any, out: dict[str, Any]) -> None:
+    """The task's metrics must be those its params declare: no name it does not declare
+    (a typo such as "acc" would be reported as "no data") and every one of
+    ``expected_metrics()``. Raises ValueError (the cell fails) naming the task and both."""
+    params = getattr(task, "params", None)
+    declared = tuple(getattr(type(params), "metrics", ()) or ())
+    if not declared:
+        return
+    name = type(task).__name__
+    unknown = [m for m in out if m not in declared]
+    if unknown:
+        raise ValueError(f"task {name} returned metric(s) {', '.join(map(repr, unknown))} "
+                         f"that its params do not declare (declared: {', '.join(declared)})")
+    missing = [m for m in params.expected_metrics() if m not in out]
+    if missing:
+        raise ValueError(f"task {name} did not return declared metric(s) "
+                         f"{', '.join(map(repr, missing))} (returned: {', '.join(out) or 'none'})")
 
 
 def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
@@ -198,6 +220,7 @@ def make_record(job: CellJob, status: str, reason: str | None, trace: str | None
         "timings": {"train_s": round(train_s, 4), "tune_s": round(choice.tune_s, 4)},
         "threads": job.threads,
         "git_commit": job.provenance.git_commit,
+        "code": dict(job.code) or None,
         "versions": dict(job.provenance.versions),
         "machine": {**job.provenance.machine, "device": device},
         "started": started,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from harness.atomic import atomic_write_text
@@ -70,24 +70,26 @@ Layout = dict[str, "Layout | None"]
 or the layout of what it writes inside that subfolder."""
 
 
-def clear_folder(path: Path, layout: Layout) -> list[str]:
+def clear_folder(path: Path, layout: Layout, keep: Iterable[str] = ()) -> list[str]:
     """Remove what ``layout`` says harness wrote in marked folder ``path`` (the marker
-    stays); return the paths (relative to ``path``) kept because harness did not make
-    them."""
+    and the top-level entries named in ``keep`` stay); return the paths (relative to
+    ``path``) kept because harness did not make them."""
     if not path.exists():
         return []
     if not is_marked(path):
         raise FolderRefused(f"{path}: not made by harness (no {MARKER} marker): refusing to "
                             "clear it")
-    kept = _clear(path, layout, Path())
+    kept = _clear(path, {k: v for k, v in layout.items() if k not in set(keep)}, Path(),
+                  set(keep))
     (path / MARKER).touch()
     return kept
 
 
-def _clear(folder: Path, layout: Layout, relative: Path) -> list[str]:
+def _clear(folder: Path, layout: Layout, relative: Path, skip: Collection[str] = ()
+           ) -> list[str]:
     kept: list[str] = []
     for entry in sorted(folder.iterdir()):
-        if entry.name == MARKER and relative == Path():
+        if relative == Path() and (entry.name == MARKER or entry.name in skip):
             continue
         pattern = next((k for k in (*layout, *TEMP_PATTERNS)
                         if fnmatch.fnmatchcase(entry.name, k)), None)

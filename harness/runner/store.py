@@ -4,9 +4,11 @@ Layout: ``.harness`` (the marker: harness made this folder), ``spec.yaml`` (the 
 last run), ``grid.json`` (the cell ids of that run's full grid and its data files: what
 ``harness report RESULTS`` selects), ``cells/<cell_id>.json`` (one record per cell, the
 contract shared with harness.report; records of other configurations stay here too and
-reports leave them out), ``claims/<cell_id>.lock`` (cells being computed, see
-harness.runner.claims), ``journal.jsonl`` (one line per cell started, recorded, lost or
-discarded: the audit trail), ``optuna.db`` (tuning studies), ``tracking.json`` (the
+reports leave them out; a final record replaced by a new computation of its cell, after
+its code changed, is moved to ``cells/replaced/<cell_id>.<finished>.json``),
+``claims/<cell_id>.lock`` (cells being computed, see harness.runner.claims),
+``journal.jsonl`` (one line per cell started, recorded, lost or discarded: the audit
+trail), ``optuna.db`` (tuning studies), ``tracking.json`` (the
 MLflow parent run) and ``checkpoints/<cell_id>/`` (training checkpoints of a cell that is
 running or was interrupted). Every write is atomic, so a kill at any moment leaves either
 the old or the new file, never a torn one.
@@ -24,11 +26,13 @@ from typing import Any
 import yaml
 
 from harness.atomic import atomic_write_json, atomic_write_text
-from harness.runner.ownership import MARKER, Layout, claim_folder, clear_folder, is_marked
-from harness.runner.record import record_problem, utc_now
+from harness.runner.ownership import MARKER, Layout, claim_folder, is_marked
+from harness.runner.record import cell_problem, record_problem, utc_now
 
 CELLS_DIR = "cells"
 STALE_DIR = "stale"  # where earlier versions archived other configurations' records
+REPLACED_DIR = "replaced"  # final records replaced by a recomputation (their code changed)
+RECORD_NAME = "[0-9a-f]" * 16 + ".json"  # cells/<cell id>.json: what --fresh deletes there
 CHECKPOINTS_DIR = "checkpoints"
 CLAIMS_DIR = "claims"
 GRID_FILE = "grid.json"
@@ -37,7 +41,8 @@ RESULTS_LAYOUT: Layout = {
     "spec.yaml": None, GRID_FILE: None, "tracking.json": None, "journal.jsonl": None,
     "optuna.db": None, "optuna.db-*": None, "report.md": None, "report.csv": None,
     "plot.png": None, CHECKPOINTS_DIR: None,
-    CELLS_DIR: {"*.json": None, STALE_DIR: {"*.json": None}},
+    CELLS_DIR: {RECORD_NAME: None, STALE_DIR: {RECORD_NAME: None},
+                REPLACED_DIR: {"[0-9a-f]*.json": None}},
     CLAIMS_DIR: {"*.lock": None, "*.takeover": None},
 }
 OUTPUT_LAYOUT: Layout = {"mlflow.db": None, "mlflow.db-*": None}
@@ -63,6 +68,7 @@ class ResultsStore:
         self.root = root
         self.cells_dir = root / CELLS_DIR
         self.claims_dir = root / CLAIMS_DIR
+        self._warned: set[tuple[Path, str]] = set()
 
     @classmethod
     def for_spec(cls, spec: Any) -> ResultsStore:
@@ -107,13 +113,11 @@ class ResultsStore:
         claim_folder(output, "output_dir", OUTPUT_LAYOUT, adopt_if=ours)
         claim_folder(self.root, "results folder (name or output_dir)", RESULTS_LAYOUT)
 
-    def clear(self) -> list[str]:
-        """``--fresh``: delete what harness wrote here; return what was kept (not ours)."""
-        return clear_folder(self.root, RESULTS_LAYOUT)
-
-    def prepare(self, spec: Any, grid: list[str], data: dict[str, Any]) -> None:
-        """Create the layout, save the spec and its grid, drop temp files of a killed run
-        and bring back records that earlier versions moved to cells/stale/."""
+    def prepare(self, spec: Any, grid: list[str], data: dict[str, Any],
+                expect: dict[str, dict[str, Any]] | None = None) -> None:
+        """Create the layout, save the spec and its grid (with what each cell's record
+        must say, ``expect``: harness.runner.record.expectation), drop temp files of a
+        killed run and bring back records that earlier versions moved to cells/stale/."""
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         self.claims_dir.mkdir(exist_ok=True)
         for leftover in list(self.cells_dir.glob(".*.tmp")) + list(self.root.glob(".*.tmp")):
@@ -126,8 +130,10 @@ class ResultsStore:
             stale.rmdir()
         text = yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
         atomic_write_text(self.root / "spec.yaml", text)
-        atomic_write_json(self.root / GRID_FILE, {"spec": spec.name, "cells": grid,
-                                                  "data": data})
+        saved: dict[str, Any] = {"spec": spec.name, "cells": grid, "data": data}
+        if expect is not None:
+            saved["expect"] = expect
+        atomic_write_json(self.root / GRID_FILE, saved)
 
     def writable(self) -> str | None:
         """None when files can be written here, else why not (one line)."""
@@ -140,34 +146,62 @@ class ResultsStore:
         return None
 
     # ---- records --------------------------------------------------------------------
-    def read_record(self, cell_id: str) -> dict[str, Any] | None:
-        """The cell's record, or None when it has none; an unreadable or incomplete one
-        counts as none (with a warning), so the cell is rerun."""
+    def read_record(self, cell_id: str, expect: dict[str, Any] | None = None
+                    ) -> dict[str, Any] | None:
+        """The cell's record, or None when it has none; an unreadable or incomplete one,
+        or one that is not the record of the cell ``expect`` describes
+        (harness.runner.record.expectation), counts as none (with a warning, once), so
+        the cell is rerun."""
         path = self.record_path(cell_id)
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            print(f"warning: {path}: unreadable record ({exc}); the cell is rerun",
-                  file=sys.stderr)
+            self._warn(path, f"unreadable record ({exc})")
             return None
         problem = record_problem(record, cell_id)
         if problem is not None:
-            print(f"warning: {path}: incomplete record ({problem}); the cell is rerun",
-                  file=sys.stderr)
+            self._warn(path, f"incomplete record ({problem})")
+            return None
+        problem = cell_problem(record, expect) if expect is not None else None
+        if problem is not None:
+            self._warn(path, f"not this cell's record ({problem})")
             return None
         return record
 
-    def final_record(self, cell_id: str) -> dict[str, Any] | None:
+    def _warn(self, path: Path, problem: str) -> None:
+        if (path, problem) not in self._warned:
+            self._warned.add((path, problem))
+            print(f"warning: {path}: {problem}; the cell is rerun", file=sys.stderr)
+
+    def final_record(self, cell_id: str, expect: dict[str, Any] | None = None
+                     ) -> dict[str, Any] | None:
         """The cell's record if it ends the cell (see ``is_final``), else None."""
-        record = self.read_record(cell_id)
+        record = self.read_record(cell_id, expect)
         return record if record is not None and is_final(record) else None
 
     def write_record(self, record: dict[str, Any]) -> Path:
+        """Write the cell's record; a final record of another computation already there
+        (its code changed, see harness.runner.resume) is first moved to
+        ``cells/replaced/``, never overwritten."""
         path = self.record_path(record["cell_id"])
+        self._keep_replaced(path, record)
         atomic_write_json(path, record)
         return path
+
+    def _keep_replaced(self, path: Path, record: dict[str, Any]) -> None:
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if not isinstance(old, dict) or not is_final(old) or \
+                old.get("finished") == record.get("finished"):
+            return  # nothing there, a retried failure, or the same record updated
+        stamp = "".join(c for c in str(old.get("finished") or "") if c.isdigit()) or "old"
+        folder = self.cells_dir / REPLACED_DIR
+        folder.mkdir(exist_ok=True)
+        os.replace(path, folder / f"{record['cell_id']}.{stamp}.json")
 
     def grid(self) -> dict[str, Any] | None:
         """grid.json of the last run (None in folders made before it existed)."""

@@ -45,6 +45,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.runner.claims import Claim, ClaimStore, FileClaims
+from harness.runner.code import CodeIdentity
 from harness.runner.data import CellData
 from harness.runner.execute import (
     CHECKPOINT_ENV,
@@ -54,10 +55,12 @@ from harness.runner.execute import (
     one_line,
     run_job,
 )
-from harness.runner.grid import Cell, GridError, expand
+from harness.runner.fresh import clear_fresh
+from harness.runner.grid import Cell, GridError, expand, normalize_only
 from harness.runner.pool import Outcome, WorkerPool
 from harness.runner.progress import SweepProgress
 from harness.runner.record import Provenance
+from harness.runner.resume import Resume, recorded
 from harness.runner.stopping import stop_on_signals
 from harness.runner.store import ResultsStore, is_final
 
@@ -111,6 +114,7 @@ def run_spec(
     address: str | None = None,
     store: str | None = None,
     enqueue_only: bool = False,
+    reuse_changed_code: bool = False,
 ) -> SweepSummary:
     """Run (or resume) ``spec``'s grid and return a summary; see the module docstring.
     Bad input (filters, data, a folder harness did not make) raises a one-line
@@ -119,7 +123,10 @@ def run_spec(
     ``workers``: local worker processes (None: 1), or for Ray the most cells in flight
     (None: as many as the cluster has room for). ``store``: a PostgreSQL URL (else the
     spec's ``store``, else the results folder's file claims). ``enqueue_only``: put the
-    selected cells in the store's cells table for ``harness worker`` and return."""
+    selected cells in the store's cells table for ``harness worker`` and return.
+    ``fresh``: clear earlier results first (only the selected cells when ``only`` is
+    given; harness.runner.fresh). ``reuse_changed_code``: resume records whose task or
+    method code changed instead of recomputing them (harness.runner.resume)."""
     if executor not in EXECUTORS:
         raise GridError(f"--executor {executor}: use one of {', '.join(EXECUTORS)}")
     if address and executor != "ray":
@@ -139,11 +146,9 @@ def run_spec(
     check_data(spec, cells, data)
     store: ResultsStore = ResultsStore.for_spec(spec)
     summary = SweepSummary(results_dir=store.root)
+    resume = Resume(CodeIdentity(), reuse_changed_code)
     if not fresh and store.root.is_dir():
-        for cell in cells:
-            record = store.final_record(cell.cell_id)
-            if record is not None:
-                summary.records[cell.cell_id] = record
+        summary.records.update(recorded(store, resume, cells))
         if len(summary.records) == len(cells) and store.writable() is not None:
             summary.read_only = store.writable()
             summary.resumed = len(cells)
@@ -151,7 +156,7 @@ def run_spec(
             return summary
     store.claim_folders()
     if fresh:
-        kept = store.clear()
+        kept = clear_fresh(store, cells, grid, scoped=bool(normalize_only(only)))
         summary.records.clear()
         if kept:
             print(f"note: --fresh kept {len(kept)} file(s) harness did not make in "
@@ -159,7 +164,8 @@ def run_spec(
     problem = store.writable()
     if problem:
         raise HarnessError(f"{problem}; nothing was run")
-    store.prepare(spec, [c.cell_id for c in grid], _data_summary(grid))
+    store.prepare(spec, [c.cell_id for c in grid], _data_summary(grid),
+                  {c.cell_id: resume.expect(c) for c in grid})
     shared = None
     if store_url:
         from harness.runner.dbstore import CellStore, DbClaims, SharedResults
@@ -167,13 +173,16 @@ def run_spec(
         shared = CellStore(store_url)
         try:
             store = SharedResults(store.root, shared, spec.name)
-            _enqueue(spec, shared, store, cells, grid, summary, data, tracking_uri, fresh)
+            _enqueue(spec, shared, store, cells, grid, summary, data, tracking_uri, fresh,
+                     resume, bool(normalize_only(only)))
         except BaseException:
             shared.close()
             raise
         claims: ClaimStore = DbClaims(shared, spec.name, {c.cell_id for c in grid})
     else:
         claims = FileClaims(store.claims_dir)
+    for line in resume.notes(store):
+        print(line, file=sys.stderr)
     summary.resumed = len(summary.records)
     pending = [c for c in cells if c.cell_id not in summary.records]
     parallel = executor == "ray" or (workers or 1) > 1
@@ -201,14 +210,14 @@ def run_spec(
         raise
     recorder = _Recorder(store, claims, tracker, summary)
     jobs = _JobFactory(spec, store, claims, data, threads or spec.threads, workers or 1,
-                       executor)
+                       executor, resume.code)
     executor_ = runner
     try:
         with stop_on_signals(executor_.kill), SweepProgress(
                 len(cells), summary.resumed, spec.metric, progress_console) as bar:
             recorder.bar = executor_.bar = jobs.bar = bar
             recorder.track_untracked()
-            _schedule(pending, store, claims, executor_, recorder, jobs, bar)
+            _schedule(pending, store, claims, executor_, recorder, jobs, bar, resume)
             bar.describe("done")
     except BaseException:
         executor_.terminate()
@@ -226,15 +235,25 @@ def run_spec(
 
 def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[Cell],
              summary: SweepSummary, data: CellData, tracking_uri: str | None,
-             fresh: bool) -> None:
+             fresh: bool, resume: Resume, scoped: bool) -> None:
     """Save the spec in the shared store and add its selected cells to the cells table
-    (final records of the folder as done); then the store's records of cells the folder
-    lacks are read (written into the folder too)."""
+    (final records of the folder as done; done cells whose code changed pending again);
+    then the store's records of cells the folder lacks are read (written into the folder
+    too)."""
     from harness.runner.dbstore import spec_version
     from harness.tracking import tracking_uri as resolve_tracking
 
     if fresh:
-        shared.clear(spec.name)
+        shared.clear(spec.name, [c.cell_id for c in cells] if scoped else None)
+    else:
+        stale = []
+        for cell in cells:
+            done = shared.final_record(spec.name, cell.cell_id)
+            if done is not None and cell.cell_id not in summary.records and \
+                    not resume.usable(cell, done):
+                stale.append(cell.cell_id)
+        if stale:
+            shared.clear(spec.name, stale)
     body = spec.model_dump(mode="json", by_alias=True)
     version = spec_version(body)
     uri = resolve_tracking(spec, tracking_uri) if spec.tracking.enabled else None
@@ -245,7 +264,7 @@ def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[C
     shared.enqueue(spec.name, version, ordered, dict(summary.records))
     for cell in cells:
         if cell.cell_id not in summary.records:
-            record = store.final_record(cell.cell_id)
+            record = resume.final(store, cell)
             if record is not None:
                 summary.records[cell.cell_id] = record
 
@@ -302,8 +321,9 @@ def _data_summary(cells: Iterable[Cell]) -> dict[str, Any]:
 # ---- scheduling -------------------------------------------------------------------------
 def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
               executor: Executor, recorder: _Recorder, jobs: _JobFactory,
-              bar: SweepProgress) -> None:
-    """Claim and run cells until none is left; wait for cells other runs hold."""
+              bar: SweepProgress, resume: Resume) -> None:
+    """Claim and run cells until none is left; wait for cells other runs hold (and read
+    their records when ``resume`` accepts them)."""
     queue = list(pending)
     announced = False
     while queue or executor.running:
@@ -311,10 +331,10 @@ def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
         for cell in list(queue):
             if executor.free <= 0:
                 break
-            done = store.final_record(cell.cell_id)
+            done = resume.final(store, cell)
             claim = None if done is not None else claims.acquire(cell.cell_id)
             if done is None and claim is not None:
-                done = store.final_record(cell.cell_id)  # finished just before the claim
+                done = resume.final(store, cell)  # finished just before the claim
                 if done is not None:
                     claims.release(claim)
             if done is not None:
@@ -551,10 +571,12 @@ class _JobFactory:
     size, under a claim of its own) right before its first cell."""
 
     def __init__(self, spec: Any, store: ResultsStore, claims: ClaimStore, data: CellData,
-                 threads: int | None, workers: int, executor: str = "local") -> None:
+                 threads: int | None, workers: int, executor: str = "local",
+                 code: CodeIdentity | None = None) -> None:
         self.spec, self.store, self.claims, self.data = spec, store, claims, data
         self.threads, self.workers, self.executor = threads, workers, executor
         self.provenance = Provenance.collect()
+        self.code = code or CodeIdentity()
         self.user_checkpoints = os.environ.get(CHECKPOINT_ENV) or None
         self.tuned: dict[tuple[str, int], LambdaChoice] = {}
         self.bar: SweepProgress | None = None
@@ -569,7 +591,7 @@ class _JobFactory:
         return CellJob(self.spec.name, cell.cell_id, dict(cell.config), choice,
                        self.data.data_dir, self.provenance, dict(cell.data),
                        self._threads(cell, resources), tuple(self.spec.plugins), checkpoints,
-                       resources)
+                       resources, self.code.of_cell(cell.config))
 
     def _checkpoints(self, cell: Cell) -> str | None:
         """The user's $HARNESS_CHECKPOINT_DIR as is (never cleaned); else None when the
@@ -648,7 +670,8 @@ def run_command(args: argparse.Namespace) -> int:
                            tracking_uri=args.tracking_uri, data_dir=args.data_dir,
                            fresh=args.fresh, threads=args.threads, executor=executor,
                            address=getattr(args, "address", None),
-                           store=getattr(args, "store", None), enqueue_only=enqueue)
+                           store=getattr(args, "store", None), enqueue_only=enqueue,
+                           reuse_changed_code=getattr(args, "reuse_changed_code", False))
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -21,7 +21,8 @@ sets); and ``score``, the mean over the spec's GLUE tasks of each task's headlin
 accuracy, QQP F1, STS-B Spearman, MNLI matched accuracy.
 
 The dataset-size axis: a cell's ``size`` is the number of training examples of each GLUE
-task (a size at least a task's training set means all of it), a deterministic subset given
+task (at most its training set: a larger size is an error before any training, unless
+``sizes_beyond_data: all`` says it means all of that set), a deterministic subset given
 the seed (``harness.data.glue.training_subset``). Metrics are measured on the GLUE dev set
 (the test labels are not public); the "validation" split of tuning holds out part of the
 training file instead (``valid_fraction``), so tuning never sees the dev set (for MNLI,
@@ -44,7 +45,7 @@ from pydantic import (
     field_validator,
 )
 
-from harness.tasks.config import TaskParams
+from harness.tasks.config import SizeLimit, TaskParams
 
 GlueName = Literal["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
 PAPER_METRIC = {"cola": "mcc", "sst2": "accuracy", "mrpc": "f1", "stsb": "spearman",
@@ -175,6 +176,12 @@ class GlueBertParams(TaskParams):
         description="share of the training file held out as the 'validation' split of "
         "lambda tuning",
     )
+    sizes_beyond_data: Literal["error", "all"] = Field(
+        "error",
+        description="a size larger than a GLUE task's training set: an error before any "
+        "training (the default), or 'all': that task trains on its whole training set (for "
+        "a spec that mixes tasks at full scale, e.g. the paper's Table 2)",
+    )
     eval_batch_size: PositiveInt = Field(128, description="examples per evaluation batch")
     eval_examples: PositiveInt | None = Field(
         None,
@@ -194,6 +201,10 @@ class GlueBertParams(TaskParams):
             raise ValueError("GLUE tasks must be unique")
         return value
 
+    def expected_metrics(self) -> tuple[str, ...]:
+        """``score`` and the metrics of the spec's GLUE tasks."""
+        return ("score", *(m for task in self.tasks for m in METRIC_NAMES[task]))
+
     def data_files(self, root: Path | None) -> dict[str, Path | str]:
         """Each GLUE task's train and dev TSVs (MNLI: dev_matched and dev_mismatched; a
         hub split when a file is absent), and the bigram corpus file when one is named.
@@ -209,6 +220,17 @@ class GlueBertParams(TaskParams):
         if self.bigram_corpus != "train":
             files["bigram_corpus"] = Path(self.bigram_corpus).expanduser()
         return files
+
+    def size_limits(self, files: dict[str, Path | str]) -> list[SizeLimit]:
+        """A size is a number of training examples of each GLUE task: at most each
+        training file's (none with ``sizes_beyond_data: all``)."""
+        if self.sizes_beyond_data == "all":
+            return []
+        from harness.data.glue import training_examples
+
+        return [SizeLimit(training_examples(task, files[f"{task}.train"]),
+                          f"{task} training examples", str(files[f"{task}.train"]))
+                for task in self.tasks]
 
     def check_data(self, files: dict[str, Path | str], sizes: Sequence[int]) -> None:
         from harness.data.glue import check_source

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from harness.data.glue import num_labels
+from harness.errors import DataError
 from harness.methods.base import Method
 from harness.tasks.base import CellRequest, Progress, Task, make_generator, stable_seed
 from harness.tasks.glue_bert.config import EVAL_SUFFIX, PAPER_METRIC, GlueBertParams
@@ -107,6 +108,11 @@ class GlueBertTask(Task):
             train_split, evals = evaluation_splits(glue_task, request.size, request.seed,
                                                    request.split, self.data_dir,
                                                    p.valid_fraction)
+            if request.split == "test" and len(train_split) < request.size and \
+                    p.sizes_beyond_data == "error":
+                raise DataError(f"size {request.size} is more than the {len(train_split)} "
+                                f"{glue_task} training examples (sizes_beyond_data: all "
+                                "trains on all of them)")
             cut = p.eval_examples
             evals = {name: split.select(np.arange(cut)) if cut is not None and cut < len(split)
                      else split for name, split in evals.items()}

@@ -18,7 +18,8 @@ section), fingerprinted too. Its own perplexities on the evaluation streams are 
 as ``restricted_ppl_valid`` and ``restricted_ppl_test`` (Table 5's first row).
 
 The dataset-size axis: a cell's ``size`` is the number of training tokens (the first
-``size`` tokens of the training file; a size at least the stream length means all of it).
+``size`` tokens of the training file, ``<eos>`` included; the file's length is the
+largest size, and a larger one is an error before any training).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pydantic import (
 
 from harness.errors import DataError
 from harness.spec.strict import StrictModel
-from harness.tasks.config import TaskParams
+from harness.tasks.config import SizeLimit, TaskParams
 
 CorpusName = Literal["ptb", "wikitext2", "wikitext103"]
 CORPUS_NAMES: tuple[str, ...] = ("ptb", "wikitext2", "wikitext103")
@@ -254,6 +255,10 @@ class PtbLstmParams(TaskParams):
                                    "section)")
         return path
 
+    def expected_metrics(self) -> tuple[str, ...]:
+        """Every declared metric; the batch-1 stream perplexity only with stream_eval."""
+        return tuple(m for m in self.metrics if self.stream_eval or m != "test_ppl_stream")
+
     def data_files(self, root: Path | None) -> dict[str, Path | str]:
         """The corpus's three splits and, with ``restricted_arpa``, the ARPA file."""
         from harness.data.corpora import corpus_files
@@ -263,6 +268,12 @@ class PtbLstmParams(TaskParams):
         if arpa is not None:
             files["restricted_arpa"] = arpa
         return files
+
+    def size_limits(self, files: dict[str, Path | str]) -> list[SizeLimit]:
+        """A size is a number of training tokens: at most the training file's."""
+        from harness.data.corpora import token_count
+
+        return [SizeLimit(token_count(files["train"]), "training tokens", str(files["train"]))]
 
     def check_data(self, files: dict[str, Path | str], sizes: Sequence[int]) -> None:
         """Each size needs two columns of ``batch_size`` rows; each evaluation stream two
