@@ -37,12 +37,9 @@ def _parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def _version() -> str:
-    from importlib import metadata
+    from harness.version import version
 
-    try:
-        return metadata.version("imm-harness")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return version()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true",
                    help="discard earlier results of this spec (only what harness wrote)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the run")
+    p.add_argument("--dry-run", action="store_true",
+                   help="compute and write nothing: show the grid, the cells that would be "
+                   "resumed and the time the rest would take (from earlier records of the "
+                   "same task)")
 
     p = sub.add_parser("list", help="list registered tasks or methods")
     p.add_argument("kind", choices=["tasks", "methods"])
@@ -217,8 +218,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _check_spec_data(spec: Any, data_dir: str) -> str:
     """The data checks a run makes before any compute; ', N data files' when they pass."""
-    from harness.runner.data import CellData
-    from harness.runner.grid import expand
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
     from harness.runner.sweep import check_data
 
     data = CellData.for_spec(spec, data_dir)
@@ -250,7 +251,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner.sweep import run_command
+    from harness.runner.command import run_command
 
     return run_command(args)
 

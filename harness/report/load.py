@@ -14,7 +14,6 @@ were skipped are kept as such (with their reasons), never silently dropped.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness.cells.folder import read_all_records, read_grid
 
 STATISTICS = ("median", "mean", "p10", "p90")
 
@@ -138,6 +139,12 @@ class ResultSet:
         return {key: _pool(key, cells, metric) for key, cells in groups.items()}
 
 
+def metrics_with_results(rs: ResultSet) -> list[str]:
+    """The metrics that have a value in some cell, in the task's order (else the
+    headline metric, so that a report of nothing but failures still has its table)."""
+    return [m for m in rs.metrics if any(p.n for p in rs.pooled(m).values())] or [rs.metric]
+
+
 def record_label(record: dict[str, Any]) -> str:
     return str(record.get("label") or record["method"])
 
@@ -198,10 +205,13 @@ def load_results(source: str | Path, data_dir: str | None = None,
                                                          data_dir, results_dir)
     else:
         from harness.spec import load_spec
+        from harness.spec.paths import results_folder, where
 
         model = load_spec(source)
         spec = model.model_dump(mode="json", by_alias=True)
-        results_dir = Path(spec["output_dir"]) / spec["name"]
+        results_dir = results_folder(model)
+        if note:
+            print(f"{source}: {where(model)}", file=sys.stderr)
         ids = _grid_ids(model, data_dir, results_dir)
     found = _read_records(results_dir, source)
     records = [r for r in found if r["cell_id"] in ids]
@@ -222,9 +232,7 @@ def load_results(source: str | Path, data_dir: str | None = None,
 
 
 def _saved_grid(results_dir: Path) -> dict[str, Any] | None:
-    from harness.runner.store import ResultsStore
-
-    return ResultsStore(results_dir).grid()
+    return read_grid(results_dir)
 
 
 def _validated(spec: dict[str, Any], path: Path) -> Any:
@@ -240,9 +248,9 @@ def _validated(spec: dict[str, Any], path: Path) -> Any:
 
 def _grid_ids(spec: Any, data_dir: str | None, results_dir: Path) -> set[str]:
     """The cell ids of ``spec``'s full grid with the data as found now."""
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
     from harness.errors import DataError
-    from harness.runner.data import CellData
-    from harness.runner.grid import expand
 
     try:
         return {c.cell_id for c in expand(spec, None, CellData.for_spec(spec, data_dir))}
@@ -262,22 +270,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a mapping")
     return data
-
-
-def read_all_records(results_dir: Path) -> list[tuple[Path, dict[str, Any] | None, str | None]]:
-    """Every record file in the folder: (path, record or None, problem or None)."""
-    from harness.runner.record import record_problem
-
-    out: list[tuple[Path, dict[str, Any] | None, str | None]] = []
-    for path in sorted((results_dir / "cells").glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            out.append((path, None, f"unreadable: {exc}"))
-            continue
-        problem = record_problem(record, path.stem)
-        out.append((path, None if problem else record, problem))
-    return out
 
 
 def _read_records(results_dir: Path, source: Path) -> list[dict[str, Any]]:

@@ -24,23 +24,23 @@ from typing import Any
 import yaml
 
 from harness.atomic import atomic_write_json, atomic_write_text
+from harness.cells.folder import CELLS_DIR, GRID_FILE, read_grid
+from harness.cells.record import record_problem, utc_now
 from harness.runner.ownership import MARKER, Layout, claim_folder, clear_folder, is_marked
-from harness.runner.record import record_problem, utc_now
 
-CELLS_DIR = "cells"
 STALE_DIR = "stale"  # where earlier versions archived other configurations' records
 CHECKPOINTS_DIR = "checkpoints"
 CLAIMS_DIR = "claims"
-GRID_FILE = "grid.json"
 
 RESULTS_LAYOUT: Layout = {
     "spec.yaml": None, GRID_FILE: None, "tracking.json": None, "journal.jsonl": None,
     "optuna.db": None, "optuna.db-*": None, "report.md": None, "report.csv": None,
-    "plot.png": None, CHECKPOINTS_DIR: None,
+    "report.html": None, "plot.png": None, CHECKPOINTS_DIR: None,
+    "plots": {"*.png": None, "*.svg": None, "*.pdf": None},
     CELLS_DIR: {"*.json": None, STALE_DIR: {"*.json": None}},
     CLAIMS_DIR: {"*.lock": None, "*.takeover": None},
 }
-OUTPUT_LAYOUT: Layout = {"mlflow.db": None, "mlflow.db-*": None}
+OUTPUT_LAYOUT: Layout = {"mlflow.db": None, "mlflow.db-*": None, "mlartifacts": None}
 
 
 def is_final(record: dict[str, Any]) -> bool:
@@ -66,8 +66,11 @@ class ResultsStore:
 
     @classmethod
     def for_spec(cls, spec: Any) -> ResultsStore:
-        """``<output_dir>/<name>/``, output_dir relative to the current directory."""
-        return cls(Path(spec.output_dir) / spec.name)
+        """``<output_dir>/<name>/``, a relative output_dir taken from the spec's project
+        folder (harness.spec.paths)."""
+        from harness.spec.paths import results_folder
+
+        return cls(results_folder(spec))
 
     # ---- paths ----------------------------------------------------------------------
     @property
@@ -171,11 +174,7 @@ class ResultsStore:
 
     def grid(self) -> dict[str, Any] | None:
         """grid.json of the last run (None in folders made before it existed)."""
-        try:
-            data = json.loads((self.root / GRID_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("cells"), list) else None
+        return read_grid(self.root)
 
     # ---- journal --------------------------------------------------------------------
     def journal(self, event: str, cell_id: str | None = None, **fields: Any) -> None:
