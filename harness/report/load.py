@@ -205,13 +205,11 @@ def load_results(source: str | Path, data_dir: str | None = None,
                                                          data_dir, results_dir)
     else:
         from harness.spec import load_spec
-        from harness.spec.paths import results_folder, where
+        from harness.spec.paths import results_folder
 
         model = load_spec(source)
         spec = model.model_dump(mode="json", by_alias=True)
         results_dir = results_folder(model)
-        if note:
-            print(f"{source}: {where(model)}", file=sys.stderr)
         ids = _grid_ids(model, data_dir, results_dir)
     found = _read_records(results_dir, source)
     records = [r for r in found if r["cell_id"] in ids]
@@ -224,6 +222,10 @@ def load_results(source: str | Path, data_dir: str | None = None,
         spec_arg = "SPEC" if source.is_dir() else source
         raise ReportError(f"no results of this grid in {results_dir}: run `harness run "
                           f"{spec_arg}` first")
+    if note and not source.is_dir():  # which folder a spec file names, and why
+        from harness.spec.paths import where
+
+        print(f"{source}: {where(model)}", file=sys.stderr)
     rs = _result_set(spec, records, results_dir)
     data: dict[str, Any] = {}
     for record in records:
