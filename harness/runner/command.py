@@ -118,8 +118,8 @@ def dry_run(spec: Any, args: argparse.Namespace) -> int:
     print(f"grid: {len(labels)} method(s) x {len(sizes)} size(s) x {len(seeds)} seed(s) = "
           f"{len(cells)} cells of {spec.runs} run(s) each"
           f"{' (--only applied)' if args.only else ''}")
-    table = Table(title="cells recorded (resumed) / in the grid; the rest are computed",
-                  title_justify="left", header_style="bold")
+    print("cells already recorded (resumed) / in the grid, by method and size:")
+    table = Table(header_style="bold")
     table.add_column("method")
     for size in sizes:
         table.add_column(f"N={size}", justify="right")

@@ -1,5 +1,6 @@
 """Run a spec's grid: check the data, claim cells, execute (in-process or in worker
-processes), record, track, report.
+processes), record, track (``harness run`` itself, with its report, is
+harness.runner.command).
 
 Guarantees (tested with real processes and signals, see the README):
 
