@@ -256,3 +256,22 @@ def test_dry_run_writes_nothing_and_estimates_from_earlier_records(tmp_path: Pat
     expected = sum(r["timings"]["train_s"] for r in records)  # seed 1 = seed 0's settings
     shown = float(line.split("estimate: ")[1].split("s of cell time")[0])
     assert shown == pytest.approx(expected, abs=1.0)
+
+
+def test_the_project_folder_is_the_repository_then_a_package_then_the_spec_folder(tmp_path):
+    from harness.spec.paths import project_folder
+
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    plugin = repo / "examples" / "plugin"
+    write(plugin / "specs" / "a.yaml", {})
+    (plugin / "pyproject.toml").write_text("")
+    assert project_folder(plugin / "specs" / "a.yaml") == (
+        repo, "the spec's project folder (it holds .git)")  # the clone's results/
+    package = tmp_path / "package"
+    write(package / "specs" / "b.yaml", {})
+    (package / "pyproject.toml").write_text("")
+    assert project_folder(package / "specs" / "b.yaml")[0] == package
+    write(tmp_path / "loose" / "c.yaml", {})
+    assert project_folder(tmp_path / "loose" / "c.yaml") == (
+        tmp_path / "loose", "the spec's folder (no .git or pyproject.toml above it)")

@@ -2,12 +2,14 @@
 ``harness run``, ``status``, ``report`` and ``check`` agree from any working directory.
 
 A relative ``output_dir`` (or ``data_dir``) of a spec file is taken from the spec's
-project folder: the nearest folder at or above the spec file's folder that holds a
-``.git`` or a ``pyproject.toml`` (the repository the spec belongs to), else the spec
-file's own folder. So ``harness run specs/logistic.yaml`` from a clone's root writes
-``results/logistic/`` there, as always, and the same command from any other folder
-reads and writes that same folder. A spec made in code (no file) keeps the old rule:
-relative to the current directory. Absolute paths are used as they are.
+project folder: the root of the git repository that holds the spec file (the nearest
+folder at or above it with a ``.git``); outside a repository, the nearest such folder
+with a ``pyproject.toml``; else the spec file's own folder. So ``harness run
+specs/logistic.yaml`` from a clone's root writes ``results/logistic/`` there, as always
+(and so do the example plugin's specs, though their folder has a pyproject.toml of its
+own), and the same command from any other folder reads and writes that same folder. A
+spec made in code (no file) keeps the old rule: relative to the current directory.
+Absolute paths are used as they are.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ PROJECT_MARKERS = (".git", "pyproject.toml")
 def project_folder(spec_file: str | Path) -> tuple[Path, str]:
     """(the folder relative paths of ``spec_file`` are taken from, why that one)."""
     folder = Path(spec_file).resolve().parent
-    for candidate in (folder, *folder.parents):
-        for marker in PROJECT_MARKERS:
+    for marker in PROJECT_MARKERS:  # the repository first, then a package's folder
+        for candidate in (folder, *folder.parents):
             if (candidate / marker).exists():
                 return candidate, f"the spec's project folder (it holds {marker})"
     return folder, f"the spec's folder (no {' or '.join(PROJECT_MARKERS)} above it)"
