@@ -234,7 +234,8 @@ def curve_metrics(curves: Mapping[str, Any], timestamp: int) -> list[Any]:
 
     return [Metric(name[:MAX_KEY], float(value), timestamp, int(step))
             for name, curve in curves.items()
-            for step, value in zip(curve["steps"], curve["values"], strict=True)]
+            for step, value in zip(curve["steps"], curve["values"], strict=True)
+            if value is not None]  # not finite: the cell diverged there
 
 
 def log_run_report(spec: Any, results_dir: Path, files: list[Path],

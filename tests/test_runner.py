@@ -155,6 +155,8 @@ def test_diverging_cell_is_recorded_as_failed_and_the_others_complete(write_spec
     assert len(sum(by_label.values(), [])) == 6
     assert all(r["status"] == "failed" and r["reason"].startswith("diverged:")
                and r["metrics"] == {} for r in by_label["imm"])
+    # its learning curve is kept, not finite values as null (records are strict JSON)
+    assert all(None in r["curves"]["train_loss"]["values"] for r in by_label["imm"])
     assert all(r["status"] == "ok" for r in by_label["baseline"] + by_label["noising"])
     out = capsys.readouterr().out
     assert "4 ok, 2 failed" in out and "failed: imm size=2 seed=0: diverged:" in out

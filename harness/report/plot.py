@@ -225,7 +225,8 @@ def curves_figure(curves: dict[str, Any], title: str) -> Any:
         fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.0),
                                  squeeze=False)
         for ax, name in zip(axes[0], names, strict=True):
-            ax.plot(curves[name]["steps"], curves[name]["values"], linewidth=1.2)
+            values = [np.nan if v is None else v for v in curves[name]["values"]]
+            ax.plot(curves[name]["steps"], np.asarray(values, dtype=float), linewidth=1.2)
             ax.set_xlabel("epoch")
             ax.set_ylabel(name)
             ax.grid(alpha=0.25, linewidth=0.6)

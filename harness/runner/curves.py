@@ -5,6 +5,7 @@ to MLflow as step metrics."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,12 +26,14 @@ class CellProgress:
         for name, value in values.items():
             self._points.setdefault(name, {}).setdefault(int(step), []).append(float(value))
 
-    def curves(self) -> dict[str, dict[str, list[float] | list[int]]]:
+    def curves(self) -> dict[str, dict[str, list[Any]]]:
         """{metric: {"steps": [...], "values": [...]}}: at each step the mean over the
-        replicates that reached it."""
-        out: dict[str, dict[str, list[float] | list[int]]] = {}
+        replicates that reached it; None where it is not finite (a diverging cell: records
+        are strict JSON)."""
+        out: dict[str, dict[str, list[Any]]] = {}
         for name, points in self._points.items():
             steps = sorted(points)
+            means = [sum(points[s]) / len(points[s]) for s in steps]
             out[name] = {"steps": steps,
-                         "values": [sum(points[s]) / len(points[s]) for s in steps]}
+                         "values": [m if math.isfinite(m) else None for m in means]}
         return out
