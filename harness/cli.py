@@ -37,12 +37,9 @@ def _parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def _version() -> str:
-    from importlib import metadata
+    from harness.version import version
 
-    try:
-        return metadata.version("imm-harness")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return version()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume records whose task or method code changed since they were "
                    "computed (default: recompute them, keeping the old records aside)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the run")
+    p.add_argument("--dry-run", action="store_true",
+                   help="compute and write nothing: show the grid, the cells that would be "
+                   "resumed and the time the rest would take (from earlier records of the "
+                   "same task)")
 
     p = sub.add_parser("list", help="list registered tasks or methods")
     p.add_argument("kind", choices=["tasks", "methods"])
@@ -239,8 +240,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _check_spec_data(spec: Any, data_dir: str) -> str:
     """The data checks a run makes before any compute; ', N data files' when they pass."""
-    from harness.runner.data import CellData
-    from harness.runner.grid import expand
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
     from harness.runner.sweep import check_data
 
     data = CellData.for_spec(spec, data_dir)
@@ -278,7 +279,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner.sweep import run_command
+    from harness.runner.command import run_command
 
     return run_command(args)
 

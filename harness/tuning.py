@@ -3,7 +3,10 @@
 Studies live in ``<results_dir>/optuna.db`` under the name ``<label>-size<size>``, so an
 interrupted tuning resumes: only the trials still missing are run. The study remembers a
 hash of the configuration it tunes; when the spec changes that configuration, the old
-study is discarded rather than mixed with new trials.
+study is discarded rather than mixed with new trials. In Optuna's dashboard the objective
+is named (``validation <metric> (<mean|median>)``) and every trial shows its lambda: the
+sampled parameter itself, or for ``scale: ratio`` the sampled ``ratio`` and the
+``lambda`` it gives as a user attribute.
 
 With a shared store (``--store postgresql+psycopg://...``) studies live in that database
 instead, named ``<spec>/<label>-size<size>``, in Optuna's RDB storage with a heartbeat
@@ -19,14 +22,15 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from harness.cells.grid import Cell, config_id
 from harness.errors import Diverged, SkipCell
 from harness.runner.execute import LambdaChoice, build, evaluate, one_line
-from harness.runner.grid import Cell, config_id
 
 VALIDATION_SEED_BASE = 1_000_000
 CONFIG_ATTR = "harness_config_id"
@@ -140,8 +144,16 @@ def _open_study(spec: Any, cell: Cell, storage: Any, name: str) -> Any:
         optuna.delete_study(study_name=name, storage=storage)
         study = create()
     study.set_user_attr(CONFIG_ATTR, wanted)
+    with warnings.catch_warnings():  # set_metric_names is marked experimental
+        warnings.simplefilter("ignore")
+        study.set_metric_names([objective_name(spec)])
     _fail_abandoned(study)
     return study
+
+
+def objective_name(spec: Any) -> str:
+    """What a trial's value is, as Optuna's dashboard and plots name the objective."""
+    return f"validation {spec.metric} ({spec.tuning.objective})"
 
 
 def _fail_abandoned(study: Any) -> None:
@@ -182,6 +194,8 @@ def _objective(spec: Any, cell: Cell, data_dir: str | None) -> Callable[[Any], f
 
     def objective(trial: Any) -> float:
         lam = tune.to_lambda(trial.suggest_float(param, tune.low, tune.high, log=tune.log))
+        if param != "lambda":  # the ratio is what is sampled; lambda is what users read
+            trial.set_user_attr("lambda", float(lam))
         task, method = build(dict(cell.config), lam, data_dir)
         request = CellRequest(size=cell.size, seed=seed, runs=runs,
                               split="validation")

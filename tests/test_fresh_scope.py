@@ -66,7 +66,7 @@ def test_fresh_only_clears_the_selected_cells(tmp_path: Path) -> None:
     out = harness("run", str(path), "--no-report", "--fresh", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert "12 ok, 0 failed, 0 skipped (0 resumed)" in out.stdout
-    assert ("note: --fresh kept 2 file(s) harness did not make in results/tiny: "
+    assert (f"note: --fresh kept 2 file(s) harness did not make in {results}: "
             "cells/analysis.json, cells/readme.txt") in out.stderr
     assert (results / "cells" / "analysis.json").read_text() == "{}"
     assert all(when not in {w for _, w in before.values()} for _, when in
@@ -88,8 +88,8 @@ def test_fresh_refuses_a_cell_a_live_run_holds(tmp_path: Path) -> None:
                               cwd=tmp_path)
                 assert out.returncode == 1
                 [line] = out.stderr.strip().splitlines()
-                assert line.startswith("error: --fresh: baseline size=50 seed=0 in "
-                                       "results/tiny is held by a live run (")
+                assert line.startswith(f"error: --fresh: baseline size=50 seed=0 in "
+                                       f"{results} is held by a live run (")
                 assert "nothing was cleared" in line
                 assert any((results / "claims").glob("*.lock"))
         finally:

@@ -60,12 +60,13 @@ def prepared(task: GlueBertTask, method, size: int = 8, seed: int = 0, glue_task
 
 # ---- the smoke spec through the real runner ------------------------------------------------
 def test_smoke_spec_runs_every_method_with_mlflow(tmp_path, monkeypatch):
-    from harness.report.command import write_default_report
+    from harness.report.run_report import write_run_report
     from harness.runner import run_spec
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-    spec = load_spec(ROOT / "specs" / "smoke" / "glue.yaml")
+    spec = load_spec(ROOT / "specs" / "smoke" / "glue.yaml",
+                     overrides={"output_dir": str(tmp_path / "results")})
     assert spec.tracking.enabled
     summary = run_spec(spec, data_dir=str(DATA))
     root = tmp_path / "results" / "smoke_glue"
@@ -84,7 +85,7 @@ def test_smoke_spec_runs_every_method_with_mlflow(tmp_path, monkeypatch):
         assert m["score"] == pytest.approx((m["cola_mcc"] + m["mrpc_f1"] + m["rte_accuracy"]) / 3)
     assert set(by_label) == {"baseline", "mlm", "noising", "reverse_kd", "imm", "imm_serialized"}
     assert (tmp_path / "results" / "mlflow.db").is_file()  # sqlite store of the output_dir
-    report = write_default_report(root)[0].read_text()
+    report = write_run_report(root).markdown.read_text()
     for label in ("baseline", "mlm", "imm", "interpolation", "skipped"):
         assert label in report
     assert "rte_accuracy" in report and "mrpc_f1" in report

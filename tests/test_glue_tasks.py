@@ -265,7 +265,8 @@ def test_sst2_stsb_smoke_spec_through_the_runner(glue_dir: Path, tmp_path: Path,
     from harness.spec import load_spec
 
     monkeypatch.chdir(tmp_path)
-    spec = load_spec(ROOT / "specs" / "smoke" / "glue_sst2_stsb.yaml")
+    spec = load_spec(ROOT / "specs" / "smoke" / "glue_sst2_stsb.yaml",
+                     overrides={"output_dir": str(tmp_path / "results")})
     spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(
         update={"enabled": False})})
     run_spec(spec, data_dir=str(glue_dir))

@@ -310,7 +310,8 @@ def test_smoke_specs_run_and_report(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name in ("grid_rl", "grid_rl_quality"):
         spec = ROOT / "specs" / "smoke" / f"{name}.yaml"
-        assert main(["run", str(spec), "--fresh"]) == 0
+        assert main(["run", str(spec), "--fresh", "--set",
+                     f"output_dir={tmp_path / 'results'}"]) == 0
         out = tmp_path / "results" / f"smoke_{name}"
         assert (out / "report.md").is_file() and (out / "plot.png").is_file()
         assert "reward" in (out / "report.md").read_text()

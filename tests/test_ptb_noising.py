@@ -463,7 +463,7 @@ def test_noising_cells_carry_the_coin_form_in_their_ids_and_no_other_cell_does()
     """The default became one coin: a noising cell's id names the form even at its default
     (so results of the earlier default are not reused); other methods' ids are unchanged
     by it, and the two forms are two cells."""
-    from harness.runner.grid import cell_config, config_id
+    from harness.cells.grid import cell_config, config_id
     from harness.spec import validate_spec
 
     def identity(entry: dict, **task: object) -> dict:

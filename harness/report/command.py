@@ -1,4 +1,5 @@
-"""The ``report`` and ``check`` subcommands, and the default report written after a sweep."""
+"""The ``report``, ``check``, ``records`` and ``leaderboard`` subcommands (the report's
+command-line face: argparse namespaces in, text out; the command line calls them)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.cells.folder import read_all_records
 from harness.report.check import failed, load_reported, run_checks
-from harness.report.load import ReportError, ResultSet, load_results, read_all_records
+from harness.report.formats import render, render_board
+from harness.report.load import ReportError, ResultSet, load_results, metrics_with_results
 from harness.report.plot import plot_metric
-from harness.report.table import render
 
 
 def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
@@ -32,7 +34,7 @@ def chosen_metrics(rs: ResultSet, metric: str | None) -> list[str]:
     if metric is None:
         return [rs.metric]
     if metric == "all":
-        return [m for m in rs.metrics if any(p.n for p in rs.pooled(m).values())] or [rs.metric]
+        return metrics_with_results(rs)
     return [rs.check_metric(metric)]
 
 
@@ -180,22 +182,10 @@ def records_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_default_report(results_dir: Path) -> list[Path]:
-    """After a sweep: report.md (all metrics), report.csv and plot.png (headline metric)."""
-    results_dir = Path(results_dir)
-    rs = load_results(results_dir, note=False)
-    md = results_dir / "report.md"
-    md.write_text(render(rs, chosen_metrics(rs, "all"), "md"), encoding="utf-8")
-    csv_path = results_dir / "report.csv"
-    csv_path.write_text(render(rs, [rs.metric], "csv"), encoding="utf-8")
-    return [md, csv_path, plot_metric(rs, rs.metric, results_dir / "plot.png")]
-
-
 @_one_line_errors
 def leaderboard_command(args: argparse.Namespace) -> int:
     """One board over several result sets; with --reports, the whole results page."""
     from harness.report.leaderboard import build_board
-    from harness.report.leaderboard import render as render_board
 
     out = _output_path(args.output, "--output") if args.output else None
     if not 0 < args.confidence < 1:

@@ -1,7 +1,7 @@
 """Which code computed a table's records: one line when they mix code identities, and
 what differs between two runs' code (``check --against-results``).
 
-A record's ``code`` block (harness.runner.code) names the harness (version, commit,
+A record's ``code`` block (harness.cells.code) names the harness (version, commit,
 dirty) and the task's and method's code (provider and sources' sha256). Records made
 before harness recorded it have none: they count as code unknown and are named as such.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.runner.code import changes, key
+from harness.cells.code import changes, key
 
 
 def _harness_key(block: Any) -> tuple[Any, ...] | None:

@@ -14,7 +14,6 @@ were skipped are kept as such (with their reasons), never silently dropped.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from harness.cells.folder import read_all_records, read_grid
 
 STATISTICS = ("median", "mean", "p10", "p90")
 
@@ -139,6 +140,12 @@ class ResultSet:
         return {key: _pool(key, cells, metric) for key, cells in groups.items()}
 
 
+def metrics_with_results(rs: ResultSet) -> list[str]:
+    """The metrics that have a value in some cell, in the task's order (else the
+    headline metric, so that a report of nothing but failures still has its table)."""
+    return [m for m in rs.metrics if any(p.n for p in rs.pooled(m).values())] or [rs.metric]
+
+
 def record_label(record: dict[str, Any]) -> str:
     return str(record.get("label") or record["method"])
 
@@ -199,10 +206,11 @@ def load_results(source: str | Path, data_dir: str | None = None,
                   else _grid_ids(_validated(spec, spec_path), data_dir, results_dir))
     else:
         from harness.spec import load_spec
+        from harness.spec.paths import results_folder
 
         model = load_spec(source)
         spec = model.model_dump(mode="json", by_alias=True)
-        results_dir = Path(spec["output_dir"]) / spec["name"]
+        results_dir = results_folder(model)
         expect = _grid_ids(model, data_dir, results_dir)
     found = _read_records(results_dir, source)
     records = [r for r in found if r["cell_id"] in expect
@@ -216,6 +224,10 @@ def load_results(source: str | Path, data_dir: str | None = None,
         spec_arg = "SPEC" if source.is_dir() else source
         raise ReportError(f"no results of this grid in {results_dir}: run `harness run "
                           f"{spec_arg}` first")
+    if note and not source.is_dir():  # which folder a spec file names, and why
+        from harness.spec.paths import where
+
+        print(f"{source}: {where(model)}", file=sys.stderr)
     rs = _result_set(spec, records, results_dir)
     data: dict[str, Any] = {}
     for record in records:
@@ -231,7 +243,7 @@ def load_results(source: str | Path, data_dir: str | None = None,
 def _of_its_cell(record: dict[str, Any], expect: dict[str, Any], results_dir: Path) -> bool:
     """Whether ``record`` is the record of the cell its id names in this grid (its task,
     method, label, size, seed and default metric); else a warning, left out."""
-    from harness.runner.record import cell_problem
+    from harness.cells.record import cell_problem
 
     problem = cell_problem(record, expect)
     if problem is None:
@@ -246,7 +258,7 @@ def _saved_expectations(saved: dict[str, Any], spec: dict[str, Any]
                         ) -> dict[str, dict[str, Any]]:
     """{cell id: what its record must say} from grid.json; folders written before
     grid.json held that: the spec's task and its default metric."""
-    from harness.runner.record import default_metric
+    from harness.cells.record import default_metric
 
     kept = saved.get("expect")
     if isinstance(kept, dict):
@@ -257,9 +269,7 @@ def _saved_expectations(saved: dict[str, Any], spec: dict[str, Any]
 
 
 def _saved_grid(results_dir: Path) -> dict[str, Any] | None:
-    from harness.runner.store import ResultsStore
-
-    return ResultsStore(results_dir).grid()
+    return read_grid(results_dir)
 
 
 def _validated(spec: dict[str, Any], path: Path) -> Any:
@@ -275,11 +285,11 @@ def _validated(spec: dict[str, Any], path: Path) -> Any:
 
 def _grid_ids(spec: Any, data_dir: str | None, results_dir: Path) -> dict[str, dict[str, Any]]:
     """{cell id: what its record must say} of ``spec``'s full grid with the data as found
-    now (harness.runner.record.expectation)."""
+    now (harness.cells.record.expectation)."""
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
+    from harness.cells.record import default_metric, expectation
     from harness.errors import DataError
-    from harness.runner.data import CellData
-    from harness.runner.grid import expand
-    from harness.runner.record import default_metric, expectation
 
     try:
         cells = expand(spec, None, CellData.for_spec(spec, data_dir))
@@ -301,22 +311,6 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ReportError(f"{path}: expected a mapping")
     return data
-
-
-def read_all_records(results_dir: Path) -> list[tuple[Path, dict[str, Any] | None, str | None]]:
-    """Every record file in the folder: (path, record or None, problem or None)."""
-    from harness.runner.record import record_problem
-
-    out: list[tuple[Path, dict[str, Any] | None, str | None]] = []
-    for path in sorted((results_dir / "cells").glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            out.append((path, None, f"unreadable: {exc}"))
-            continue
-        problem = record_problem(record, path.stem)
-        out.append((path, None if problem else record, problem))
-    return out
 
 
 def _read_records(results_dir: Path, source: Path) -> list[dict[str, Any]]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
+from harness.report.formats import render
 from harness.report.leaderboard import Board, to_markdown
 from harness.report.load import ResultSet
-from harness.report.table import render
 
 
 def command_line(sources: list[str], options: dict[str, str | bool | None]) -> str:

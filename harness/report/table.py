@@ -15,7 +15,6 @@ from pathlib import Path
 
 from harness.report.load import Pooled, ResultSet, display_scale, runs_text
 
-FORMATS = ("md", "csv", "latex", "html")
 STATS = ("median", "p10", "p90", "mean")
 NOT_RUN = "—"
 CSV_FIELDS = (
@@ -94,21 +93,6 @@ def build_table(rs: ResultSet, metric: str) -> Table:
         f"({'higher' if higher else 'lower'} is better)"
     )
     return Table(title, ["N", *rs.labels], rows, notes)
-
-
-def render(rs: ResultSet, metrics: list[str], fmt: str) -> str:
-    """The tables of ``metrics`` in ``fmt`` (one of FORMATS) as one string; html is a
-    whole self-contained page (harness.report.html) with the headline plot inline."""
-    if fmt == "csv":
-        return to_csv(rs, metrics)
-    if fmt == "html":
-        from harness.report.html import report_page
-
-        return report_page(rs, metrics)
-    renderer = {"md": to_markdown, "latex": to_latex}.get(fmt)
-    if renderer is None:
-        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    return "\n".join(renderer(build_table(rs, m)) for m in metrics)
 
 
 def to_markdown(table: Table) -> str:

@@ -638,7 +638,7 @@ class DbClaims:
 
 
 def spec_version(body: dict[str, Any]) -> str:
-    from harness.runner.grid import config_id
+    from harness.cells.grid import config_id
 
     return config_id(json.loads(json.dumps(body, default=str)))
 

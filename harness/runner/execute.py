@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from harness.cells.record import SCHEMA, Provenance, summarize, utc_now
 from harness.errors import Diverged, SkipCell
-from harness.runner.record import SCHEMA, Provenance, summarize, utc_now
 from harness.spec.lambdas import TuneLambda, resolve_lambda
 
 CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"  # a user's own checkpoint root (never cleaned)
@@ -59,7 +59,7 @@ class CellJob:
     # What the cell needs on a cluster node ({cpus, gpus}, the spec's resources);
     # operational: neither in the cell id nor in the record.
     resources: dict[str, float] | None = None
-    # The code that computes it (harness.runner.code): the record's ``code`` block.
+    # The code that computes it (harness.cells.code): the record's ``code`` block.
     code: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,8 +96,8 @@ def first_cell(spec: Any, method: str, data_dir: str | None = None, **task_updat
     with its task and method built as a worker builds them (per-method task params and
     lambda schedules included), ``task_updates`` over the task params: for benchmarks
     that rerun part of a cell with one setting changed. Returns (cell, task, method)."""
-    from harness.runner.data import CellData
-    from harness.runner.grid import expand
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
 
     data = CellData.for_spec(spec, data_dir)
     cell = expand(spec, {"method": method}, data)[0]
@@ -155,11 +155,13 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     """Run one cell and return its complete record (never raises but KeyboardInterrupt).
     After the cell, its data files are fingerprinted again (cheap: cached by size and
     mtime); a change fails the cell rather than recording numbers of mixed data."""
+    from harness.runner.curves import CellProgress
     from harness.tasks.base import CellRequest
 
     config, choice = job.config, job.choice
     started, clock = utc_now(), time.perf_counter()
     status, reason, trace, metrics = "ok", None, None, {}
+    cell_progress = CellProgress(progress)
     device: str | None = None
     try:
         if choice.error:
@@ -174,7 +176,7 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
             request = CellRequest(size=config["size"], seed=config["seed"],
                                   runs=config["runs"], split="test", data_dir=job.data_dir,
                                   checkpoint_dir=job.checkpoint_dir)
-            metrics = evaluate(task, method, request, progress)
+            metrics = evaluate(task, method, request, cell_progress)
         changed = _data_changed(job.data)
         if changed:
             raise _DataChanged(f"data changed during the run: {changed}; rerun the cell")
@@ -187,8 +189,10 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any error fails this cell only
         status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
         trace = traceback.format_exc()
-    return make_record(job, status, reason, trace, metrics, started,
-                       time.perf_counter() - clock, device)
+    record = make_record(job, status, reason, trace, metrics, started,
+                         time.perf_counter() - clock, device)
+    record["curves"] = cell_progress.curves()  # per-epoch metrics, also of a failed cell
+    return record
 
 
 def make_record(job: CellJob, status: str, reason: str | None, trace: str | None,
@@ -259,7 +263,7 @@ def device_name(device: Any) -> str:
 def _data_changed(data: dict[str, Any]) -> str | None:
     if not data:
         return None
-    from harness.runner.data import CellData
+    from harness.cells.data import CellData
 
     return CellData(None).changed(data)
 

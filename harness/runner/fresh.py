@@ -18,9 +18,9 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from harness.cells.grid import Cell
 from harness.errors import HarnessError
 from harness.runner.claims import Claim, FileClaims
-from harness.runner.grid import Cell
 from harness.runner.ownership import clear_folder
 from harness.runner.store import CLAIMS_DIR, RESULTS_LAYOUT, ResultsStore
 

@@ -3,7 +3,7 @@
 A record is resumed when it is final (ok, skipped or diverged), is the record of its
 cell (the cell id's task, method, label, size and seed, and the task's default
 metric when ok: else it is unreadable, with a warning, and the cell is rerun), and was
-computed by the same task and method code (harness.runner.code). A record whose task or
+computed by the same task and method code (harness.cells.code). A record whose task or
 method code changed (sources, or the providing distribution's version) is recomputed,
 with one note per change naming it; the old record is kept under ``cells/replaced/`` when
 the new one is written. ``--reuse-changed-code`` resumes such records on purpose. A
@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from harness.runner.code import CodeIdentity, changes
-from harness.runner.grid import Cell
-from harness.runner.record import default_metric, expectation
+from harness.cells.code import CodeIdentity, changes
+from harness.cells.grid import Cell
+from harness.cells.record import default_metric, expectation
 from harness.runner.store import REPLACED_DIR, ResultsStore, is_final
 
 
@@ -35,7 +35,7 @@ class Resume:
         self._metrics: dict[str, str | None] = {}
 
     def expect(self, cell: Cell) -> dict[str, Any]:
-        """What the record of ``cell`` must say (harness.runner.record.expectation)."""
+        """What the record of ``cell`` must say (harness.cells.record.expectation)."""
         task = str(cell.config["task"]["name"])
         if task not in self._metrics:
             self._metrics[task] = default_metric(task)

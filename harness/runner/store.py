@@ -26,26 +26,26 @@ from typing import Any
 import yaml
 
 from harness.atomic import atomic_write_json, atomic_write_text
+from harness.cells.folder import CELLS_DIR, GRID_FILE, read_grid
+from harness.cells.record import cell_problem, record_problem, utc_now
 from harness.runner.ownership import MARKER, Layout, claim_folder, is_marked
-from harness.runner.record import cell_problem, record_problem, utc_now
 
-CELLS_DIR = "cells"
 STALE_DIR = "stale"  # where earlier versions archived other configurations' records
 REPLACED_DIR = "replaced"  # final records replaced by a recomputation (their code changed)
 RECORD_NAME = "[0-9a-f]" * 16 + ".json"  # cells/<cell id>.json: what --fresh deletes there
 CHECKPOINTS_DIR = "checkpoints"
 CLAIMS_DIR = "claims"
-GRID_FILE = "grid.json"
 
 RESULTS_LAYOUT: Layout = {
     "spec.yaml": None, GRID_FILE: None, "tracking.json": None, "journal.jsonl": None,
     "optuna.db": None, "optuna.db-*": None, "report.md": None, "report.csv": None,
-    "plot.png": None, CHECKPOINTS_DIR: None,
+    "report.html": None, "plot.png": None, CHECKPOINTS_DIR: None,
+    "plots": {"*.png": None, "*.svg": None, "*.pdf": None},
     CELLS_DIR: {RECORD_NAME: None, STALE_DIR: {RECORD_NAME: None},
                 REPLACED_DIR: {"[0-9a-f]*.json": None}},
     CLAIMS_DIR: {"*.lock": None, "*.takeover": None},
 }
-OUTPUT_LAYOUT: Layout = {"mlflow.db": None, "mlflow.db-*": None}
+OUTPUT_LAYOUT: Layout = {"mlflow.db": None, "mlflow.db-*": None, "mlartifacts": None}
 
 
 def is_final(record: dict[str, Any]) -> bool:
@@ -72,8 +72,11 @@ class ResultsStore:
 
     @classmethod
     def for_spec(cls, spec: Any) -> ResultsStore:
-        """``<output_dir>/<name>/``, output_dir relative to the current directory."""
-        return cls(Path(spec.output_dir) / spec.name)
+        """``<output_dir>/<name>/``, a relative output_dir taken from the spec's project
+        folder (harness.spec.paths)."""
+        from harness.spec.paths import results_folder
+
+        return cls(results_folder(spec))
 
     # ---- paths ----------------------------------------------------------------------
     @property
@@ -116,7 +119,7 @@ class ResultsStore:
     def prepare(self, spec: Any, grid: list[str], data: dict[str, Any],
                 expect: dict[str, dict[str, Any]] | None = None) -> None:
         """Create the layout, save the spec and its grid (with what each cell's record
-        must say, ``expect``: harness.runner.record.expectation), drop temp files of a
+        must say, ``expect``: harness.cells.record.expectation), drop temp files of a
         killed run and bring back records that earlier versions moved to cells/stale/."""
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         self.claims_dir.mkdir(exist_ok=True)
@@ -150,7 +153,7 @@ class ResultsStore:
                     ) -> dict[str, Any] | None:
         """The cell's record, or None when it has none; an unreadable or incomplete one,
         or one that is not the record of the cell ``expect`` describes
-        (harness.runner.record.expectation), counts as none (with a warning, once), so
+        (harness.cells.record.expectation), counts as none (with a warning, once), so
         the cell is rerun."""
         path = self.record_path(cell_id)
         try:
@@ -205,11 +208,7 @@ class ResultsStore:
 
     def grid(self) -> dict[str, Any] | None:
         """grid.json of the last run (None in folders made before it existed)."""
-        try:
-            data = json.loads((self.root / GRID_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("cells"), list) else None
+        return read_grid(self.root)
 
     # ---- journal --------------------------------------------------------------------
     def journal(self, event: str, cell_id: str | None = None, **fields: Any) -> None:

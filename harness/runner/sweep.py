@@ -1,5 +1,6 @@
 """Run a spec's grid: check the data, claim cells, execute (in-process or in worker
-processes), record, track, report.
+processes), record, track (``harness run`` itself, with its report, is
+harness.runner.command).
 
 Guarantees (tested with real processes and signals, see the README):
 
@@ -33,20 +34,21 @@ cluster is the same cell, with the same numbers, as one computed here.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cells.code import CodeIdentity
+from harness.cells.data import CellData
+from harness.cells.grid import Cell, GridError, expand, normalize_only
+from harness.cells.record import Provenance
 from harness.errors import HarnessError
 from harness.runner.claims import Claim, ClaimStore, FileClaims
-from harness.runner.code import CodeIdentity
-from harness.runner.data import CellData
 from harness.runner.execute import (
     CHECKPOINT_ENV,
     CellJob,
@@ -56,10 +58,8 @@ from harness.runner.execute import (
     run_job,
 )
 from harness.runner.fresh import clear_fresh
-from harness.runner.grid import Cell, GridError, expand, normalize_only
 from harness.runner.pool import Outcome, WorkerPool
 from harness.runner.progress import SweepProgress
-from harness.runner.record import Provenance
 from harness.runner.resume import Resume, recorded
 from harness.runner.stopping import stop_on_signals
 from harness.runner.store import ResultsStore, is_final
@@ -653,61 +653,8 @@ def _tuning_line(name: str, choice: LambdaChoice, metric: str) -> str:
             f"{choice.tune_s:.1f}s)")
 
 
-# ---- the command ------------------------------------------------------------------------
-def run_command(args: argparse.Namespace) -> int:
-    """``harness run``: load the spec with --set overrides, run it, print a summary, report."""
-    from harness.spec import load_spec
-
-    spec = load_spec(args.spec, overrides=dict(args.overrides) or None)
-    cores = available_cores()
-    executor = getattr(args, "executor", "local")
-    if executor == "local" and (args.workers or 1) > cores:
-        print(f"warning: --workers {args.workers} is more than the {cores} core(s) available; "
-              "cells will compete for them", file=sys.stderr)
-    enqueue = getattr(args, "enqueue", False)
-    try:
-        summary = run_spec(spec, only=list(args.only), workers=args.workers,
-                           tracking_uri=args.tracking_uri, data_dir=args.data_dir,
-                           fresh=args.fresh, threads=args.threads, executor=executor,
-                           address=getattr(args, "address", None),
-                           store=getattr(args, "store", None), enqueue_only=enqueue,
-                           reuse_changed_code=getattr(args, "reuse_changed_code", False))
-    except GridError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if enqueue:
-        left = len(summary.records)
-        print(f"{spec.name}: {left} cell(s) already recorded, the rest queued in the store "
-              "for `harness worker`; `harness status` shows progress")
-        return 0
-    print(f"{spec.name}: {summary.line()}")
-    for record in summary.records.values():
-        if record["status"] == "failed":
-            print(f"  failed: {record['label']} size={record['size']} seed={record['seed']}: "
-                  f"{record['reason']}")
-    print(f"results: {summary.results_dir}")
-    if summary.read_only:
-        print(f"note: {summary.read_only}: every cell was already recorded; nothing written")
-    elif not args.no_report:
-        _report(summary.results_dir, print)
-    return summary.exit_code
-
-
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _report(results_dir: Path, say: Callable[[str], None]) -> None:
-    from harness.report.command import write_default_report
-
-    try:
-        paths = write_default_report(results_dir)
-    except Exception as exc:  # noqa: BLE001 - the results are safe; only the report failed
-        say(f"report: failed ({one_line(f'{type(exc).__name__}: {exc}')}); "
-            f"try `harness report {results_dir}`")
-        return
-    for path in paths:
-        say(f"report: {path}")

@@ -113,9 +113,9 @@ class Worker:
         return self.contexts[key]
 
     def _build(self, spec_name: str, version: str) -> _Context:
-        from harness.runner.data import CellData
+        from harness.cells.data import CellData
+        from harness.cells.grid import expand
         from harness.runner.dbstore import DbClaims, SharedResults
-        from harness.runner.grid import expand
         from harness.runner.ownership import is_marked
         from harness.runner.sweep import SweepSummary, _JobFactory, _Recorder, check_data
         from harness.spec.loader import load_plugins_of, validate_spec

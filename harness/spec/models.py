@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     create_model,
     field_validator,
@@ -26,6 +27,7 @@ from pydantic import (
 
 from harness.registry import METHODS, TASKS
 from harness.spec.lambdas import LambdaSpec, TuneLambda
+from harness.spec.plot import PlotSettings
 from harness.spec.strict import StrictModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -198,6 +200,14 @@ def _spec_model(tasks_version: int, methods_version: int) -> type[BaseModel]:
             description="shared store of cells, leases and results (operational): "
             "postgresql+psycopg://USER@HOST:PORT/DB; --store overrides it",
         )
+        plot: PlotSettings = Field(
+            default_factory=PlotSettings,
+            description="the report's figures: title, size-axis scale, which methods, "
+            "legend and axis labels (presentation: not in the cell id)",
+        )
+        # The file this spec was read from (harness.spec.load_spec); relative paths of
+        # the spec are taken from its project folder (harness.spec.paths).
+        _spec_file: Any = PrivateAttr(default=None)
 
         @field_validator("store")
         @classmethod
@@ -237,6 +247,9 @@ def _spec_model(tasks_version: int, methods_version: int) -> type[BaseModel]:
                     f"metric: unknown metric {self.metric!r} for task '{self.task.name}'; "
                     f"known: {', '.join(known)}"
                 )
+            plot_problems = self.plot.problems(labels, known)
+            if plot_problems:
+                raise ValueError("\n".join(plot_problems))
             return self
 
     return Spec

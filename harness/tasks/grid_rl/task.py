@@ -156,6 +156,9 @@ class GridRlTask(Task):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if meter.due(epoch, epochs):  # means over the replicates
+                meter.curve(epoch + 1, train_loss=loss.detach() / runs,
+                            train_reward=float(rewards[:, 0].sum(-1).mean()))
             meter.update((epoch + 1) / epochs)
         bad = torch.zeros(runs, dtype=torch.bool, device=self.device)
         for w in weights:

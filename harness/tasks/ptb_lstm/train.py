@@ -191,6 +191,9 @@ class Trainer:
             self.save()
             if self.progress is not None:
                 self.progress.update(min(1.0, self.state.epoch / self.p.max_epochs))
+        if self.progress is not None:  # the whole history: also the epochs before a resume
+            for epoch, val in enumerate(self.state.history, 1):
+                self.progress.curve(epoch, val_ppl=val)
         if self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
         return self.state

@@ -60,8 +60,8 @@ class Provenance:
     @classmethod
     def collect(cls) -> Provenance:
         """The harness's own commit (its source tree's, never the working directory's:
-        harness.runner.code), library versions and the machine."""
-        from harness.runner.code import harness_identity, legacy_commit
+        harness.cells.code), library versions and the machine."""
+        from harness.cells.code import harness_identity, legacy_commit
 
         return cls(git_commit=legacy_commit(harness_identity()), versions=versions(),
                    machine=machine())

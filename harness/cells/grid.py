@@ -4,7 +4,7 @@ A cell's id hashes the resolved configuration that determines its numbers, so a 
 setting gives a new id (recomputed on resume) while reformatting the YAML does not. Task
 and method params still at their defaults are left out of the hash, so a release that adds
 a new setting (with a default that keeps the old behaviour) keeps earlier results valid.
-The sha256 of every data file the task reads is hashed too (``harness.runner.data``):
+The sha256 of every data file the task reads is hashed too (``harness.cells.data``):
 changed data means new cells; tasks that read no files keep the ids they always had.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.runner.data import CellData
+from harness.cells.data import CellData
 
 ONLY_KEYS = ("method", "size", "seed")
 

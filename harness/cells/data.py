@@ -29,8 +29,11 @@ class CellData:
 
     @classmethod
     def for_spec(cls, spec: Any, cli: str | None = None) -> CellData:
-        """--data-dir, then the spec's data_dir, then $HARNESS_DATA_DIR."""
-        return cls(data_root(cli, spec.data_dir))
+        """--data-dir, then the spec's data_dir (a relative one taken from the spec's
+        project folder, harness.spec.paths), then $HARNESS_DATA_DIR."""
+        from harness.spec.paths import resolve
+
+        return cls(data_root(cli, resolve(spec, spec.data_dir)))
 
     @property
     def data_dir(self) -> str | None:
