@@ -116,13 +116,14 @@ def test_head_is_trained_cached_and_keyed(data_dir, tmp_path):
              "valid": data_dir / "ptb" / "ptb.valid.txt"}
     settings = MlmHeadParams(**TINY_HEAD)
     checkpoint = task.load_model(("k",)).checkpoint
-    skey = states_key(checkpoint, files, settings, 0.15)
+    skey = states_key(checkpoint, files, settings, 0.15, 103)
     assert head_key(skey, settings) == first.key
     assert head_key(skey, settings.model_copy(update={"target_loss": 4.5})) == first.key
     assert head_key(skey, settings.model_copy(update={"lr": 1e-3})) != first.key
-    assert states_key(checkpoint, files, settings, 0.2) != skey
+    assert states_key(checkpoint, files, settings, 0.2, 103) != skey
+    assert states_key(checkpoint, files, settings, 0.15, 100) != skey  # [UNK] masks
     other = {**files, "valid": data_dir / "ptb" / "ptb.test.txt"}
-    assert states_key(checkpoint, other, settings, 0.15) != skey
+    assert states_key(checkpoint, other, settings, 0.15, 103) != skey
 
 
 def test_every_cell_records_the_figure_and_methods_with_mlm_use_the_head(data_dir, tmp_path,
@@ -219,3 +220,14 @@ def test_bigram_of_a_named_general_corpus(data_dir, tmp_path):
     assert lt != unk and ptb.rows(torch.tensor([unk]))[0][lt] < 1e-4  # never in the stream
     assert glue.rows(torch.tensor([mr]))[0][dot] < row[dot]
     assert ptb.rows(torch.tensor([n]))[0].sum().item() == pytest.approx(1.0, abs=1e-4)
+
+
+def test_mask_token_replaces_mask_everywhere(data_dir, tmp_path):
+    """``mask_token`` sets the id the MLM masking, the causal view and the adaptation use."""
+    task = tiny_task(data_dir, tmp_path, mask_token="[UNK]")
+    loaded = task.load_model(("m",))
+    assert loaded.model.mask_token_id == loaded.tokenizer.unk_token_id
+    assert tiny_task(data_dir, tmp_path).load_model(("m",)).model.mask_token_id == (
+        loaded.tokenizer.mask_token_id)
+    with pytest.raises(ValueError, match="mask_token 'no-such-token' is not a token"):
+        tiny_task(data_dir, tmp_path, mask_token="no-such-token").load_model(("m",))

@@ -137,6 +137,13 @@ class GlueBertParams(TaskParams):
         "mean of the last layer over real tokens (the pooling sentence-transformers "
         "checkpoints such as all-MiniLM-L6-v2 were trained with)",
     )
+    mask_token: str | None = Field(
+        None,
+        description="the token that hides a position in the MLM branch, the causal view and "
+        "the MLM head's adaptation (null = the tokenizer's [MASK]); a checkpoint never "
+        "trained with [MASK] reads its untrained embedding there ([UNK] suits "
+        "all-MiniLM-L6-v2, see the docs)",
+    )
     attn_implementation: Literal["sdpa", "eager"] = Field(
         "sdpa", description="transformers attention kernel (both take the causal 4-D mask)"
     )

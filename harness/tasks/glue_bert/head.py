@@ -136,10 +136,11 @@ def _digest(payload: dict[str, Any]) -> str:
 
 
 def states_key(checkpoint: str, files: dict[str, Path | str], settings: MlmHeadParams,
-               mlm_probability: float) -> str:
+               mlm_probability: float, mask_token_id: int) -> str:
     """The fingerprint of the cached encoder states: checkpoint, corpus files, masking."""
     return _digest({
         "format": HEAD_FORMAT, "checkpoint": checkpoint_identity(checkpoint),
+        "mask_token_id": mask_token_id,
         "files": {split: _file_identity(where) for split, where in sorted(files.items())},
         "max_length": settings.max_length, "train_lines": settings.train_lines,
         "valid_lines": settings.valid_lines, "mlm_probability": mlm_probability,
@@ -199,7 +200,7 @@ def masked_states(model: BertMlmClassifier, tokenizer: Any, lines: list[str],
         types = torch.zeros_like(input_ids)
         batch = Batch(input_ids, mask, types, types[:, 0], candidates,
                       torch.arange(len(rows)))
-        mlm = mask_tokens(batch, probability, int(tokenizer.mask_token_id),
+        mlm = mask_tokens(batch, probability, int(model.mask_token_id),
                           int(model.config.vocab_size), generator)
         hidden = model.encode(mlm.input_ids, mask, types).last_hidden_state
         states.append(hidden[mlm.select].to(torch.float16).cpu())
@@ -276,7 +277,7 @@ def adapted_head(model: BertMlmClassifier, tokenizer: Any, checkpoint: str,
     """The adapted head for ``model`` (loaded from ``folder`` or computed once there and
     installed into ``model``), and whether this call computed it. ``files``: the corpus's
     {"train": ..., "valid": ...} files. ``model`` must hold the checkpoint's weights."""
-    skey = states_key(checkpoint, files, settings, mlm_probability)
+    skey = states_key(checkpoint, files, settings, mlm_probability, int(model.mask_token_id))
     hkey = head_key(skey, settings)
 
     def encode(split: str, limit: int | None) -> MaskedStates:

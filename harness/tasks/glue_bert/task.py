@@ -42,7 +42,7 @@ from harness.tasks.glue_bert.evaluate import glue_metrics
 from harness.tasks.glue_bert.general_text import general_files
 from harness.tasks.glue_bert.head import AdaptedHead, adapted_head, check_bar, head_cache, install
 from harness.tasks.glue_bert.induced import StaleModel, context_multiset
-from harness.tasks.glue_bert.model import LoadedBert, load_bert
+from harness.tasks.glue_bert.model import LoadedBert, load_bert, token_id
 from harness.tasks.glue_bert.restricted import wordpiece_bigram
 from harness.tasks.glue_bert.train import (
     Generators,
@@ -82,6 +82,8 @@ class GlueBertTask(Task):
                                attn_implementation=p.attn_implementation)
         loaded.model.amp_dtype = torch.bfloat16 if p.precision == "bf16" else None
         loaded.model.pooling = p.pooling
+        if p.mask_token is not None:
+            loaded.model.mask_token_id = token_id(loaded.tokenizer, p.mask_token)
         return loaded
 
     def context(self, loaded: LoadedBert, train, method: Method, seed_parts: tuple
@@ -110,6 +112,7 @@ class GlueBertTask(Task):
         loaded = self.load_model(("mlm-head",))
         if not loaded.fresh_mlm_head:
             return None
+        loaded.model.amp_dtype = None  # the head is adapted in float32 whatever `precision`
         root = None if self.data_dir is None else Path(self.data_dir).expanduser()
         files = general_files(p.mlm_head.corpus, root)
         head, _ = adapted_head(loaded.model, loaded.tokenizer, loaded.checkpoint,
