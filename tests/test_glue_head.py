@@ -42,7 +42,7 @@ pytestmark = [pytest.mark.skipif(not (DATA / "ptb" / "ptb.train.txt").is_file()
                                  reason="shared PTB or GLUE files absent"),
               pytest.mark.usefixtures("one_thread")]
 TINY_HEAD = dict(train_lines=120, valid_lines=40, batch_size=64, lr=3e-3, eval_every=4,
-                 patience=2, max_steps=24, target_loss=None)
+                 patience=2, max_steps=24, require_target=False)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,8 @@ def test_head_is_trained_cached_and_keyed(data_dir, tmp_path):
     checkpoint = task.load_model(("k",)).checkpoint
     skey = states_key(checkpoint, files, settings, 0.15, 103)
     assert head_key(skey, settings) == first.key
-    assert head_key(skey, settings.model_copy(update={"target_loss": 4.5})) == first.key
+    assert head_key(skey, settings.model_copy(update={"target_loss": 4.0,
+                                                      "require_target": True})) == first.key
     assert head_key(skey, settings.model_copy(update={"lr": 1e-3})) != first.key
     assert states_key(checkpoint, files, settings, 0.2, 103) != skey
     assert states_key(checkpoint, files, settings, 0.15, 100) != skey  # [UNK] masks
@@ -153,7 +154,8 @@ def test_every_cell_records_the_figure_and_methods_with_mlm_use_the_head(data_di
     assert loaded.model.mlm_head.decoder.weight is (
         loaded.model.bert.embeddings.word_embeddings.weight)  # still tied
 
-    strict = tiny_task(data_dir, tmp_path, mlm_head={**TINY_HEAD, "target_loss": 0.5})
+    strict = tiny_task(data_dir, tmp_path, mlm_head={**TINY_HEAD, "target_loss": 0.5,
+                                                     "require_target": True})
     with pytest.raises(ValueError, match=r"held-out loss is \d+\.\d+ nats, above "
                                          r"mlm_head.target_loss 0.5"):
         strict.run(method, request)
@@ -163,7 +165,6 @@ def test_every_cell_records_the_figure_and_methods_with_mlm_use_the_head(data_di
 
 def test_bar_names_the_figure():
     head = AdaptedHead({}, 4.9, 11.0, 400, 1000, [(0, 11.0), (400, 4.9)], 10, 5, key="abc")
-    check_bar(head, None)
     check_bar(head, 5.0)
     with pytest.raises(ValueError, match="4.900 nats, above mlm_head.target_loss 4.5"):
         check_bar(head, 4.5)

@@ -18,19 +18,21 @@ stage for such a checkpoint:
    ``eval_every`` steps; stopped after ``patience`` evaluations without a new best, and
    the best state kept.
 3. The held-out MLM loss of that state (nats per masked position) is the head's figure:
-   recorded in every cell (metric ``mlm_head_loss``) and held against ``target_loss``
-   (a cell fails, naming the figure, when it is above).
+   recorded in every cell (metric ``mlm_head_loss``) and held against ``target_loss``:
+   with ``require_target`` a cell that trains the MLM branch fails, naming the figure,
+   when it is above.
 
 Cache: the result (the head's own weights and its figures) is a file named by a
 fingerprint of everything that determines it: the checkpoint's files (sha256 of its
-weights, config and vocabulary), the corpus files' sha256, ``max_length`` and
-``mlm_probability``, and the training settings (``target_loss`` excepted: it does not
-change the head). It is computed once and shared by every method, seed, GLUE task and
-spec, by whichever process needs it first, the others waiting for it
-(``harness.computed_once``: an OS lock, an atomic publish; a process killed while
-computing leaves nothing behind, and the next one computes it again). The encoder states
-of step 1 are cached the same way under their own fingerprint (checkpoint, corpus files,
-masking), so changing only the head's training settings does not re-encode the corpus.
+weights, config and vocabulary), the mask token, the corpus files' sha256, ``max_length``,
+the line counts and ``mlm_probability``, and the training settings (``target_loss`` and
+``require_target`` excepted: they do not change the head). It is computed once and shared
+by every method, seed, GLUE task and spec, by whichever process needs it first, the others
+waiting for it (``harness.computed_once``: an OS lock, an atomic publish; a process killed
+while computing leaves nothing behind, and the next one computes it again). The encoder
+states of step 1 are cached the same way under their own fingerprint (checkpoint, mask
+token, corpus files, masking), so changing only the head's training settings does not
+re-encode the corpus. The head is adapted in float32 whatever the spec's ``precision``.
 The cache is a warm start owned by the task: a stage every cell forks from, trained once
 per key rather than once per cell.
 """
@@ -149,7 +151,7 @@ def states_key(checkpoint: str, files: dict[str, Path | str], settings: MlmHeadP
 
 def head_key(states: str, settings: MlmHeadParams) -> str:
     """The fingerprint of an adapted head: its states' key and the training settings."""
-    training = settings.model_dump(mode="json", exclude={"target_loss"})
+    training = settings.model_dump(mode="json", exclude={"target_loss", "require_target"})
     return _digest({"format": HEAD_FORMAT, "states": states, "training": training})
 
 
@@ -323,9 +325,9 @@ def _load_states(path: Path) -> tuple[MaskedStates, MaskedStates]:
     return MaskedStates(**data["train"]), MaskedStates(**data["valid"])
 
 
-def check_bar(head: AdaptedHead, target: float | None) -> None:
+def check_bar(head: AdaptedHead, target: float) -> None:
     """Raise (one line naming the figure) when the head misses the bar ``target``."""
-    if target is not None and head.valid_loss > target:
+    if head.valid_loss > target:
         raise ValueError(
             f"mlm_head: the adapted MLM head's held-out loss is {head.valid_loss:.3f} nats, "
             f"above mlm_head.target_loss {target} (best at step {head.best_step} of "

@@ -125,8 +125,10 @@ class GlueBertTask(Task):
             ) -> dict[str, np.ndarray]:
         p = self.params
         head = self.adapted_head()
-        if head is not None and trains_mlm(method):
-            check_bar(head, p.mlm_head.target_loss)  # type: ignore[union-attr]
+        settings = p.mlm_head
+        if head is not None and settings is not None and settings.require_target and (
+                trains_mlm(method)):
+            check_bar(head, settings.target_loss)
         results: dict[str, list[float]] = {}
         total = len(p.tasks) * request.runs
         for t, glue_task in enumerate(p.tasks):
