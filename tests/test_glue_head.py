@@ -232,3 +232,26 @@ def test_mask_token_replaces_mask_everywhere(data_dir, tmp_path):
         loaded.tokenizer.mask_token_id)
     with pytest.raises(ValueError, match="mask_token 'no-such-token' is not a token"):
         tiny_task(data_dir, tmp_path, mask_token="no-such-token").load_model(("m",))
+
+
+# ---- the specs -------------------------------------------------------------------------------
+def test_glue_spec_follows_the_papers_protocol_and_its_smoke_mirrors_it():
+    from harness.spec import load_spec
+
+    full, smoke = (load_spec(ROOT / "specs" / f"{d}.yaml") for d in ("glue", "smoke/glue_mlm"))
+    p = full.task.params
+    assert p.tasks == ["cola", "mrpc", "rte"] and len(full.seeds) >= 5
+    assert [(m.name, m.display, m.lambda_) for m in full.methods] == [
+        ("baseline", "baseline", None), ("mlm", "mlm", None), ("imm_sampled", "imm", 0.2)]
+    assert full.methods[2].params.k == 5 and full.methods[2].params.k_every == 1
+    assert p.mlm_head is not None and p.mlm_head.corpus == "auto"
+    assert p.mlm_head.target_loss == 4.5 and p.head_warmup_steps == 0
+    assert (p.imm_fraction, p.imm_max_positions, p.imm_k) == (None, None, 5)  # every position
+    assert p.bigram_corpus == "auto" and p.mask_token == "[UNK]"
+    s = smoke.task.params
+    assert [(m.name, m.display, m.lambda_) for m in smoke.methods] == [
+        (m.name, m.display, m.lambda_) for m in full.methods]
+    same = ("tasks", "model", "mask_token", "pooling", "clip_mlm_separately", "imm_k",
+            "imm_fraction", "imm_max_positions", "bigram_corpus")
+    assert all(getattr(s, f) == getattr(p, f) for f in same)
+    assert s.mlm_head.corpus == p.mlm_head.corpus

