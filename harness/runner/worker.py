@@ -162,10 +162,24 @@ class Worker:
         self.cells.close()
 
 
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """One line when an argument of ``harness worker`` is out of range, else None."""
+    if args.threads is not None and args.threads < 1:
+        return f"--threads {args.threads}: must be at least 1"
+    if args.max_cells is not None and args.max_cells < 1:
+        return f"--max-cells {args.max_cells}: must be at least 1"
+    if not args.poll > 0:
+        return f"--poll {args.poll}: must be a positive number of seconds"
+    return None
+
+
 def worker_command(args: argparse.Namespace) -> int:
     """``harness worker``: see the module docstring."""
     from harness.runner.stopping import stop_on_signals
 
+    problem = argument_problem(args)
+    if problem is not None:  # before the store is touched: nothing is claimed or failed
+        raise HarnessError(problem)
     worker = Worker(args.store, spec=args.spec, threads=args.threads,
                     until_empty=args.until_empty, poll=args.poll, max_cells=args.max_cells,
                     say=lambda text: print(text, flush=True))
