@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, unquote
 
 HIDDEN = "***"
@@ -66,3 +67,16 @@ def strip_credentials(url: str) -> tuple[str, str | None, str | None]:
     user, colon, password = userinfo.partition(":")
     return (f"{scheme}://{host}{rest[authority_end:]}", unquote(user),
             unquote(password) if colon else None)
+
+
+def masked_spec(body: dict[str, Any]) -> dict[str, Any]:
+    """A spec as saved (``spec.yaml``, the store's copy) with the passwords of its
+    operational URLs (``store``, ``tracking.uri``) masked; nothing a cell is built from
+    changes, so workers rebuild the same cells from it."""
+    out = dict(body)
+    if isinstance(out.get("store"), str):
+        out["store"] = mask(out["store"])
+    tracking = out.get("tracking")
+    if isinstance(tracking, dict) and isinstance(tracking.get("uri"), str):
+        out["tracking"] = {**tracking, "uri": mask(tracking["uri"])}
+    return out

@@ -148,7 +148,10 @@ class ResultsStore:
                 os.replace(path, self.cells_dir / path.name)
         if stale.is_dir() and not any(stale.iterdir()):
             stale.rmdir()
-        text = yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
+        from harness.masking import masked_spec
+
+        body = masked_spec(spec.model_dump(mode="json", by_alias=True))
+        text = yaml.safe_dump(body, sort_keys=False)
         atomic_write_text(self.root / "spec.yaml", text)
         saved: dict[str, Any] = {"spec": spec.name, "cells": grid, "data": data}
         if expect is not None:

@@ -254,12 +254,15 @@ def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[C
                 stale.append(cell.cell_id)
         if stale:
             shared.clear(spec.name, stale)
-    body = spec.model_dump(mode="json", by_alias=True)
+    from harness.masking import masked_spec
+
+    body = masked_spec(spec.model_dump(mode="json", by_alias=True))
     version = spec_version(body)
     uri = resolve_tracking(spec, tracking_uri) if spec.tracking.enabled else None
     shared.save_spec(spec.name, version, body,
                      {"cells": [c.cell_id for c in grid], "data": _data_summary(grid)},
-                     str(store.root.resolve()), data.data_dir, uri)
+                     str(store.root.resolve()),
+                     str(Path(data.data_dir).resolve()) if data.data_dir else None, uri)
     ordered = sorted(cells, key=lambda c: -c.size)
     shared.enqueue(spec.name, version, ordered, dict(summary.records))
     for cell in cells:
