@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from harness.errors import HarnessError
+from harness.jsonfile import read_json
 from harness.masking import mask, url_secret
 from harness.runner.claims import Claim, claim_timeout, pid_alive, process_start
 from harness.runner.heartbeat import Heartbeat
@@ -836,7 +837,7 @@ class SharedResults(ResultsStore):
         """Write the store's record into the folder unless the folder has it already."""
         path = self.record_path(record["cell_id"])
         try:
-            here = json.loads(path.read_text(encoding="utf-8"))
+            here = read_json(path)
         except (OSError, ValueError):
             here = None
         if isinstance(here, dict) and here.get("finished") == record.get("finished") and \

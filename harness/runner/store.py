@@ -181,8 +181,8 @@ class ResultsStore:
         path = self.record_path(cell_id)
         try:
             record = read_json(path)
-        except FileNotFoundError:
-            return None
+        except (FileNotFoundError, IsADirectoryError):
+            return None  # a folder there is refused by prepare, in one line
         except (OSError, ValueError) as exc:
             self._warn(path, f"unreadable record ({exc})")
             return None
