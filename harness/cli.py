@@ -217,11 +217,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.data.location import data_root
     from harness.errors import HarnessError
     from harness.spec import SpecError, load_spec
+    from harness.spec.requirements import missing_requirements
 
     failed = False
     for path in args.specs:
         try:
             spec = load_spec(path)
+            unmet = missing_requirements(spec)  # plugins import, extras installed
             data_note = (_check_spec_data(spec, args.data_dir)
                          if data_root(args.data_dir, spec.data_dir) is not None else "")
         except SpecError as exc:
@@ -232,6 +234,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed = True
             print(f"{path}: {exc}", file=sys.stderr)
         else:
+            if unmet:
+                failed = True
+                for line in unmet:
+                    print(f"{path}: {line}", file=sys.stderr)
+                continue
             print(f"{path}: ok ({spec.task.name}, {len(spec.methods)} methods, "
                   f"{len(spec.sizes)} sizes, {len(spec.seeds)} seeds, {spec.runs} runs"
                   f"{data_note})")

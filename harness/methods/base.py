@@ -87,10 +87,18 @@ class Method:
         Tasks that treat the two gradients differently (the LSTM clips each one
         separately, as in the paper's App. D.2.2) use the parts; others use ``loss``.
         """
-        primary = views.reduce(views.primary_loss(self.targets(views)))
+        per_item = views.primary_loss(self.targets(views))
+        primary = views.reduce(per_item)
         term = self.term(views, step)
         if term is None:
             return primary, None
+        if term.shape != per_item.shape:  # broadcasting would hide it and train "ok"
+            from harness.errors import ContractError
+
+            raise ContractError(
+                f"method {self.name if self.name != 'method' else type(self).__name__}: "
+                f"its term has shape {tuple(term.shape)} but the primary loss per item has "
+                f"shape {tuple(per_item.shape)}; Method.term returns one value per item")
         term = views.reduce(term)
         custom = self.weights(views, step)
         if custom is not None:

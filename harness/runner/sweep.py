@@ -139,6 +139,11 @@ def run_spec(
         raise GridError(f"--workers {workers}: must be at least 1")
     if threads is not None and threads < 1:
         raise GridError(f"--threads {threads}: must be at least 1")
+    from harness.spec.requirements import missing_requirements
+
+    unmet = missing_requirements(spec)  # else every cell would fail on it
+    if unmet:
+        raise HarnessError(f"{unmet[0]}; nothing was run")
     clock = time.perf_counter()
     data = CellData.for_spec(spec, data_dir)
     cells = expand(spec, only, data)  # bad filters and missing data fail here

@@ -119,6 +119,7 @@ class Worker:
         from harness.runner.ownership import is_marked
         from harness.runner.sweep import SweepSummary, _JobFactory, _Recorder, check_data
         from harness.spec.loader import load_plugins_of, validate_spec
+        from harness.spec.requirements import missing_requirements
         from harness.tracking import open_tracker
 
         row = self.cells.spec_row(spec_name, version)
@@ -135,6 +136,9 @@ class Worker:
             body = copy.deepcopy(row["body"])
             load_plugins_of(body, None)
             spec = validate_spec(body, f"store spec {spec_name}")
+            unmet = missing_requirements(spec)
+            if unmet:
+                raise HarnessError(unmet[0])
             data = CellData.for_spec(spec, row["data_dir"])
             grid = expand(spec, None, data)
             check_data(spec, grid, data)
