@@ -211,6 +211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Exception:
+        # A bug: its traceback is for a report, but never with a password in it.
+        import traceback
+
+        from harness.masking import mask
+
+        sys.stderr.write(mask(traceback.format_exc()))
+        return 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
