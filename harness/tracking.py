@@ -246,7 +246,8 @@ def log_run_report(spec: Any, results_dir: Path, files: list[Path],
     if not spec.tracking.enabled:
         return None
     state = ResultsStore(results_dir).read_tracking()
-    uri = tracking_uri(spec, override)
+    given = tracking_uri(spec, override)
+    uri, _, password = _credentials(given)  # MLflow has them from open_tracker
     if not state.get("parent_run_id") or state.get("uri") != uri:
         return None  # this run was not tracked (server down, tracking failed)
     try:
@@ -258,7 +259,7 @@ def log_run_report(spec: Any, results_dir: Path, files: list[Path],
                 f"report/{path.parent.relative_to(results_dir).as_posix()}"
             client.log_artifact(state["parent_run_id"], str(path), where)
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
-        return f"{type(exc).__name__}: {one_line_text(exc)}"
+        return f"{type(exc).__name__}: {mask(one_line_text(exc), [password])}"
     return None
 
 
