@@ -50,7 +50,8 @@ def user_file(tmp_path: Path) -> Path:
 
 
 # ---- links ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["report.md", "report.csv", "plot.png", "journal.jsonl",
+@pytest.mark.parametrize("name", ["report.md", "report.csv", "report.html", "plot.png",
+                                  "plots", "journal.jsonl",
                                   "spec.yaml", "grid.json", "tracking.json", "optuna.db",
                                   "cells/{cell}.json", "cells", "claims", "checkpoints",
                                   "checkpoints/{cell}"])
@@ -84,15 +85,17 @@ def test_a_link_where_harness_writes_is_refused_in_one_line(tmp_path, ran, capsy
 
 def test_links_planted_during_a_run_are_never_written_through(tmp_path, ran, capsys) -> None:
     _, results = ran
-    from harness.report.command import write_default_report
+    from harness.report.run_report import write_run_report
     from harness.runner.store import ResultsStore
 
     target = user_file(tmp_path)
-    for name in ("report.md", "plot.png"):
+    write_run_report(results)
+    for name in ("report.md", "report.html", "plot.png", "plots/accuracy.png",
+                 "plots/accuracy.svg"):
         (results / name).unlink(missing_ok=True)
         (results / name).symlink_to(target)
         with pytest.raises(LinkRefused, match="is a symbolic link"):
-            write_default_report(results)
+            write_run_report(results)
         (results / name).unlink()
     (results / "journal.jsonl").unlink()
     (results / "journal.jsonl").symlink_to(target)
