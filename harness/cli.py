@@ -211,17 +211,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Exception:
+        # A bug: its traceback is for a report, but never with a password in it.
+        import traceback
+
+        from harness.masking import mask
+
+        sys.stderr.write(mask(traceback.format_exc()))
+        return 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from harness.data.location import data_root
     from harness.errors import HarnessError
     from harness.spec import SpecError, load_spec
+    from harness.spec.requirements import missing_requirements
 
     failed = False
     for path in args.specs:
         try:
             spec = load_spec(path)
+            unmet = missing_requirements(spec)  # plugins import, extras installed
             data_note = (_check_spec_data(spec, args.data_dir)
                          if data_root(args.data_dir, spec.data_dir) is not None else "")
         except SpecError as exc:
@@ -232,6 +242,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed = True
             print(f"{path}: {exc}", file=sys.stderr)
         else:
+            if unmet:
+                failed = True
+                for line in unmet:
+                    print(f"{path}: {line}", file=sys.stderr)
+                continue
             print(f"{path}: ok ({spec.task.name}, {len(spec.methods)} methods, "
                   f"{len(spec.sizes)} sizes, {len(spec.seeds)} seeds, {spec.runs} runs"
                   f"{data_note})")

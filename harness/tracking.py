@@ -35,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.masking import mask, strip_credentials, url_secret
 from harness.runner.store import ResultsStore
 
 STATS = ("mean", "median", "p10", "p90")
@@ -172,7 +173,7 @@ class Tracker:
             "label": record["label"],
             "status": record["status"],
             "git_commit": record.get("git_commit") or "",
-            "reason": record.get("reason") or "",
+            "reason": mask(record.get("reason") or ""),
             "record_finished": record.get("finished") or "",
         }
         if record["status"] == "skipped":
@@ -195,7 +196,7 @@ class Tracker:
             self.client.log_batch(run_id, metrics=curves[i : i + METRIC_BATCH])
         self._cell_artifacts(run_id, record)
         if record.get("traceback"):
-            trace = record["traceback"][-MAX_TAG:]
+            trace = mask(record["traceback"])[-MAX_TAG:]
             self.client.log_batch(run_id, tags=[RunTag("traceback", trace)])
         status = "FAILED" if record["status"] == "failed" else "FINISHED"
         self.client.set_terminated(run_id, status=status, end_time=end)
@@ -224,7 +225,7 @@ class Tracker:
         out = []
         for key, value in values.items():
             text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            out.append(Param(key[:MAX_KEY], text[:MAX_PARAM]))
+            out.append(Param(key[:MAX_KEY], mask(text)[:MAX_PARAM]))
         return out
 
 
@@ -245,7 +246,8 @@ def log_run_report(spec: Any, results_dir: Path, files: list[Path],
     if not spec.tracking.enabled:
         return None
     state = ResultsStore(results_dir).read_tracking()
-    uri = tracking_uri(spec, override)
+    given = tracking_uri(spec, override)
+    uri, _, password = _credentials(given)  # MLflow has them from open_tracker
     if not state.get("parent_run_id") or state.get("uri") != uri:
         return None  # this run was not tracked (server down, tracking failed)
     try:
@@ -257,7 +259,7 @@ def log_run_report(spec: Any, results_dir: Path, files: list[Path],
                 f"report/{path.parent.relative_to(results_dir).as_posix()}"
             client.log_artifact(state["parent_run_id"], str(path), where)
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
-        return f"{type(exc).__name__}: {one_line_text(exc)}"
+        return f"{type(exc).__name__}: {mask(one_line_text(exc), [password])}"
     return None
 
 
@@ -273,16 +275,23 @@ def _wait_for(claims: Any, key: str, timeout: float = 60.0) -> Any:
     return claim
 
 
-def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+def probe(uri: str, timeout: float = PROBE_TIMEOUT_S, user: str | None = None,
+          password: str | None = None) -> str | None:
     """None when an http(s) tracking server answers /health, else why not (one line).
-    Other URIs (sqlite, file stores) are not probed."""
+    ``user``/``password``: HTTP basic auth (a URL's credentials, taken out of it). Other
+    URIs (sqlite, file stores) are not probed."""
     if not uri.startswith(("http://", "https://")):
         return None
+    import base64
     import urllib.error
     import urllib.request
 
+    request = urllib.request.Request(f"{uri.rstrip('/')}/health")
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             if reply.status >= 400:
                 return f"HTTP {reply.status}"
     except urllib.error.HTTPError as exc:
@@ -291,6 +300,14 @@ def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         reason = getattr(exc, "reason", exc)
         return one_line_text(reason)
     return None
+
+
+def _credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """(the URI without ``user:password@``, user, password) of an http(s) URI; MLflow
+    gets them as $MLFLOW_TRACKING_USERNAME/PASSWORD, so no URL it prints holds them."""
+    if not uri.startswith(("http://", "https://")):
+        return uri, None, None
+    return strip_credentials(uri)
 
 
 def one_line_text(value: Any) -> str:
@@ -305,6 +322,9 @@ def create_sqlite_store(path: Path) -> None:
     schema is made in a file of its own (``mlflow.db-creating-*``, a name harness owns)
     and linked into place only when complete; ``os.link`` never replaces a database that
     another run made meanwhile."""
+    from harness.atomic import refuse_link
+
+    refuse_link(path)  # MLflow would write through it
     if path.exists():
         return
     from mlflow import MlflowClient
@@ -328,18 +348,24 @@ def open_tracker(spec: Any, store: ResultsStore, override: str | None = None,
     still runs; records without a run id are logged on a later resume)."""
     if not spec.tracking.enabled:
         return None
-    uri = tracking_uri(spec, override)
-    problem = probe(uri)
+    given = tracking_uri(spec, override)
+    uri, user, password = _credentials(given)
+    shown = mask(given)
+    problem = probe(uri, user=user, password=password)
     if problem is not None:
-        print(f"warning: MLflow tracking server {uri} did not answer /health ({problem}); "
-              "running untracked (records are logged on a later resume)", file=sys.stderr)
+        print(f"warning: MLflow tracking server {shown} did not answer /health "
+              f"({mask(problem, [password])}); running untracked (records are logged on "
+              "a later resume)", file=sys.stderr)
         return None
+    if user is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password or ""
     try:
         if uri.startswith("sqlite:///"):
             create_sqlite_store(Path(uri.removeprefix("sqlite:///")))
         return Tracker(spec, store, uri, claims)
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
-        print(f"warning: MLflow tracking at {uri} unavailable ({type(exc).__name__}: "
-              f"{one_line_text(exc)}); running untracked (records are logged on a later "
-              "resume)", file=sys.stderr)
+        print(f"warning: MLflow tracking at {shown} unavailable ({type(exc).__name__}: "
+              f"{mask(one_line_text(exc), [password, url_secret(given)])}); running "
+              "untracked (records are logged on a later resume)", file=sys.stderr)
         return None

@@ -5,11 +5,11 @@ folder without importing the runner."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from harness.cells.record import record_problem
+from harness.jsonfile import read_json
 
 CELLS_DIR = "cells"
 GRID_FILE = "grid.json"
@@ -20,7 +20,7 @@ RecordEntry = tuple[Path, "dict[str, Any] | None", "str | None"]
 def read_grid(root: Path) -> dict[str, Any] | None:
     """grid.json of the last run (None in folders made before it existed)."""
     try:
-        data = json.loads((Path(root) / GRID_FILE).read_text(encoding="utf-8"))
+        data = read_json(Path(root) / GRID_FILE)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) and isinstance(data.get("cells"), list) else None
@@ -31,8 +31,11 @@ def read_all_records(root: Path) -> list[RecordEntry]:
     out: list[RecordEntry] = []
     for path in sorted((Path(root) / CELLS_DIR).glob("*.json")):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+            record = read_json(path)  # any content: a value or one line, never a traceback
+        except OSError as exc:
+            out.append((path, None, f"unreadable: {exc.strerror or exc}"))
+            continue
+        except ValueError as exc:
             out.append((path, None, f"unreadable: {exc}"))
             continue
         problem = record_problem(record, path.stem)

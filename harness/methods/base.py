@@ -87,10 +87,22 @@ class Method:
         Tasks that treat the two gradients differently (the LSTM clips each one
         separately, as in the paper's App. D.2.2) use the parts; others use ``loss``.
         """
-        primary = views.reduce(views.primary_loss(self.targets(views)))
+        per_item = views.primary_loss(self.targets(views))
+        primary = views.reduce(per_item)
         term = self.term(views, step)
         if term is None:
             return primary, None
+        expected = views.term_shape(tuple(per_item.shape))
+        if (tuple(term.shape) != expected if expected is not None
+                else term.dim() != per_item.dim()):  # broadcasting would hide it: "ok"
+            from harness.errors import ContractError
+
+            raise ContractError(
+                f"method {self.name if self.name != 'method' else type(self).__name__}: "
+                f"its term has shape {tuple(term.shape)} but the primary loss per item has "
+                f"shape {tuple(per_item.shape)}"
+                f"{'' if expected in (None, tuple(per_item.shape)) else f' (the term: {expected})'}"
+                "; Method.term returns one value per item")
         term = views.reduce(term)
         custom = self.weights(views, step)
         if custom is not None:

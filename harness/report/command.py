@@ -158,6 +158,7 @@ def check_command(args: argparse.Namespace) -> int:
 @_one_line_errors
 def records_command(args: argparse.Namespace) -> int:
     """Every record in the results folder, marked in or out of the grid, with its data."""
+    from harness.report.escape import md_text
     from harness.report.table import data_text
 
     source = Path(args.source)
@@ -165,19 +166,19 @@ def records_command(args: argparse.Namespace) -> int:
         rs = load_results(source, args.data_dir, note=False)
         results_dir, grid = rs.results_dir, {r["cell_id"] for r in rs.records}
     except ReportError as exc:
-        if not source.is_dir():
-            raise
+        if not source.is_dir() or not (source / "cells").is_dir():
+            raise  # not a results folder: nothing to list (exit 1)
         print(f"note: {exc}", file=sys.stderr)
         results_dir, grid = source, set()
     print("| cell id | in grid | label | size | seed | status | finished | data |")
     print("|---|:---:|---|---:|---:|---|---|---|")
     for path, record, problem in read_all_records(results_dir):
         if record is None:
-            print(f"| {path.stem} | no | | | | unreadable: {problem} | | |")
+            print(f"| {md_text(path.stem)} | no | | | | {md_text(str(problem))} | | |")
             continue
         data = ", ".join(data_text(e) for e in (record.get("data") or {}).values()) or "-"
         print(f"| {record['cell_id']} | {'yes' if record['cell_id'] in grid else 'no'} | "
-              f"{record['label']} | {record['size']} | {record['seed']} | "
+              f"{md_text(str(record['label']))} | {record['size']} | {record['seed']} | "
               f"{record['status']} | {record.get('finished') or ''} | {data} |")
     return 0
 

@@ -26,6 +26,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.report.escape import csv_text, md_text
 from harness.report.load import ResultSet, display_scale, runs_text
 from harness.report.provenance import Provenance, provenance
 from harness.report.stats import (
@@ -338,8 +339,7 @@ def legend(board: Board) -> list[str]:
 
 
 def to_markdown(board: Board, heading: str = "##") -> str:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
+    esc = md_text
 
     def table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
         aligns = ["---" if i < right_from else "---:" for i in range(len(header))]
@@ -387,8 +387,9 @@ def to_csv(board: Board) -> str:
             e = board.entries[(label, c)]
             d = e.diff
             writer.writerow({
-                "source": src.name, "task": src.rs.task, "metric": src.metric, "size": size,
-                "method": label, "status": e.status, "n": e.n,
+                "source": csv_text(src.name), "task": csv_text(src.rs.task),
+                "metric": csv_text(src.metric), "size": size, "method": csv_text(label),
+                "status": e.status, "n": e.n,
                 "value": "" if e.value is None else repr(e.value),
                 "rank": "" if e.rank is None else e.rank,
                 "diff": "" if d is None or d.estimate is None else repr(d.estimate),

@@ -162,9 +162,7 @@ def plot_metric(rs: ResultSet, metric: str, path: str | Path,
     plt = _pyplot()
     fig = figure(rs, metric, settings)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with plt.rc_context(RC):
-        fig.savefig(path, dpi=150, metadata=_metadata(path))
+    _save(fig, path)
     plt.close(fig)
     return path
 
@@ -177,14 +175,24 @@ def write_plots(rs: ResultSet, folder: str | Path, metrics: Sequence[str],
     out = []
     for metric in metrics:
         fig = figure(rs, metric, settings)
-        with plt.rc_context(RC):
-            for suffix in formats:
-                path = Path(folder) / f"{metric}{suffix}"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fig.savefig(path, dpi=150, metadata=_metadata(path))
-                out.append(path)
+        for suffix in formats:
+            path = Path(folder) / f"{metric}{suffix}"
+            _save(fig, path)
+            out.append(path)
         plt.close(fig)
     return out
+
+
+def _save(fig: Any, path: Path) -> None:
+    """The figure into ``path`` (format by its suffix), written atomically and never
+    through a symbolic link (harness.atomic)."""
+    from harness.atomic import atomic_write_bytes
+
+    out = io.BytesIO()
+    with _pyplot().rc_context(RC):
+        fig.savefig(out, dpi=150, metadata=_metadata(path),
+                    format=path.suffix.lstrip(".").lower() or "png")
+    atomic_write_bytes(path, out.getvalue())
 
 
 def plot_png(rs: ResultSet, metric: str, dpi: int = 110) -> bytes:

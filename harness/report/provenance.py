@@ -5,7 +5,6 @@ number: machines, devices, data files and the spec as run."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,16 +13,10 @@ from harness.report.load import ResultSet
 
 def hosts_of(rs: ResultSet) -> dict[str, str]:
     """{cell id: host} of the 'recorded' events in the results folder's journal."""
+    from harness.jsonfile import read_jsonl
+
     hosts: dict[str, str] = {}
-    try:
-        lines = (rs.results_dir / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return hosts
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
+    for entry in read_jsonl(rs.results_dir / "journal.jsonl"):  # bad lines skipped
         if entry.get("event") == "recorded" and entry.get("cell_id"):
             hosts[str(entry["cell_id"])] = str(entry.get("host"))
     return hosts

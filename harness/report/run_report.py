@@ -6,12 +6,11 @@ metric, where earlier versions put it) and, for the terminal, the headline table
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.atomic import atomic_write_text
+from harness.atomic import atomic_write_bytes, atomic_write_text
 from harness.report.formats import render
 from harness.report.load import load_results, metrics_with_results
 from harness.report.plot import write_plots
@@ -59,6 +58,6 @@ def write_run_report(results_dir: str | Path) -> RunReport:
     atomic_write_text(csv_path, render(rs, metrics, "csv"))
     plots = write_plots(rs, results_dir / PLOTS_DIR, list(dict.fromkeys([rs.metric,
                                                                           *metrics])))
-    headline = results_dir / "plot.png"
-    shutil.copyfile(results_dir / PLOTS_DIR / f"{rs.metric}.png", headline)
+    headline = results_dir / "plot.png"  # a copy, never written through a link
+    atomic_write_bytes(headline, (results_dir / PLOTS_DIR / f"{rs.metric}.png").read_bytes())
     return RunReport(html, md, csv_path, tuple(plots), headline, headline_table(rs))

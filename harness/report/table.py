@@ -13,6 +13,7 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.report.escape import csv_text, md_text
 from harness.report.load import Pooled, ResultSet, display_scale, runs_text
 
 STATS = ("median", "p10", "p90", "mean")
@@ -96,8 +97,7 @@ def build_table(rs: ResultSet, metric: str) -> Table:
 
 
 def to_markdown(table: Table) -> str:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
+    esc = md_text
 
     def cell(c: Cell) -> str:
         return f"**{esc(c.text)}**" if c.best else esc(c.text)
@@ -157,7 +157,8 @@ def to_csv(rs: ResultSet, metrics: list[str]) -> str:
                 ok = p.status == "ok"
                 stats = {s: repr(p.stat(s)) if ok else "" for s in STATS}
                 writer.writerow({
-                    "metric": metric, "size": size, "method": p.label, "status": p.status,
-                    "n": p.n, **stats, "best": int(p.label in best), "note": "; ".join(p.problems),
+                    "metric": csv_text(metric), "size": size, "method": csv_text(p.label),
+                    "status": p.status, "n": p.n, **stats, "best": int(p.label in best),
+                    "note": csv_text("; ".join(p.problems)),
                 })
     return out.getvalue()

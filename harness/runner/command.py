@@ -57,7 +57,10 @@ def run_command(args: argparse.Namespace) -> int:
     if summary.read_only:
         print(f"note: {summary.read_only}: every cell was already recorded; nothing written")
     elif not args.no_report:
-        end_with_report(spec, summary, args.tracking_uri)
+        if summary.records and all(r["status"] == "failed" for r in summary.records.values()):
+            print("report: not written: every cell failed (the reasons are above)")
+        else:
+            end_with_report(spec, summary, args.tracking_uri)
     return summary.exit_code
 
 

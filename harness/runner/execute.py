@@ -21,6 +21,7 @@ import numpy as np
 
 from harness.cells.record import SCHEMA, Provenance, summarize, utc_now
 from harness.errors import Diverged, SkipCell
+from harness.masking import mask
 from harness.spec.lambdas import TuneLambda, resolve_lambda
 
 CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"  # a user's own checkpoint root (never cleaned)
@@ -189,6 +190,8 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any error fails this cell only
         status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
         trace = traceback.format_exc()
+    if status != "ok":  # a URL with a password in an error is never recorded
+        reason, trace = mask(reason or ""), mask(trace) if trace else trace
     record = make_record(job, status, reason, trace, metrics, started,
                          time.perf_counter() - clock, device)
     record["curves"] = cell_progress.curves()  # per-epoch metrics, also of a failed cell

@@ -65,6 +65,13 @@ def claim_folder(path: Path, kind: str, known: Iterable[str],
     _mark(path, kind)
 
 
+def _stale_temp(path: Path) -> bool:
+    from harness.atomic import stale_temp
+    from harness.runner.claims import claim_timeout
+
+    return stale_temp(path, claim_timeout())
+
+
 Layout = dict[str, "Layout | None"]
 """What harness writes in a folder: name pattern -> None (the whole entry is harness's)
 or the layout of what it writes inside that subfolder."""
@@ -96,6 +103,8 @@ def _clear(folder: Path, layout: Layout, relative: Path, skip: Collection[str] =
         inner = layout.get(pattern) if pattern is not None else None
         if pattern is None:
             kept.append(str(relative / entry.name))
+        elif pattern in TEMP_PATTERNS and not _stale_temp(entry):
+            continue  # another live run is writing it at this moment
         elif inner is not None and entry.is_dir() and not entry.is_symlink():
             sub = _clear(entry, inner, relative / entry.name)
             kept += sub

@@ -25,9 +25,17 @@ from typing import Any
 
 import yaml
 
-from harness.atomic import atomic_write_json, atomic_write_text
+from harness.atomic import (
+    LinkRefused,
+    append_no_follow,
+    atomic_write_json,
+    atomic_write_text,
+    link_problem,
+    stale_temp,
+)
 from harness.cells.folder import CELLS_DIR, GRID_FILE, read_grid
 from harness.cells.record import cell_problem, record_problem, utc_now
+from harness.jsonfile import read_json
 from harness.runner.ownership import MARKER, Layout, claim_folder, is_marked
 
 STALE_DIR = "stale"  # where earlier versions archived other configurations' records
@@ -69,6 +77,7 @@ class ResultsStore:
         self.cells_dir = root / CELLS_DIR
         self.claims_dir = root / CLAIMS_DIR
         self._warned: set[tuple[Path, str]] = set()
+        self._journal_refused = False
 
     @classmethod
     def for_spec(cls, spec: Any) -> ResultsStore:
@@ -118,20 +127,31 @@ class ResultsStore:
 
     def prepare(self, spec: Any, grid: list[str], data: dict[str, Any],
                 expect: dict[str, dict[str, Any]] | None = None) -> None:
-        """Create the layout, save the spec and its grid (with what each cell's record
-        must say, ``expect``: harness.cells.record.expectation), drop temp files of a
-        killed run and bring back records that earlier versions moved to cells/stale/."""
+        """Refuse a folder where something harness writes is a symbolic link (or a record
+        path is a folder), create the layout, save the spec and its grid (with what each
+        cell's record must say, ``expect``: harness.cells.record.expectation), drop temp
+        files whose writer is gone and bring back records that earlier versions moved to
+        cells/stale/."""
+        problem = unsafe_entry(self.root)
+        if problem is not None:
+            raise LinkRefused(f"{problem}; nothing was run")
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         self.claims_dir.mkdir(exist_ok=True)
+        from harness.runner.claims import claim_timeout
+
         for leftover in list(self.cells_dir.glob(".*.tmp")) + list(self.root.glob(".*.tmp")):
-            leftover.unlink(missing_ok=True)
+            if stale_temp(leftover, claim_timeout()):  # never a live run's temp file
+                leftover.unlink(missing_ok=True)
         stale = self.cells_dir / STALE_DIR
         for path in stale.glob("*.json"):
             if not (self.cells_dir / path.name).exists():
                 os.replace(path, self.cells_dir / path.name)
         if stale.is_dir() and not any(stale.iterdir()):
             stale.rmdir()
-        text = yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
+        from harness.masking import masked_spec
+
+        body = masked_spec(spec.model_dump(mode="json", by_alias=True))
+        text = yaml.safe_dump(body, sort_keys=False)
         atomic_write_text(self.root / "spec.yaml", text)
         saved: dict[str, Any] = {"spec": spec.name, "cells": grid, "data": data}
         if expect is not None:
@@ -140,9 +160,12 @@ class ResultsStore:
 
     def writable(self) -> str | None:
         """None when files can be written here, else why not (one line)."""
-        probe = self.root / f".write-probe-{os.getpid()}.tmp"
+        from harness.atomic import fresh_file, temp_prefix
+
+        probe = self.root / f"{temp_prefix('write-probe')}probe.tmp"
         try:
-            probe.write_text("")
+            with fresh_file(probe):
+                pass
             probe.unlink()
         except OSError as exc:
             return f"{self.root}: cannot write ({exc.strerror or exc})"
@@ -157,9 +180,9 @@ class ResultsStore:
         the cell is rerun."""
         path = self.record_path(cell_id)
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
+            record = read_json(path)
+        except (FileNotFoundError, IsADirectoryError):
+            return None  # a folder there is refused by prepare, in one line
         except (OSError, ValueError) as exc:
             self._warn(path, f"unreadable record ({exc})")
             return None
@@ -195,7 +218,7 @@ class ResultsStore:
 
     def _keep_replaced(self, path: Path, record: dict[str, Any]) -> None:
         try:
-            old = json.loads(path.read_text(encoding="utf-8"))
+            old = read_json(path)
         except (OSError, ValueError):
             return
         if not isinstance(old, dict) or not is_final(old) or \
@@ -213,29 +236,73 @@ class ResultsStore:
     # ---- journal --------------------------------------------------------------------
     def journal(self, event: str, cell_id: str | None = None, **fields: Any) -> None:
         """Append one line to journal.jsonl (a single O_APPEND write: lines of concurrent
-        runs never interleave)."""
+        runs never interleave; never through a symbolic link)."""
         entry = {"time": utc_now(), "event": event, "cell_id": cell_id,
                  "host": socket.gethostname(), "pid": os.getpid(), **fields}
         line = (json.dumps(entry, sort_keys=False) + "\n").encode("utf-8")
         try:
-            fd = os.open(self.root / "journal.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                         0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+            append_no_follow(self.root / "journal.jsonl", line)
+        except LinkRefused as exc:
+            if not self._journal_refused:  # once: the audit trail must never cost a result
+                self._journal_refused = True
+                print(f"warning: {exc}; the journal is not written", file=sys.stderr)
         except OSError:
             pass  # the audit trail must never cost a result
 
     # ---- tracking state -------------------------------------------------------------
     def read_tracking(self) -> dict[str, Any]:
         try:
-            return json.loads(self.tracking_path.read_text(encoding="utf-8"))
+            state = read_json(self.tracking_path)
         except (OSError, ValueError):
             return {}
+        return state if isinstance(state, dict) else {}
 
     def write_tracking(self, state: dict[str, Any]) -> None:
         atomic_write_json(self.tracking_path, state)
+
+
+def unsafe_entry(root: Path) -> str | None:
+    """One line naming the first entry harness writes in results folder ``root`` that is
+    a symbolic link (or a record path that is a folder), else None. The folder itself may
+    be a link (where a user keeps results is the user's choice); what harness writes
+    inside it never is."""
+    if not root.is_dir():
+        return None
+    for path in _written(root, RESULTS_LAYOUT):
+        problem = link_problem(path)
+        if problem is not None:
+            return problem
+    for path in (root / CELLS_DIR).glob("*.json"):
+        if not path.is_symlink() and not path.is_file():
+            return (f"{path}: is not a file, where harness keeps a cell's record; remove it "
+                    "(harness did not make it)")
+    return None
+
+
+def _written(folder: Path, layout: Layout) -> list[Path]:
+    """The entries of ``folder`` whose names ``layout`` says harness writes (inside
+    subfolders too; everything inside a subfolder that is wholly harness's)."""
+    import fnmatch
+
+    out: list[Path] = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return out
+    for entry in entries:
+        pattern = next((k for k in (*layout, MARKER) if fnmatch.fnmatchcase(entry.name, k)),
+                       None)
+        if pattern is None:
+            continue
+        out.append(entry)
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        inner = layout.get(pattern)
+        if inner is not None:
+            out += _written(entry, inner)
+        else:
+            out += sorted(entry.rglob("*"))
+    return out
 
 
 __all__ = ["MARKER", "RESULTS_LAYOUT", "ResultsStore", "is_final", "looks_like_results"]

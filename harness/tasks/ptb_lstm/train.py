@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from harness.atomic import fresh_file, refuse_link
 from harness.errors import Diverged
 from harness.methods.base import Method
 from harness.tasks.kit import FiniteWatch, ProgressMeter, clip_norm_, model_copy
@@ -104,7 +105,9 @@ class Trainer:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        torch.save(blob, tmp)
+        refuse_link(self.path)
+        with fresh_file(tmp) as handle:  # never written through a link
+            torch.save(blob, handle)
         os.replace(tmp, self.path)
 
     def load(self) -> bool:
