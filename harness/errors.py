@@ -30,3 +30,8 @@ class WarmUpNotReached(RuntimeError):
     """A warm-up's training ended before its rule held (e.g. validation perplexity never
     fell below the threshold); the warm-up fails with this reason, and so do the cells
     that start from it."""
+
+
+class ContractError(RuntimeError):
+    """A plugin's method or task broke the contract (a term of the wrong shape, metrics
+    that are not the declared ones); the cell fails with this one line."""

@@ -3,7 +3,10 @@
 Studies live in ``<results_dir>/optuna.db`` under the name ``<label>-size<size>``, so an
 interrupted tuning resumes: only the trials still missing are run. The study remembers a
 hash of the configuration it tunes; when the spec changes that configuration, the old
-study is discarded rather than mixed with new trials.
+study is discarded rather than mixed with new trials. In Optuna's dashboard the objective
+is named (``validation <metric> (<mean|median>)``) and every trial shows its lambda: the
+sampled parameter itself, or for ``scale: ratio`` the sampled ``ratio`` and the
+``lambda`` it gives as a user attribute.
 
 With a shared store (``--store postgresql+psycopg://...``) studies live in that database
 instead, named ``<spec>/<label>-size<size>``, in Optuna's RDB storage with a heartbeat
@@ -19,16 +22,17 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from harness.cells.grid import Cell, config_id
+from harness.cells.units import validation_seed
 from harness.errors import Diverged, SkipCell
 from harness.runner.execute import LambdaChoice, build, evaluate, one_line
-from harness.runner.grid import Cell, config_id
 
-VALIDATION_SEED_BASE = 1_000_000
 CONFIG_ATTR = "harness_config_id"
 HEARTBEAT_ENV = "HARNESS_TRIAL_HEARTBEAT"
 TRIAL_RETRIES = 3
@@ -38,15 +42,6 @@ OnTrial = Callable[[int, int], None]  # (finished trials, target trials)
 
 def study_name(label: str, size: int) -> str:
     return f"{label}-size{size}"
-
-
-def validation_seed(spec: Any) -> int:
-    """The data seed of tuning trials: derived from the tuning seed, never a spec seed, so
-    tuning never trains on a cell's training set (and never sees its test points)."""
-    seed = VALIDATION_SEED_BASE + spec.tuning.seed
-    while seed in spec.seeds:
-        seed += 1
-    return seed
 
 
 def tuning_config(cell: Cell) -> dict[str, Any]:
@@ -148,8 +143,16 @@ def _open_study(spec: Any, cell: Cell, storage: Any, name: str) -> Any:
         optuna.delete_study(study_name=name, storage=storage)
         study = create()
     study.set_user_attr(CONFIG_ATTR, wanted)
+    with warnings.catch_warnings():  # set_metric_names is marked experimental
+        warnings.simplefilter("ignore")
+        study.set_metric_names([objective_name(spec)])
     _fail_abandoned(study)
     return study
+
+
+def objective_name(spec: Any) -> str:
+    """What a trial's value is, as Optuna's dashboard and plots name the objective."""
+    return f"validation {spec.metric} ({spec.tuning.objective})"
 
 
 def _fail_abandoned(study: Any) -> None:
@@ -191,6 +194,8 @@ def _objective(spec: Any, cell: Cell, data_dir: str | None, warm_start: Any = No
 
     def objective(trial: Any) -> float:
         lam = tune.to_lambda(trial.suggest_float(param, tune.low, tune.high, log=tune.log))
+        if param != "lambda":  # the ratio is what is sampled; lambda is what users read
+            trial.set_user_attr("lambda", float(lam))
         task, method = build(dict(cell.config), lam, data_dir)
         request = CellRequest(size=cell.size, seed=seed, runs=runs,
                               split="validation", warm_start=warm_start)

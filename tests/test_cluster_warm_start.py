@@ -43,9 +43,9 @@ def test_postgresql_workers_claim_cells_only_after_their_warm_ups(tmp_path, spec
     recorded = [e["cell_id"] for e in log if e["event"] == "recorded"]
     assert sorted(claimed) == sorted(set(claimed)) and len(claimed) == CELLS + UNITS
     assert sorted(recorded) == sorted(claimed)
-    from harness.runner.data import CellData
-    from harness.runner.dependencies import units_for
-    from harness.runner.grid import expand
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
+    from harness.cells.units import units_for
 
     spec = validate_spec(SPEC)
     cells = expand(spec, None, CellData(DATA))

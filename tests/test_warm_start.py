@@ -15,9 +15,9 @@ import pytest
 import yaml
 from conftest import DATA, needs_ptb, small_spec
 
+from harness.cells.data import CellData
+from harness.cells.units import WARM_UP, units_for
 from harness.runner import expand, run_spec
-from harness.runner.data import CellData
-from harness.runner.dependencies import WARM_UP, units_for
 from harness.spec import SpecError, load_spec, validate_spec
 
 PARAMS = {"emb_size": 8, "hidden_size": 8, "layers": 1, "dropout": 0.3, "bptt": 10,

@@ -109,9 +109,9 @@ def first_checkpoint(root: Path, cell_id: str) -> bool:
 
 def order_checked(root: Path) -> None:
     """Each cell started after every unit it waits for was recorded; each started once."""
-    from harness.runner.data import CellData
-    from harness.runner.dependencies import units_for
-    from harness.runner.grid import expand
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
+    from harness.cells.units import units_for
 
     spec = validate_spec(SPEC)
     data = CellData(DATA)

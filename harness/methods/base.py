@@ -14,7 +14,10 @@ To add a method, subclass ``Method`` and override only what differs from the bas
   default lambda weighs the term, within the task's ``loss_form`` ("convex":
   (primary + lambda term) / (1 + lambda)).
 - ``predict(probs, restricted)``: the prediction used at evaluation (interpolation mixes;
-  declare "mixed_prediction" in ``requires``).
+  declare "mixed_prediction" in ``requires``). Return ``probs`` itself (the same tensor)
+  when the prediction is the model's own, as the baseline does: tasks then score it by
+  the baseline's exact path (the PTB task's log_softmax, not log of the softmax), so a
+  method at lambda 0 gives the baseline's numbers bit for bit on any processor.
 - ``skip(task)``: a reason string when the method cannot run on a task for a reason the
   capabilities do not express.
 - ``term_form``: the name (harness.capabilities.TERM_FORMS) of the term's closed form, so
@@ -84,10 +87,22 @@ class Method:
         Tasks that treat the two gradients differently (the LSTM clips each one
         separately, as in the paper's App. D.2.2) use the parts; others use ``loss``.
         """
-        primary = views.reduce(views.primary_loss(self.targets(views)))
+        per_item = views.primary_loss(self.targets(views))
+        primary = views.reduce(per_item)
         term = self.term(views, step)
         if term is None:
             return primary, None
+        expected = views.term_shape(tuple(per_item.shape))
+        if (tuple(term.shape) != expected if expected is not None
+                else term.dim() != per_item.dim()):  # broadcasting would hide it: "ok"
+            from harness.errors import ContractError
+
+            raise ContractError(
+                f"method {self.name if self.name != 'method' else type(self).__name__}: "
+                f"its term has shape {tuple(term.shape)} but the primary loss per item has "
+                f"shape {tuple(per_item.shape)}"
+                f"{'' if expected in (None, tuple(per_item.shape)) else f' (the term: {expected})'}"
+                "; Method.term returns one value per item")
         term = views.reduce(term)
         custom = self.weights(views, step)
         if custom is not None:

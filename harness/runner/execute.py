@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.cells.record import SCHEMA, Provenance, summarize, utc_now
 from harness.errors import Diverged, SkipCell, WarmUpNotReached
-from harness.runner.record import SCHEMA, Provenance, summarize, utc_now
+from harness.masking import mask
 from harness.spec.lambdas import TuneLambda, resolve_lambda
 
 CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"  # a user's own checkpoint root (never cleaned)
@@ -59,14 +60,16 @@ class CellJob:
     # What the cell needs on a cluster node ({cpus, gpus}, the spec's resources);
     # operational: neither in the cell id nor in the record.
     resources: dict[str, float] | None = None
-    # None for a cell of the table; "warm-up" or "trial" (harness.runner.dependencies).
+    # None for a cell of the table; "warm-up" or "trial" (harness.cells.units).
     unit: str | None = None
-    # Where the cell starts from and where a warm-up stops (dependencies.warm_plan).
+    # Where the cell starts from and where a warm-up stops (harness.runner.dependencies).
     warm: dict[str, Any] | None = None
     # (status, reason) when a unit it starts from failed or was skipped: not run.
     blocked: tuple[str, str] | None = None
     # The split its metrics are evaluated on (a tuning trial's: validation).
     split: str = "test"
+    # The code that computes it (harness.cells.code): the record's ``code`` block.
+    code: dict[str, Any] = field(default_factory=dict)
 
 
 def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:
@@ -102,8 +105,8 @@ def first_cell(spec: Any, method: str, data_dir: str | None = None, **task_updat
     with its task and method built as a worker builds them (per-method task params and
     lambda schedules included), ``task_updates`` over the task params: for benchmarks
     that rerun part of a cell with one setting changed. Returns (cell, task, method)."""
-    from harness.runner.data import CellData
-    from harness.runner.grid import expand
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
 
     data = CellData.for_spec(spec, data_dir)
     cell = expand(spec, {"method": method}, data)[0]
@@ -126,6 +129,8 @@ def evaluate(task: Any, method: Any, request: Any, progress: Any = None
     if reason:
         raise SkipCell(reason)
     out = task.run(method, request, progress)
+    warm = getattr(request, "warm_start", None)
+    check_metric_names(task, out, warm_up=warm is not None and warm.save is not None)
     metrics: dict[str, list[float]] = {}
     for name, values in out.items():
         arr = np.asarray(values, dtype=float).reshape(-1)
@@ -137,16 +142,41 @@ def evaluate(task: Any, method: Any, request: Any, progress: Any = None
     return metrics
 
 
+def check_metric_names(task: Any, out: dict[str, Any], warm_up: bool = False) -> None:
+    """The task's metrics must be those its params declare: no name it does not declare
+    (a typo such as "acc" would be reported as "no data") and every one of
+    ``expected_metrics()`` (a warm-up's: exactly ``warm_up_metrics``). Raises ValueError
+    (the cell fails) naming the task and both."""
+    params = getattr(task, "params", None)
+    kind = "warm_up_metrics" if warm_up else "metrics"
+    declared = tuple(getattr(type(params), kind, ()) or ())
+    if not declared:
+        return
+    name = type(task).__name__
+    what = "warm-up metric(s)" if warm_up else "metric(s)"
+    unknown = [m for m in out if m not in declared]
+    if unknown:
+        raise ValueError(f"task {name} returned {what} {', '.join(map(repr, unknown))} "
+                         f"that its params do not declare (declared: {', '.join(declared)})")
+    expected = declared if warm_up else params.expected_metrics()
+    missing = [m for m in expected if m not in out]
+    if missing:
+        raise ValueError(f"task {name} did not return declared {what} "
+                         f"{', '.join(map(repr, missing))} (returned: {', '.join(out) or 'none'})")
+
+
 def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     """Run one cell and return its complete record (never raises but KeyboardInterrupt).
     After the cell, its data files are fingerprinted again (cheap: cached by size and
     mtime); a change fails the cell rather than recording numbers of mixed data."""
+    from harness.runner.curves import CellProgress
     from harness.runner.dependencies import request_of, state_files, state_problem
     from harness.tasks.base import CellRequest
 
     config, choice = job.config, job.choice
     started, clock = utc_now(), time.perf_counter()
     status, reason, trace, metrics = "ok", None, None, {}
+    cell_progress = CellProgress(progress)
     device: str | None = None
     warm = dict(job.warm["record"]) if job.warm else None
     try:
@@ -168,7 +198,7 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
                                   runs=config["runs"], split=job.split,  # type: ignore[arg-type]
                                   data_dir=job.data_dir, checkpoint_dir=job.checkpoint_dir,
                                   warm_start=request_of(job.warm))
-            metrics = evaluate(task, method, request, progress)
+            metrics = evaluate(task, method, request, cell_progress)
         changed = _data_changed(job.data)
         if changed:
             raise _DataChanged(f"data changed during the run: {changed}; rerun the cell")
@@ -187,8 +217,11 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - any error fails this cell only
         status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
         trace = traceback.format_exc()
+    if status != "ok":  # a URL with a password in an error is never recorded
+        reason, trace = mask(reason or ""), mask(trace) if trace else trace
     record = make_record(job, status, reason, trace, metrics, started,
                          time.perf_counter() - clock, device)
+    record["curves"] = cell_progress.curves()  # per-epoch metrics, also of a failed cell
     if job.unit:
         record["unit"] = job.unit
     if warm is not None:
@@ -226,6 +259,7 @@ def make_record(job: CellJob, status: str, reason: str | None, trace: str | None
         "timings": {"train_s": round(train_s, 4), "tune_s": round(choice.tune_s, 4)},
         "threads": job.threads,
         "git_commit": job.provenance.git_commit,
+        "code": dict(job.code) or None,
         "versions": dict(job.provenance.versions),
         "machine": {**job.provenance.machine, "device": device},
         "started": started,
@@ -264,7 +298,7 @@ def device_name(device: Any) -> str:
 def _data_changed(data: dict[str, Any]) -> str | None:
     if not data:
         return None
-    from harness.runner.data import CellData
+    from harness.cells.data import CellData
 
     return CellData(None).changed(data)
 

@@ -1,5 +1,6 @@
 """Run a spec's grid: check the data, claim cells, execute (in-process or in worker
-processes), record, track, report.
+processes), record, track (``harness run`` itself, with its report, is
+harness.runner.command).
 
 Guarantees (tested with real processes and signals, see the README):
 
@@ -40,20 +41,22 @@ cluster is the same cell, with the same numbers, as one computed here.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cells.code import CodeIdentity
+from harness.cells.data import CellData
+from harness.cells.grid import Cell, GridError, expand, normalize_only
+from harness.cells.record import Provenance
+from harness.cells.units import units_for, units_only_for
 from harness.errors import HarnessError
 from harness.runner.claims import Claim, ClaimStore, FileClaims
-from harness.runner.data import CellData
-from harness.runner.dependencies import units_for
 from harness.runner.execute import (
     CHECKPOINT_ENV,
     CellJob,
@@ -62,10 +65,10 @@ from harness.runner.execute import (
     one_line,
     run_job,
 )
-from harness.runner.grid import Cell, GridError, expand
+from harness.runner.fresh import clear_fresh
 from harness.runner.pool import Outcome, WorkerPool
 from harness.runner.progress import SweepProgress
-from harness.runner.record import Provenance
+from harness.runner.resume import Resume, recorded
 from harness.runner.stopping import stop_on_signals
 from harness.runner.store import ResultsStore, is_final
 
@@ -132,6 +135,7 @@ def run_spec(
     address: str | None = None,
     store: str | None = None,
     enqueue_only: bool = False,
+    reuse_changed_code: bool = False,
 ) -> SweepSummary:
     """Run (or resume) ``spec``'s grid and return a summary; see the module docstring.
     Bad input (filters, data, a folder harness did not make) raises a one-line
@@ -140,7 +144,10 @@ def run_spec(
     ``workers``: local worker processes (None: 1), or for Ray the most cells in flight
     (None: as many as the cluster has room for). ``store``: a PostgreSQL URL (else the
     spec's ``store``, else the results folder's file claims). ``enqueue_only``: put the
-    selected cells in the store's cells table for ``harness worker`` and return."""
+    selected cells in the store's cells table for ``harness worker`` and return.
+    ``fresh``: clear earlier results first (only the selected cells when ``only`` is
+    given; harness.runner.fresh). ``reuse_changed_code``: resume records whose task or
+    method code changed instead of recomputing them (harness.runner.resume)."""
     if executor not in EXECUTORS:
         raise GridError(f"--executor {executor}: use one of {', '.join(EXECUTORS)}")
     if address and executor != "ray":
@@ -153,6 +160,11 @@ def run_spec(
         raise GridError(f"--workers {workers}: must be at least 1")
     if threads is not None and threads < 1:
         raise GridError(f"--threads {threads}: must be at least 1")
+    from harness.spec.requirements import missing_requirements
+
+    unmet = missing_requirements(spec)  # else every cell would fail on it
+    if unmet:
+        raise HarnessError(f"{unmet[0]}; nothing was run")
     clock = time.perf_counter()
     data = CellData.for_spec(spec, data_dir)
     cells = expand(spec, only, data)  # bad filters and missing data fail here
@@ -161,27 +173,34 @@ def run_spec(
     check_data(spec, cells, data)
     store: ResultsStore = ResultsStore.for_spec(spec)
     summary = SweepSummary(results_dir=store.root)
+    resume = Resume(CodeIdentity(), reuse_changed_code)
     if not fresh and store.root.is_dir():
-        for cell in units + cells:
-            record = store.final_record(cell.cell_id)
-            if record is not None:
-                summary.keep(record)
+        for record in recorded(store, resume, units + cells).values():
+            summary.keep(record)
         if len(summary.records) == len(cells) and store.writable() is not None:
             summary.read_only = store.writable()
             summary.resumed = len(cells)
             summary.wall_s = time.perf_counter() - clock
             return summary
     store.claim_folders()
+    cleared: list[str] | None = None  # --fresh --only: the ids cleared (None: everything)
     if fresh:
-        kept = store.clear()
+        scoped = bool(normalize_only(only))
+        # A scoped --fresh clears the units only the selection waits for; a warm-up or
+        # trial an unselected cell also needs is kept (that cell started from it).
+        alone = units_only_for(spec, cells, grid, data) if scoped else []
+        kept = clear_fresh(store, cells + alone, grid, scoped=scoped)
+        cleared = [c.cell_id for c in cells + alone] if scoped else None
         summary.records.clear()
+        summary.units.clear()
         if kept:
             print(f"note: --fresh kept {len(kept)} file(s) harness did not make in "
                   f"{store.root}: {', '.join(kept[:5])}", file=sys.stderr)
     problem = store.writable()
     if problem:
         raise HarnessError(f"{problem}; nothing was run")
-    store.prepare(spec, [c.cell_id for c in grid], _data_summary(grid))
+    store.prepare(spec, [c.cell_id for c in grid], _data_summary(grid),
+                  {c.cell_id: resume.expect(c) for c in grid})
     shared = None
     if store_url:
         from harness.runner.dbstore import CellStore, DbClaims, SharedResults
@@ -190,7 +209,7 @@ def run_spec(
         try:
             store = SharedResults(store.root, shared, spec.name)
             _enqueue(spec, shared, store, units + cells, grid, summary, data, tracking_uri,
-                     fresh)
+                     fresh, resume, cleared)
         except BaseException:
             shared.close()
             raise
@@ -198,6 +217,8 @@ def run_spec(
         claims: ClaimStore = DbClaims(shared, spec.name, ids)
     else:
         claims = FileClaims(store.claims_dir)
+    for line in resume.notes(store):
+        print(line, file=sys.stderr)
     summary.resumed = len(summary.records)
     pending = [c for c in units + cells if not summary.has(c.cell_id)]
     parallel = executor == "ray" or (workers or 1) > 1
@@ -225,7 +246,7 @@ def run_spec(
         raise
     recorder = _Recorder(store, claims, tracker, summary)
     jobs = _JobFactory(spec, store, claims, data, threads or spec.threads, workers or 1,
-                       executor)
+                       executor, resume.code)
     executor_ = runner
     try:
         with stop_on_signals(executor_.kill), SweepProgress(
@@ -233,7 +254,7 @@ def run_spec(
                 progress_console) as bar:
             recorder.bar = executor_.bar = jobs.bar = bar
             recorder.track_untracked()
-            _schedule(pending, store, claims, executor_, recorder, jobs, bar)
+            _schedule(pending, store, claims, executor_, recorder, jobs, bar, resume)
             bar.describe("done")
     except BaseException:
         executor_.terminate()
@@ -251,26 +272,39 @@ def run_spec(
 
 def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[Cell],
              summary: SweepSummary, data: CellData, tracking_uri: str | None,
-             fresh: bool) -> None:
+             fresh: bool, resume: Resume, cleared: list[str] | None) -> None:
     """Save the spec in the shared store and add its selected cells to the cells table
-    (final records of the folder as done); then the store's records of cells the folder
-    lacks are read (written into the folder too)."""
+    (final records of the folder as done; done cells whose code changed pending again);
+    then the store's records of cells the folder lacks are read (written into the folder
+    too)."""
     from harness.runner.dbstore import spec_version
     from harness.tracking import tracking_uri as resolve_tracking
 
     if fresh:
-        shared.clear(spec.name)
-    body = spec.model_dump(mode="json", by_alias=True)
+        shared.clear(spec.name, cleared)
+    else:
+        stale = []
+        for cell in cells:
+            done = shared.final_record(spec.name, cell.cell_id)
+            if done is not None and not summary.has(cell.cell_id) and \
+                    not resume.usable(cell, done):
+                stale.append(cell.cell_id)
+        if stale:
+            shared.clear(spec.name, stale)
+    from harness.masking import masked_spec
+
+    body = masked_spec(spec.model_dump(mode="json", by_alias=True))
     version = spec_version(body)
     uri = resolve_tracking(spec, tracking_uri) if spec.tracking.enabled else None
     shared.save_spec(spec.name, version, body,
                      {"cells": [c.cell_id for c in grid], "data": _data_summary(grid)},
-                     str(store.root.resolve()), data.data_dir, uri)
+                     str(store.root.resolve()),
+                     str(Path(data.data_dir).resolve()) if data.data_dir else None, uri)
     ordered = sorted(cells, key=queue_order)
     shared.enqueue(spec.name, version, ordered, {**summary.records, **summary.units})
     for cell in cells:
         if not summary.has(cell.cell_id):
-            record = store.final_record(cell.cell_id)
+            record = resume.final(store, cell)
             if record is not None:
                 summary.keep(record)
 
@@ -333,8 +367,9 @@ def _data_summary(cells: Iterable[Cell]) -> dict[str, Any]:
 # ---- scheduling -------------------------------------------------------------------------
 def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
               executor: Executor, recorder: _Recorder, jobs: _JobFactory,
-              bar: SweepProgress) -> None:
-    """Claim and run cells until none is left; wait for cells other runs hold."""
+              bar: SweepProgress, resume: Resume) -> None:
+    """Claim and run cells until none is left; wait for cells other runs hold (and read
+    their records when ``resume`` accepts them)."""
     queue = list(pending)
     announced = False
     while queue or executor.running:
@@ -344,10 +379,10 @@ def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
                 break
             if not recorder.ready(cell):
                 continue  # a unit it waits for is not recorded yet
-            done = settled_record(store, cell.cell_id)
+            done = resume.settled(store, cell)
             claim = None if done is not None else claims.acquire(cell.cell_id)
             if done is None and claim is not None:
-                done = store.final_record(cell.cell_id)  # finished just before the claim
+                done = resume.final(store, cell)  # finished just before the claim
                 if done is not None:
                     claims.release(claim)
             if done is not None:
@@ -498,14 +533,11 @@ class _Recorder:
         self.settled: dict[str, dict[str, Any]] = {**summary.records, **summary.units}
 
     def ready(self, cell: Cell) -> bool:
-        """Whether every unit ``cell`` waits for is recorded (here or by another run)."""
-        for unit in cell.after:
-            if unit not in self.settled:
-                record = settled_record(self.store, unit)
-                if record is None:
-                    return False
-                self.settled[unit] = record
-        return True
+        """Whether every unit ``cell`` waits for is settled in this run: resumed (its code
+        checked), recorded here, or read once another run recorded it (every unit a
+        selected cell waits for is in this run's queue, so the queue's own resume check
+        fills ``settled``; a unit record whose code changed is never started from)."""
+        return all(unit in self.settled for unit in cell.after)
 
     def _say(self, text: str) -> None:
         if self.bar is not None:
@@ -609,10 +641,12 @@ class _JobFactory:
     size, under a claim of its own) right before its first cell."""
 
     def __init__(self, spec: Any, store: ResultsStore, claims: ClaimStore, data: CellData,
-                 threads: int | None, workers: int, executor: str = "local") -> None:
+                 threads: int | None, workers: int, executor: str = "local",
+                 code: CodeIdentity | None = None) -> None:
         self.spec, self.store, self.claims, self.data = spec, store, claims, data
         self.threads, self.workers, self.executor = threads, workers, executor
         self.provenance = Provenance.collect()
+        self.code = code or CodeIdentity()
         self.user_checkpoints = os.environ.get(CHECKPOINT_ENV) or None
         self.tuned: dict[tuple[str, int], LambdaChoice] = {}
         self.bar: SweepProgress | None = None
@@ -621,7 +655,8 @@ class _JobFactory:
              ) -> CellJob:
         """The job of ``cell``; ``settled``: records of the units it waits for (else read
         from the store)."""
-        from harness.runner.dependencies import TRIAL, blocked_by, warm_plan
+        from harness.cells.units import TRIAL
+        from harness.runner.dependencies import blocked_by, warm_plan
         from harness.spec.models import resources_for
 
         known = {unit: (settled or {}).get(unit) or self._record(unit) for unit in cell.after}
@@ -641,7 +676,8 @@ class _JobFactory:
                        self.data.data_dir, self.provenance, dict(cell.data),
                        self._threads(cell, resources), tuple(self.spec.plugins),
                        self._checkpoints(cell), resources, cell.unit, warm, blocked,
-                       "validation" if cell.unit == TRIAL else "test")
+                       "validation" if cell.unit == TRIAL else "test",
+                       self.code.of_cell(cell.config))
 
     def _record(self, cell_id: str) -> dict[str, Any]:
         """The record of a unit a cell waits for, from the store (a worker's path)."""
@@ -687,7 +723,8 @@ class _JobFactory:
 
     def _grid_choice(self, cell: Cell, known: Mapping[str, dict[str, Any]]) -> LambdaChoice:
         """The grid value whose trial did best on validation (dependencies.choose)."""
-        from harness.runner.dependencies import TRIAL, choose
+        from harness.cells.units import TRIAL
+        from harness.runner.dependencies import choose
 
         trials = [r for r in known.values() if r.get("unit") == TRIAL]
         higher = type(self.spec.task.params).higher_is_better.get(self.spec.metric, False)
@@ -734,60 +771,8 @@ def _tuning_line(name: str, choice: LambdaChoice, metric: str) -> str:
             f"{choice.tune_s:.1f}s)")
 
 
-# ---- the command ------------------------------------------------------------------------
-def run_command(args: argparse.Namespace) -> int:
-    """``harness run``: load the spec with --set overrides, run it, print a summary, report."""
-    from harness.spec import load_spec
-
-    spec = load_spec(args.spec, overrides=dict(args.overrides) or None)
-    cores = available_cores()
-    executor = getattr(args, "executor", "local")
-    if executor == "local" and (args.workers or 1) > cores:
-        print(f"warning: --workers {args.workers} is more than the {cores} core(s) available; "
-              "cells will compete for them", file=sys.stderr)
-    enqueue = getattr(args, "enqueue", False)
-    try:
-        summary = run_spec(spec, only=list(args.only), workers=args.workers,
-                           tracking_uri=args.tracking_uri, data_dir=args.data_dir,
-                           fresh=args.fresh, threads=args.threads, executor=executor,
-                           address=getattr(args, "address", None),
-                           store=getattr(args, "store", None), enqueue_only=enqueue)
-    except GridError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if enqueue:
-        left = len(summary.records)
-        print(f"{spec.name}: {left} cell(s) already recorded, the rest queued in the store "
-              "for `harness worker`; `harness status` shows progress")
-        return 0
-    print(f"{spec.name}: {summary.line()}")
-    for record in summary.records.values():
-        if record["status"] == "failed":
-            print(f"  failed: {record['label']} size={record['size']} seed={record['seed']}: "
-                  f"{record['reason']}")
-    print(f"results: {summary.results_dir}")
-    if summary.read_only:
-        print(f"note: {summary.read_only}: every cell was already recorded; nothing written")
-    elif not args.no_report:
-        _report(summary.results_dir, print)
-    return summary.exit_code
-
-
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _report(results_dir: Path, say: Callable[[str], None]) -> None:
-    from harness.report.command import write_default_report
-
-    try:
-        paths = write_default_report(results_dir)
-    except Exception as exc:  # noqa: BLE001 - the results are safe; only the report failed
-        say(f"report: failed ({one_line(f'{type(exc).__name__}: {exc}')}); "
-            f"try `harness report {results_dir}`")
-        return
-    for path in paths:
-        say(f"report: {path}")

@@ -144,6 +144,12 @@ class Views(ABC):
     @abstractmethod
     def reduce(self, per_item: Tensor) -> Tensor: ...
 
+    def term_shape(self, primary_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The shape a method's term must have, one value per regularised item: by
+        default the primary loss's per-item shape. A task whose term covers other items
+        says which (None: only the number of dimensions is known)."""
+        return primary_shape
+
     def noise(self, ratio: float) -> Tensor:
         """The targets under the task's own noising (only for ``noising == "task"``)."""
         raise NotImplementedError(f"{type(self).__name__} has no task-specific noising")

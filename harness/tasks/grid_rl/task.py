@@ -117,6 +117,12 @@ class GridRlTask(Task):
         uniforms = torch.rand(runs, m, steps, generator=gen, dtype=torch.float64)
         return starts.numpy(), uniforms.numpy()
 
+    def skip(self, method: Method) -> str | None:
+        if getattr(method.params, "probability", "lambda_ratio") != "lambda_ratio":
+            return ("noising's probability does not apply here: grid_rl's noising is the "
+                    "single-sample term, weighted by lambda, with no coin")
+        return None
+
     # ---- training -------------------------------------------------------------------
     def run(
         self, method: Method, request: CellRequest, progress: Progress | None = None
@@ -150,6 +156,9 @@ class GridRlTask(Task):
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if meter.due(epoch, epochs):  # means over the replicates
+                meter.curve(epoch + 1, train_loss=loss.detach() / runs,
+                            train_reward=float(rewards[:, 0].sum(-1).mean()))
             meter.update((epoch + 1) / epochs)
         bad = torch.zeros(runs, dtype=torch.bool, device=self.device)
         for w in weights:

@@ -77,6 +77,8 @@ class LogisticTask(Task):
             with torch.no_grad():
                 weight -= p.lr * g_weight
                 bias -= p.lr * g_bias
+            if meter.due(step, p.epochs):  # the objective, mean over the replicates
+                meter.curve(step + 1, train_loss=loss.detach() / runs)
             meter.update((step + 1) / p.epochs)
         bad = ~(torch.isfinite(weight).all(-1) & torch.isfinite(bias))
         if bad.any():

@@ -45,6 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from harness.atomic import fresh_file, refuse_link, temp_prefix
 from harness.errors import Diverged, WarmUpNotReached
 from harness.methods.base import Method
 from harness.tasks.base import WarmStart
@@ -232,18 +233,32 @@ class Trainer:
         if stop is not None and warm is not None and warm.save is not None:
             if not rule_met(self.state, stop):
                 raise WarmUpNotReached(not_reached(self.state, stop))
-            write_state(self.blob(), Path(warm.save) / f"run{run}.pt")
+            write_state(self.blob(), Path(warm.save) / f"run{run}.pt", own_folder=True)
+        if self.progress is not None:  # the whole history: also the epochs before a resume
+            for epoch, val in enumerate(self.state.history, 1):
+                self.progress.curve(epoch, val_ppl=val)
         if self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
         return self.state
 
 
-def write_state(blob: dict[str, Any], path: Path) -> None:
-    """Save a training state atomically (a kill leaves the old file or the new one)."""
+def write_state(blob: dict[str, Any], path: Path, own_folder: bool = False) -> None:
+    """Save a training state atomically (a kill leaves the old file or the new one),
+    never through a symbolic link at the file; ``own_folder``: nor at its folder (a
+    warm-up's folder in the results folder is harness's; a checkpoint folder the user
+    names may be a link of the user's choice)."""
+    if own_folder:
+        refuse_link(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    refuse_link(path)
+    tmp = path.parent / f"{temp_prefix(path.name)}tmp"
+    try:
+        with fresh_file(tmp) as handle:  # O_EXCL | O_NOFOLLOW
+            torch.save(blob, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def rule_met(state: TrainState, rule: tuple[str, float | None]) -> bool:
