@@ -145,7 +145,9 @@ class ResultsStore:
         self.claims_dir.mkdir(exist_ok=True)
         from harness.runner.claims import claim_timeout
 
-        for leftover in list(self.cells_dir.glob(".*.tmp")) + list(self.root.glob(".*.tmp")):
+        leftovers = [*self.cells_dir.glob(".*.tmp"), *self.root.glob(".*.tmp"),
+                     *(self.root / WARMUPS_DIR).glob("*/.*.tmp")]  # a warm-up's state
+        for leftover in leftovers:
             if stale_temp(leftover, claim_timeout()):  # never a live run's temp file
                 leftover.unlink(missing_ok=True)
         stale = self.cells_dir / STALE_DIR

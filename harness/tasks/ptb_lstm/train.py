@@ -251,7 +251,7 @@ def write_state(blob: dict[str, Any], path: Path, own_folder: bool = False) -> N
         refuse_link(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     refuse_link(path)
-    tmp = path.parent / f"{temp_prefix(path.name)}tmp"
+    tmp = path.parent / f"{temp_prefix(path.name)}{os.urandom(4).hex()}.tmp"
     try:
         with fresh_file(tmp) as handle:  # O_EXCL | O_NOFOLLOW
             torch.save(blob, handle)
