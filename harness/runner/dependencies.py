@@ -54,22 +54,32 @@ def warm_plan(cell: Cell, settled: Mapping[str, dict[str, Any]], state_dir: Any
         if cell.after:  # resumed from an earlier warm-up of the same training
             earlier = settled[cell.after[0]]
             if earlier["status"] == "ok":
-                plan.update(start_plan(earlier, state_dir, None))
+                plan.update(start_plan(earlier, state_dir, None, cell.config))
                 plan["record"]["resumed_from"] = earlier["cell_id"]
         return plan
     warm = cell.config.get("warm_start")
     if not warm:
         return None
     record = settled[warm["warm_up"]]
-    plan = start_plan(record, state_dir, warm["lr"])
+    plan = start_plan(record, state_dir, warm["lr"], cell.config)
     plan["record"] = {**warm, "fork": dict(record.get("metrics") or {})}
     return plan
 
 
-def start_plan(record: dict[str, Any], state_dir: Any, lr: float | None) -> dict[str, Any]:
-    """The part of a plan that starts from ``record``'s (a warm-up's) saved state."""
+def start_plan(record: dict[str, Any], state_dir: Any, lr: float | None,
+               config: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a plan that starts from ``record``'s (a warm-up's) saved state, for a
+    job of ``config``: ``same_method`` when the warm-up trained the same method with the
+    same params (its random streams then continue)."""
     files = (record.get("warm_start") or {}).get("files") or {}
-    return {"start": str(state_dir(record["cell_id"])), "files": dict(files), "lr": lr}
+    return {"start": str(state_dir(record["cell_id"])), "files": dict(files), "lr": lr,
+            "same_method": _training(record["config"]) == _training(config)}
+
+
+def _training(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A config's method block without what leaves its training's random streams alone
+    (its label and lambda)."""
+    return {k: v for k, v in config["method"].items() if k not in ("label", "lambda")}
 
 
 def _rule(until: Any) -> tuple[str, float | None]:
@@ -87,7 +97,8 @@ def request_of(plan: Mapping[str, Any] | None) -> Any:
 
     stop = plan.get("stop")
     return WarmStart(start=plan.get("start"), lr=plan.get("lr"),
-                     stop=(stop[0], stop[1]) if stop else None, save=plan.get("save"))
+                     stop=(stop[0], stop[1]) if stop else None, save=plan.get("save"),
+                     same_method=bool(plan.get("same_method")))
 
 
 def sha256(path: Path) -> str:
@@ -160,6 +171,6 @@ def tuning_warm_start(spec: Any, cell: Cell, known: Mapping[str, dict[str, Any]]
     [record] = found
     if record["status"] != "ok":
         return None, f"the warm-up at the tuning seed {record['status']}: {record.get('reason')}"
-    plan = start_plan(record, state_dir, cell.entry.warm_start.lr)
+    plan = start_plan(record, state_dir, cell.entry.warm_start.lr, cell.config)
     problem = state_problem(plan)
     return (None, problem) if problem else (request_of(plan), None)

@@ -82,13 +82,17 @@ class WarmStart:
     there, the method's term switched on (None: the saved schedule carries on, so that
     the warm-up's own method continues exactly as it would have). ``stop``: (rule, value)
     at which a warm-up ends, a rule of the task's ``warm_up_rules``; ``save``: the folder
-    its state goes to. A task raises ``WarmUpNotReached`` when training ends before the
-    rule holds."""
+    its state goes to. ``same_method``: the state was trained by this cell's method
+    with the same params, so the method's random streams continue from it (else they
+    start fresh). A task raises ``WarmUpNotReached`` when training ends before the rule
+    holds."""
 
     start: str | None = None
     lr: float | None = None
     stop: tuple[str, float | None] | None = None
     save: str | None = None
+    # The warm-up trained this cell's method (same params): its random streams continue.
+    same_method: bool = False
 
 
 @dataclass(frozen=True)

@@ -106,7 +106,6 @@ class Trainer:
                       ("lr", "epoch", "step", "decays", "best_val", "term_on", "done",
                        "history")},
             "best_weights": s.best_weights,
-            "method": self.method.name,
             "generator": ctx.generator.get_state(),
             "host_generator": None if ctx.host_generator is None
             else ctx.host_generator.get_state(),
@@ -126,7 +125,7 @@ class Trainer:
         self._restore(self._read(self.path), streams=True)
         return True
 
-    def fork(self, path: Path, lr: float | None) -> None:
+    def fork(self, path: Path, lr: float | None, same_method: bool = False) -> None:
         """Start from a warm-up's saved state (see the module docstring)."""
         blob = self._read(path)
         mine = {k: tuple(v.shape) for k, v in self.model.state_dict().items()}
@@ -135,7 +134,7 @@ class Trainer:
             raise ValueError(f"warm start: the warm-up's model ({path}) has other shapes than "
                              "this cell's (emb_size, hidden_size, layers, vocabulary or "
                              "tie_weights differ)")
-        self._restore(blob, streams=blob.get("method") == self.method.name)
+        self._restore(blob, streams=same_method)
         if lr is not None:
             self.state.lr, self.state.term_on = lr, True
 
@@ -223,7 +222,7 @@ class Trainer:
         the best weights are in the model afterwards."""
         stop = warm.stop if warm is not None else None
         if not self.load() and warm is not None and warm.start is not None:
-            self.fork(Path(warm.start) / f"run{run}.pt", warm.lr)
+            self.fork(Path(warm.start) / f"run{run}.pt", warm.lr, warm.same_method)
         while not self.state.done and not (stop and rule_met(self.state, stop)):
             self.run_epoch()
             self.end_epoch()
