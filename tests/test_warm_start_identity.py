@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +159,21 @@ def test_a_warm_up_state_is_never_written_through_a_link(tmp_path) -> None:
     assert target.read_bytes() == b"keep" and list(users.iterdir()) == []
     write_state({"x": 2}, tmp_path / "fine" / "run0.pt", own_folder=True)
     assert [p.name for p in (tmp_path / "fine").iterdir()] == ["run0.pt"]  # no temp left
+
+
+@needs_ptb
+def test_a_dry_run_names_the_units_the_cells_wait_for(write_spec) -> None:
+    data = lm_spec({"name": "baseline"}, RKD, NOISING,
+                   {"name": "interpolation", "lambda": {"tune": {"values": [0.1, 0.3]}},
+                    "warm_start": {"from": "baseline"}}, seeds=[0, 1])
+    path = write_spec(data)
+    out = subprocess.run([sys.executable, "-m", "harness.cli", "run", str(path), "--dry-run",
+                          "--data-dir", str(DATA)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    assert out.returncode == 0, out.stderr
+    # Per seed (0, 1 and the tuning seed) one warm-up at epoch 1 (the forks') and one
+    # converged (interpolation's, resumed from it), and the grid's 2 trials.
+    assert ("units the cells wait for: 6 warm-up(s), 2 tuning trial(s), 0 already "
+            "recorded") in out.stdout, out.stdout
+    assert "Optuna" not in out.stdout  # a grid is no Optuna study
+    assert not (path.parent / "results").exists()  # nothing written

@@ -139,14 +139,35 @@ def dry_run(spec: Any, args: argparse.Namespace) -> int:
     console.print(table)
     what = " (--fresh: earlier results would be discarded)" if fresh else ""
     print(f"resumed: {len(done)} cell(s) already recorded{what}; to compute: {len(pending)}")
+    units_line = _units_line(spec, cells, data, store, fresh)
+    if units_line:
+        print(units_line)
     if not pending:
         return 0
     guess = estimate(pending, earlier_records(output_root(spec), spec.task.name))
     print(estimate_line(guess, len(pending), spec.task.name, args, output_root(spec)))
-    if any(c.tuned for c in pending):
+    if any(c.tuned and c.entry.lambda_.values is None for c in pending):
         print("note: methods with lambda: tune run their Optuna trials first; the "
               "estimate leaves them out")
     return 0
+
+
+def _units_line(spec: Any, cells: list[Any], data: Any, store: Any, fresh: bool
+                ) -> str | None:
+    """One line on the warm-ups and tuning grid trials ``cells`` wait for (None: none)."""
+    from collections import Counter
+
+    from harness.cells.units import TRIAL, WARM_UP, units_for
+
+    units = units_for(spec, cells, data)
+    if not units:
+        return None
+    kinds = Counter(u.unit for u in units)
+    recorded = 0 if fresh or not store.root.is_dir() else sum(
+        store.final_record(u.cell_id) is not None for u in units)
+    return (f"units the cells wait for: {kinds[WARM_UP]} warm-up(s), {kinds[TRIAL]} tuning "
+            f"trial(s), {recorded} already recorded; they run first, and the estimate "
+            "leaves them out")
 
 
 def estimate_line(guess: Any, pending: int, task: str, args: argparse.Namespace,
