@@ -24,7 +24,7 @@ final record is written its checkpoint directory is deleted; a cell that failed 
 error keeps its checkpoints, since the next run retries it.
 
 Warm starts and tuning grids: cells may wait for units (a warm-up whose training state
-they start from, the trials of a tuned lambda's grid; harness.runner.dependencies).
+they start from, the trials of a tuned lambda's grid; harness.cells.units).
 Units are claimed, run, resumed and recorded as cells are (their records carry
 ``unit``; they are no rows of the reports), the units a selection needs are run with it
 (``--only`` included), and a cell is started only once every unit it waits for is
