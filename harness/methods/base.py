@@ -38,6 +38,10 @@ if TYPE_CHECKING:
     from harness.tasks.base import Task, Views
 
 
+# The hooks through which a method changes training (``predict`` changes evaluation only).
+TRAINING_HOOKS = ("targets", "term", "weights", "loss_parts", "loss")
+
+
 class Method:
     """Baseline behaviour: primary loss on the observed targets, no regulariser."""
 
@@ -60,6 +64,15 @@ class Method:
     def ratio(self) -> float:
         """r = lambda / (1 + lambda): the weight of the restricted model in [0, 1)."""
         return self.lam / (1.0 + self.lam)
+
+    @classmethod
+    def trains_as_primary(cls) -> bool:
+        """True when the method overrides none of the training hooks: it trains on the
+        primary loss alone, whatever its lambda and params (interpolation trains as the
+        baseline), so a task may train such cells once and evaluate each."""
+        return not any(hook in vars(klass) for klass in cls.__mro__
+                       if klass is not Method and issubclass(klass, Method)
+                       for hook in TRAINING_HOOKS)
 
     def skip(self, task: Task) -> str | None:
         return None

@@ -14,7 +14,11 @@ A task subclasses ``Task`` and implements:
 3. ``supplies``: the capabilities (harness.capabilities) its views and evaluation
    provide, and ``declines`` for those it withholds on purpose, with the reason. A method
    that needs something the task does not supply is skipped with that reason.
-4. A params model (a ``harness.tasks.config.TaskParams`` subclass, in a light module):
+4. Optionally ``run_group(members, progress)`` with "cell_groups" in ``supplies``: train
+   several cells (members differing only in method, size, lambda or seed) as one
+   program, yielding each member's metrics (or its exception) as soon as it is known,
+   with the numbers that member's ``run`` gives alone. The default runs them one by one.
+5. A params model (a ``harness.tasks.config.TaskParams`` subclass, in a light module):
    its ``metrics``, ``higher_is_better``, ``data_files`` / ``check_data`` for the files a
    cell reads, and ``contract_params`` (tiny settings for tests/contract).
 
@@ -53,6 +57,7 @@ Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -64,8 +69,8 @@ from harness.methods.base import Method
 from harness.methods.induced import Induced
 from harness.tasks.kit import Progress, make_generator, stable_seed
 
-__all__ = ["CellRequest", "Progress", "Task", "Views", "make_generator", "pick_device",
-           "stable_seed"]
+__all__ = ["CellRequest", "GroupMember", "MemberResult", "Progress", "Task", "Views",
+           "make_generator", "pick_device", "stable_seed"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,18 @@ class CellRequest:
     data_dir: str | None = None
     checkpoint_dir: str | None = None
 
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    """One cell of a group: its method (with its lambda) and its request."""
+
+    method: Method
+    request: CellRequest
+
+
+# A member's outcome: {metric: (runs,) array}, or the exception its run raised.
+MemberResult = dict[str, np.ndarray] | Exception
 
 
 class Views(ABC):
@@ -149,9 +166,26 @@ class Task(ABC):
     ) -> dict[str, np.ndarray]:
         """Train ``request.runs`` replicates; return {metric: array of shape (runs,)}."""
 
+    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None
+                  ) -> Iterator[tuple[int, MemberResult]]:
+        """Train several cells; yield (member index, its metrics or exception) as each is
+        done. Tasks supplying "cell_groups" train them as one program; this default runs
+        them one after the other (any task can be handed a group)."""
+        for index, member in enumerate(members):
+            part = None if progress is None else _share(progress, index, len(members))
+            try:
+                yield index, self.run(member.method, member.request, part)
+            except Exception as exc:  # noqa: BLE001 - the member's own outcome
+                yield index, exc
+
 
 def pick_device(choice: str = "auto") -> torch.device:
     """cuda when asked for or available (auto), else cpu."""
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+def _share(progress: Progress, index: int, count: int) -> Progress:
+    """The progress callback of member ``index`` of ``count`` run one after another."""
+    return lambda fraction: progress((index + fraction) / count)
