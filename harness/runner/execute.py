@@ -77,15 +77,27 @@ def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:
 def build(config: dict[str, Any], lam: float | None, data_dir: str | None) -> tuple[Any, Any]:
     """The task and method a config describes, from the registries (installed plugins
     discovered first)."""
-    from harness.registry import METHODS, TASKS, discover
+    return build_task(config, data_dir), build_method(config, lam)
+
+
+def build_task(config: dict[str, Any], data_dir: str | None) -> Any:
+    """The task of a config (a group's cells share one)."""
+    from harness.registry import TASKS, discover
 
     discover()
-    task_cfg, method_cfg = config["task"], config["method"]
+    task_cfg = config["task"]
     task_params = TASKS.config(task_cfg["name"]).model_validate(task_cfg["params"])
+    return TASKS.get(task_cfg["name"])(task_params, data_dir)
+
+
+def build_method(config: dict[str, Any], lam: float | None) -> Any:
+    """The method of a config, with its lambda."""
+    from harness.registry import METHODS, discover
+
+    discover()
+    method_cfg = config["method"]
     method_params = METHODS.config(method_cfg["name"]).model_validate(method_cfg["params"])
-    task = TASKS.get(task_cfg["name"])(task_params, data_dir)
-    method = METHODS.get(method_cfg["name"])(method_params, lam)
-    return task, method
+    return METHODS.get(method_cfg["name"])(method_params, lam)
 
 
 def first_cell(spec: Any, method: str, data_dir: str | None = None, **task_updates: Any
@@ -112,17 +124,27 @@ def evaluate(task: Any, method: Any, request: Any, progress: Any = None
              ) -> dict[str, list[float]]:
     """Run the task; return per-run metric lists, raising Diverged on a non-finite value
     and SkipCell when the method (or the task) says it does not apply."""
-    from harness.capabilities import missing
-
-    reason = missing(method, task) or method.skip(task) or task.skip(method)
+    reason = skip_reason(task, method)
     if reason:
         raise SkipCell(reason)
-    out = task.run(method, request, progress)
+    return checked_metrics(task.run(method, request, progress), request.runs)
+
+
+def skip_reason(task: Any, method: Any) -> str | None:
+    """Why ``task`` does not run ``method`` (capabilities first), or None."""
+    from harness.capabilities import missing
+
+    return missing(method, task) or method.skip(task) or task.skip(method)
+
+
+def checked_metrics(out: dict[str, Any], runs: int) -> dict[str, list[float]]:
+    """A task's {metric: values} as lists of floats, one per run; raises ValueError on a
+    wrong count and Diverged on a non-finite value."""
     metrics: dict[str, list[float]] = {}
     for name, values in out.items():
         arr = np.asarray(values, dtype=float).reshape(-1)
-        if arr.size != request.runs:
-            raise ValueError(f"metric {name!r} has {arr.size} values for {request.runs} runs")
+        if arr.size != runs:
+            raise ValueError(f"metric {name!r} has {arr.size} values for {runs} runs")
         if not np.isfinite(arr).all():
             raise Diverged(f"non-finite {name}")
         metrics[name] = [float(v) for v in arr]
@@ -153,20 +175,33 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
                                   runs=config["runs"], split="test", data_dir=job.data_dir,
                                   checkpoint_dir=job.checkpoint_dir)
             metrics = evaluate(task, method, request, progress)
-        changed = _data_changed(job.data)
-        if changed:
-            raise _DataChanged(f"data changed during the run: {changed}; rerun the cell")
-    except SkipCell as exc:
-        status, reason = "skipped", one_line(str(exc)) or "skipped"
-    except Diverged as exc:
-        status, reason = "failed", f"diverged: {one_line(str(exc))}"
-    except (_NoLambda, _DataChanged) as exc:
-        status, reason, metrics = "failed", str(exc), {}
+        check_data_unchanged(job)
     except Exception as exc:  # noqa: BLE001 - any error fails this cell only
-        status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
-        trace = traceback.format_exc()
+        status, reason, trace = failure(exc)
+        metrics = {} if isinstance(exc, _NoLambda | _DataChanged) else metrics
     return make_record(job, status, reason, trace, metrics, started,
                        time.perf_counter() - clock, device)
+
+
+def check_data_unchanged(job: CellJob) -> None:
+    """Raise when a data file the cell read changed while it ran (its numbers would belong
+    to no data)."""
+    changed = _data_changed(job.data)
+    if changed:
+        raise _DataChanged(f"data changed during the run: {changed}; rerun the cell")
+
+
+def failure(exc: BaseException) -> tuple[str, str, str | None]:
+    """(status, reason, traceback) of a cell that raised ``exc``: skipped, diverged
+    (failed, no traceback), failed for a stated reason, or failed with the traceback."""
+    if isinstance(exc, SkipCell):
+        return "skipped", one_line(str(exc)) or "skipped", None
+    if isinstance(exc, Diverged):
+        return "failed", f"diverged: {one_line(str(exc))}", None
+    if isinstance(exc, _NoLambda | _DataChanged):
+        return "failed", str(exc), None
+    trace = "".join(traceback.format_exception(exc))
+    return "failed", one_line(f"{type(exc).__name__}: {exc}"), trace
 
 
 def make_record(job: CellJob, status: str, reason: str | None, trace: str | None,

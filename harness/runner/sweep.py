@@ -38,7 +38,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from harness.runner.execute import (
     run_job,
 )
 from harness.runner.grid import Cell, GridError, expand
+from harness.runner.group import GroupJob, Work, plan_units, run_group_job
 from harness.runner.pool import Outcome, WorkerPool
 from harness.runner.progress import SweepProgress
 from harness.runner.record import Provenance
@@ -116,8 +117,9 @@ def run_spec(
     Bad input (filters, data, a folder harness did not make) raises a one-line
     HarnessError or GridError before anything is computed or written.
 
-    ``workers``: local worker processes (None: 1), or for Ray the most cells in flight
-    (None: as many as the cluster has room for). ``store``: a PostgreSQL URL (else the
+    ``workers``: local worker processes (None: chosen from the grid and the cores, see
+    ``auto_workers``), or for Ray the most cells in flight (None: as many as the cluster
+    has room for). ``store``: a PostgreSQL URL (else the
     spec's ``store``, else the results folder's file claims). ``enqueue_only``: put the
     selected cells in the store's cells table for ``harness worker`` and return."""
     if executor not in EXECUTORS:
@@ -179,6 +181,12 @@ def run_spec(
     parallel = executor == "ray" or (workers or 1) > 1
     if parallel:
         pending.sort(key=lambda c: -c.size)  # largest first: no worker idles at the end
+    groupable = _groupable(spec)
+    local_auto = executor == "local" and workers is None
+    units = plan_units(pending, groupable, available_cores() if local_auto else
+                       (workers or 1) if executor == "local" else max(1, workers or 1))
+    if local_auto:
+        workers = auto_workers(len(units))
     if enqueue_only:
         claims.close()
         if shared is not None:
@@ -192,8 +200,8 @@ def run_spec(
         untracked = any(not r.get("mlflow_run_id") for r in summary.records.values())
         tracker = (open_tracker(spec, store, tracking_uri, claims) if pending or untracked
                    else None)
-        runner = (_executor(spec, executor, workers, address, cells) if pending
-                  else InlineExecutor())
+        runner = (_executor(spec, executor, workers, address, cells, local_auto)
+                  if pending else InlineExecutor())
     except BaseException:
         claims.close()
         if shared is not None:
@@ -208,7 +216,7 @@ def run_spec(
                 len(cells), summary.resumed, spec.metric, progress_console) as bar:
             recorder.bar = executor_.bar = jobs.bar = bar
             recorder.track_untracked()
-            _schedule(pending, store, claims, executor_, recorder, jobs, bar)
+            _schedule(units, store, claims, executor_, recorder, jobs, bar)
             bar.describe("done")
     except BaseException:
         executor_.terminate()
@@ -251,8 +259,9 @@ def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[C
 
 
 def _executor(spec: Any, kind: str, workers: int | None, address: str | None,
-              cells: list[Cell]) -> Executor:
-    """The executor of ``kind`` (see the module docstring)."""
+              cells: list[Cell], auto: bool = False) -> Executor:
+    """The executor of ``kind`` (see the module docstring); ``auto``: ``workers`` was
+    chosen by ``auto_workers``, and this process computes beside workers - 1 helpers."""
     from harness.spec.models import resources_for
 
     if kind == "ray":
@@ -268,12 +277,42 @@ def _executor(spec: Any, kind: str, workers: int | None, address: str | None,
         return InlineExecutor()
     from harness.runner.placement import assign_gpus, visible_gpus
 
+    if auto and not visible_gpus():
+        return HybridExecutor(workers - 1)
     per = max([resources_for(spec, c.entry)["gpus"] for c in cells] or [0.0])
     envs, warning = assign_gpus(workers, visible_gpus(), per)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     slot_env = [{"CUDA_VISIBLE_DEVICES": e} if e is not None else {} for e in envs]
-    return PoolExecutor(WorkerPool(workers, run_job, threads=None, envs=slot_env))
+    return PoolExecutor(WorkerPool(workers, run_work, threads=None, envs=slot_env))
+
+
+def run_work(work: Work, progress: Any = None) -> Any:
+    """A worker's job: one cell's record, or a group's records one by one."""
+    if isinstance(work, GroupJob):
+        return run_group_job(work, progress)
+    return run_job(work, progress)
+
+
+def auto_workers(units: int) -> int:
+    """``--workers`` left out: one computing process per core, at most one per unit of
+    work (a cell, or a group of cells trained as one program). This process computes
+    too, and the others take work only once they have started (harness.runner.pool), so
+    a grid that one process finishes first never waits for them."""
+    return max(1, min(available_cores(), units))
+
+
+def _groupable(spec: Any) -> Callable[[Cell], str | None]:
+    """The key under which cells may share a group (None: the cell runs alone): cells of a
+    task that supplies "cell_groups", with the same task params (harness.runner.group)."""
+    from harness.capabilities import groups_cells
+    from harness.registry import TASKS
+
+    if not groups_cells(TASKS.get(spec.task.name)):
+        return lambda cell: None
+    import json
+
+    return lambda cell: json.dumps(cell.config["task"], sort_keys=True)
 
 
 def _job_resources(job: CellJob) -> dict[str, float]:
@@ -300,47 +339,66 @@ def _data_summary(cells: Iterable[Cell]) -> dict[str, Any]:
 
 
 # ---- scheduling -------------------------------------------------------------------------
-def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
+def _schedule(units: list[list[Cell]], store: ResultsStore, claims: ClaimStore,
               executor: Executor, recorder: _Recorder, jobs: _JobFactory,
               bar: SweepProgress) -> None:
-    """Claim and run cells until none is left; wait for cells other runs hold."""
-    queue = list(pending)
+    """Claim and run units of cells (a cell, or a group trained as one program) until none
+    is left; wait for cells other runs hold. A group runs the cells of its unit whose
+    claims this run got; the others stay queued."""
+    queue = [list(unit) for unit in units]
     announced = False
     while queue or executor.running:
         started = False
-        for cell in list(queue):
+        for unit in list(queue):
             if executor.free <= 0:
                 break
-            done = store.final_record(cell.cell_id)
-            claim = None if done is not None else claims.acquire(cell.cell_id)
-            if done is None and claim is not None:
-                done = store.final_record(cell.cell_id)  # finished just before the claim
-                if done is not None:
-                    claims.release(claim)
-            if done is not None:
-                queue.remove(cell)
-                recorder.resumed(done)
-                continue
-            if claim is None:
-                continue  # another live run holds it: wait
-            queue.remove(cell)
-            job = jobs.make(cell)
-            store.journal("started", cell.cell_id, label=cell.label, size=cell.size,
-                          seed=cell.seed)
-            recorder.running[cell.cell_id] = claim
-            executor.submit(job)
+            claimed = _claim(unit, store, claims, recorder)
+            if not unit:
+                queue.remove(unit)
+            if not claimed:
+                continue  # another live run holds them: wait
+            made = []
+            for cell, claim in claimed:
+                store.journal("started", cell.cell_id, label=cell.label, size=cell.size,
+                              seed=cell.seed)
+                recorder.running[cell.cell_id] = claim
+                made.append(jobs.make(cell))
+            executor.submit(made[0] if len(made) == 1 else GroupJob(tuple(made)))
             started = True
         for outcome in executor.wait(POLL_S if queue else None):
             recorder.outcome(outcome)
         bar.running(executor.fractions())
         if queue and not started and executor.running == 0:
             if not announced:
-                holders = sorted({h for c in queue if (h := claims.holder(c.cell_id))})
-                bar.message(f"waiting for {len(queue)} cell(s) held by other runs "
+                holders = sorted({h for u in queue for c in u
+                                  if (h := claims.holder(c.cell_id))})
+                count = sum(len(u) for u in queue)
+                bar.message(f"waiting for {count} cell(s) held by other runs "
                             f"({', '.join(holders) or 'finishing'}); they will be read, "
                             "not recomputed")
                 announced = True
             time.sleep(POLL_S)
+
+
+def _claim(unit: list[Cell], store: ResultsStore, claims: ClaimStore,
+           recorder: _Recorder) -> list[tuple[Cell, Claim]]:
+    """Claim what ``unit`` still needs: cells finished meanwhile are read (and leave the
+    unit), cells claimed here leave it with their claim, cells another run holds stay."""
+    claimed = []
+    for cell in list(unit):
+        done = store.final_record(cell.cell_id)
+        claim = None if done is not None else claims.acquire(cell.cell_id)
+        if done is None and claim is not None:
+            done = store.final_record(cell.cell_id)  # finished just before the claim
+            if done is not None:
+                claims.release(claim)
+        if done is not None:
+            unit.remove(cell)
+            recorder.resumed(done)
+        elif claim is not None:
+            unit.remove(cell)
+            claimed.append((cell, claim))
+    return claimed
 
 
 class Executor:
@@ -376,29 +434,44 @@ class Executor:
 
 
 class InlineExecutor(Executor):
-    """Runs each job in this process when submitted (``--workers 1``), with the cell's
-    progress on the bar."""
+    """Runs work in this process (``--workers 1``), with its progress on the bar: a
+    group's cells one by one, each ``wait`` computing until the next cell is done."""
 
     def __init__(self) -> None:
-        self._done: list[Outcome] = []
+        self._stream: Iterator[Outcome] | None = None
 
     @property
     def free(self) -> int:
-        return 0 if self._done else 1
+        return 0 if self._stream is not None else 1
 
     @property
     def running(self) -> int:
-        return len(self._done)
+        return 0 if self._stream is None else 1
 
-    def submit(self, job: CellJob) -> None:
+    def submit(self, job: Work) -> None:
         if self.bar is not None:
-            self.bar.describe(job_label(job))
+            self.bar.describe(work_label(job))
         progress = self.bar.fraction if self.bar is not None else None
-        self._done.append(Outcome(job, run_job(job, progress)))
+        self._stream = _outcomes(job, progress)
 
     def wait(self, timeout: float | None) -> list[Outcome]:
-        done, self._done = self._done, []
-        return done
+        if self._stream is None:
+            return []
+        outcome = next(self._stream, None)
+        if outcome is None:
+            self._stream = None
+            return []
+        return [outcome]
+
+
+def _outcomes(work: Work, progress: Any) -> Iterator[Outcome]:
+    """The outcome of each cell of ``work``, computed here, as each is done."""
+    if isinstance(work, GroupJob):
+        jobs = {job.cell_id: job for job in work.jobs}
+        for record in run_group_job(work, progress):
+            yield Outcome(jobs[record["cell_id"]], record)
+    else:
+        yield Outcome(work, run_job(work, progress))
 
 
 class PoolExecutor(Executor):
@@ -415,7 +488,7 @@ class PoolExecutor(Executor):
     def running(self) -> int:
         return self.pool.running
 
-    def submit(self, job: CellJob) -> None:
+    def submit(self, job: Work) -> None:
         if self.bar is not None:
             self.bar.describe(f"cells ({self.pool.workers} workers)")
         self.pool.submit(job)
@@ -434,6 +507,59 @@ class PoolExecutor(Executor):
 
     def close(self) -> None:
         self.pool.close()
+
+
+class HybridExecutor(Executor):
+    """This process computes (as ``InlineExecutor``) while ``helpers`` worker processes
+    start; a helper takes work only once it is ready, so start-up is paid only by grids
+    with work left for it (``--workers`` left out; harness.runner.pool)."""
+
+    def __init__(self, helpers: int) -> None:
+        self.inline = InlineExecutor()
+        self.pool = WorkerPool(helpers, run_work, threads=None)
+        self.pool.start()
+        self._seen_ready = 0
+
+    @property
+    def free(self) -> int:
+        return self.inline.free + self.pool.ready
+
+    @property
+    def running(self) -> int:
+        return self.inline.running + self.pool.running
+
+    def submit(self, job: Work) -> None:
+        if self.pool.ready:
+            self.pool.submit(job)
+        else:
+            self.inline.bar = self.bar
+            self.inline.submit(job)
+
+    def wait(self, timeout: float | None) -> list[Outcome]:
+        """Helpers' outcomes, else the next cell computed here; a helper that became
+        ready returns at once, so that the scheduler can hand it work."""
+        outcomes = self.pool.wait(0 if self.inline.running else timeout)
+        ready, seen = self.pool.ready, self._seen_ready
+        self._seen_ready = ready
+        if outcomes or ready > seen:
+            return outcomes
+        return self.inline.wait(timeout)
+
+    def fractions(self) -> list[float]:
+        return self.pool.fractions()
+
+    def terminate(self) -> None:
+        self.pool.terminate()
+
+    def kill(self) -> None:
+        self.pool.kill()
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def work_label(work: Work) -> str:
+    return work.describe() if isinstance(work, GroupJob) else job_label(work)
 
 
 def job_label(job: CellJob) -> str:
