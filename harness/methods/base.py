@@ -59,6 +59,9 @@ class Method:
     def __init__(self, params: Any, lam: float | None) -> None:
         self.params = params
         self.lam = float(lam) if lam is not None else 0.0
+        # Per-run lambdas (float64, one per run of the batch) when several lambdas train
+        # as one batch (``batches_lambda``); None: ``lam`` for every run.
+        self.lam_rows: Tensor | None = None
 
     @property
     def ratio(self) -> float:
@@ -73,6 +76,24 @@ class Method:
         return not any(hook in vars(klass) for klass in cls.__mro__
                        if klass is not Method and issubclass(klass, Method)
                        for hook in TRAINING_HOOKS)
+
+    def batches_lambda(self) -> bool:
+        """True when runs with different lambdas may train as one batch with the numbers
+        each has alone: lambda enters training only through the default weights of
+        ``loss_parts`` (no ``weights``, ``loss_parts``, ``loss`` or ``targets`` of its
+        own) and training draws no random numbers (a batch would draw them otherwise).
+        A method whose term draws (sampled IMM with k) says False."""
+        if self.trains_as_primary():
+            return False
+        hooks = ("targets", "weights", "loss_parts", "loss")
+        return not any(hook in vars(klass) for klass in type(self).__mro__
+                       if klass is not Method and issubclass(klass, Method)
+                       for hook in hooks) and self.deterministic_term()
+
+    def deterministic_term(self) -> bool:
+        """Whether ``term`` draws no random numbers (methods whose term samples override
+        this; the default says no draw)."""
+        return True
 
     def skip(self, task: Task) -> str | None:
         return None
@@ -97,7 +118,10 @@ class Method:
         Tasks that treat the two gradients differently (the LSTM clips each one
         separately, as in the paper's App. D.2.2) use the parts; others use ``loss``.
         """
-        primary = views.reduce(views.primary_loss(self.targets(views)))
+        primary_items = views.primary_loss(self.targets(views))
+        if self.lam_rows is not None:
+            return self._lambda_rows_parts(views, primary_items, self.term(views, step))
+        primary = views.reduce(primary_items)
         term = self.term(views, step)
         if term is None:
             return primary, None
@@ -108,6 +132,19 @@ class Method:
         if views.loss_form == "convex":
             return primary / (1.0 + self.lam), term * (self.lam / (1.0 + self.lam))
         return primary, term * self.lam
+
+    def _lambda_rows_parts(self, views: Views, primary_items: Tensor, term: Tensor | None
+                           ) -> tuple[Tensor, Tensor | None]:
+        """``loss_parts`` with a lambda per run: each run's reduced primary and term
+        weighted before the runs are summed, with the weights formed in float64 as the
+        scalar path forms them, so every run's gradient has the bits it has alone."""
+        assert term is not None and self.lam_rows is not None
+        lam = self.lam_rows
+        primary, term_rows = views.per_run(primary_items), views.per_run(term)
+        if views.loss_form == "convex":
+            return ((primary / (1.0 + lam).to(primary.dtype)).sum(),
+                    (term_rows * (lam / (1.0 + lam)).to(term_rows.dtype)).sum())
+        return primary.sum(), (term_rows * lam.to(term_rows.dtype)).sum()
 
     def loss(self, views: Views, step: int) -> Tensor:
         """The scalar to minimise at ``step``: primary + lambda * term, as the task combines."""

@@ -26,6 +26,9 @@ class ImmSampled(Method):
     regularises = True
     term_form = "induced_cross_entropy"
 
+    def deterministic_term(self) -> bool:
+        return self.params.k is None  # k sampled contexts are drawn
+
     def term(self, views: Views, step: int) -> Tensor:
         k = self.params.k
         if k is not None and self.params.k_every > 1 and step % self.params.k_every:

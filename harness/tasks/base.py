@@ -17,7 +17,8 @@ A task subclasses ``Task`` and implements:
 4. Optionally ``run_group(members, progress)`` with "cell_groups" in ``supplies``: train
    several cells (members differing only in method, size, lambda or seed) as one
    program, yielding each member's metrics (or its exception) as soon as it is known,
-   with the numbers that member's ``run`` gives alone. The default runs them one by one.
+   with the numbers that member's ``run`` gives alone (``lambdas``: members differing
+   only in lambda may batch it, within float rounding). The default runs them one by one.
 5. A params model (a ``harness.tasks.config.TaskParams`` subclass, in a light module):
    its ``metrics``, ``higher_is_better``, ``data_files`` / ``check_data`` for the files a
    cell reads, and ``contract_params`` (tiny settings for tests/contract).
@@ -40,6 +41,8 @@ Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
   gradient (self-distillation from an earlier model).
 - ``primary_loss(targets)``: the per-item primary loss (...,) on the given targets.
 - ``reduce(per_item)``: the scalar to differentiate (e.g. mean per run, summed over runs).
+- ``per_run(per_item)``: the same per run, (runs,), with ``reduce(x) == per_run(x).sum()``
+  (tasks supplying "cell_groups": runs with different lambdas train as one batch).
 - ``loss_form``: "convex" ((primary + lam term)/(1 + lam)) or "additive".
 - ``noising``: which form of noising applies: "targets" (targets resampled from the
   restricted model), "single_sample" (the IMM term with one extended context) or "task"
@@ -136,6 +139,10 @@ class Views(ABC):
     @abstractmethod
     def reduce(self, per_item: Tensor) -> Tensor: ...
 
+    def per_run(self, per_item: Tensor) -> Tensor:
+        """``reduce`` before the sum over runs: (runs,)."""
+        raise NotImplementedError(f"{type(self).__name__} does not reduce per run")
+
     def noise(self, ratio: float) -> Tensor:
         """The targets under the task's own noising (only for ``noising == "task"``)."""
         raise NotImplementedError(f"{type(self).__name__} has no task-specific noising")
@@ -166,11 +173,14 @@ class Task(ABC):
     ) -> dict[str, np.ndarray]:
         """Train ``request.runs`` replicates; return {metric: array of shape (runs,)}."""
 
-    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None
-                  ) -> Iterator[tuple[int, MemberResult]]:
+    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None,
+                  *, lambdas: bool = False) -> Iterator[tuple[int, MemberResult]]:
         """Train several cells; yield (member index, its metrics or exception) as each is
-        done. Tasks supplying "cell_groups" train them as one program; this default runs
-        them one after the other (any task can be handed a group)."""
+        done. Tasks supplying "cell_groups" train them as one program, each member with
+        the bits it has alone; with ``lambdas`` (tuning trials) members that differ only
+        in lambda may share one set of operations, within float rounding of their runs
+        alone. This default runs them one after the other (any task can be handed a
+        group)."""
         for index, member in enumerate(members):
             part = None if progress is None else _share(progress, index, len(members))
             try:

@@ -7,12 +7,23 @@ one it has alone (the per-replicate arithmetic is unchanged). Members whose meth
 on the primary loss alone (``Method.trains_as_primary``) at the same size, seed and runs
 train once and are each evaluated with their own method (interpolation trains exactly as
 the baseline does).
+
+Tuning trials may go further (``lambdas``): members of one method and params that differ
+only in lambda, where the method allows it (``Method.batches_lambda``), train as one slot
+with a lambda per run (``Method.lam_rows``), one set of operations for all of them. Their
+numbers are then within float rounding of their runs alone, not bit-identical: torch's
+vectorised loops compute the last few elements of a tensor by a scalar path whose exp and
+log may differ from the vector path in the last bit, and in a batch of lambdas a run's
+elements move between the two.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+import torch
 
 from harness.methods.base import Method
 from harness.tasks.base import CellRequest, GroupMember
@@ -29,33 +40,56 @@ class Slot:
     start: int = 0
     stop: int = 0
     extra: dict = field(default_factory=dict)  # the task's per-slot state
+    copies: int = 1  # lambdas batched: the request's runs once per member, in order
 
     @property
     def rows(self) -> slice:
         return slice(self.start, self.stop)
 
+    def member_rows(self, index: int) -> slice:
+        """The rows of the slot (counted from its start) that are member ``index``'s."""
+        if self.copies == 1:
+            return slice(0, self.stop - self.start)
+        block = self.members.index(index)
+        runs = self.request.runs
+        return slice(block * runs, (block + 1) * runs)
 
-def training_slots(members: Sequence[GroupMember], indices: Sequence[int]) -> list[Slot]:
+
+def training_slots(members: Sequence[GroupMember], indices: Sequence[int],
+                   lambdas: bool = False) -> list[Slot]:
     """The trainings that ``members[indices]`` need, with their rows in the batch: one per
     member, except that members training on the primary loss alone share one per (size,
-    seed, runs)."""
+    seed, runs), and with ``lambdas`` members that differ only in a lambda their method
+    batches share one with a lambda per run."""
     slots: list[Slot] = []
     shared: dict[tuple, Slot] = {}
     for index in indices:
         member = members[index]
-        request = member.request
-        if member.method.trains_as_primary():
-            key = (request.size, request.seed, request.runs)
-            if key in shared:
-                shared[key].members.append(index)
-                continue
-            slot = shared[key] = Slot([index], member.method, request)
-        else:
-            slot = Slot([index], member.method, request)
+        method, request = member.method, member.request
+        key: tuple | None = None
+        if method.trains_as_primary():
+            key = ("primary", request.size, request.seed, request.runs)
+        elif lambdas and method.batches_lambda():
+            kind = type(method)
+            key = ("lambda", kind.__module__, kind.__qualname__, repr(method.params),
+                   request.size, request.seed, request.runs)
+        if key is not None and key in shared:
+            shared[key].members.append(index)
+            continue
+        slot = Slot([index], method, request)
+        if key is not None:
+            shared[key] = slot
+            slot.extra["lambdas"] = key[0] == "lambda"
         slots.append(slot)
     row = 0
     for slot in slots:
-        slot.start, slot.stop = row, row + slot.request.runs
+        if slot.extra.pop("lambdas", False) and len(slot.members) > 1:
+            slot.copies = len(slot.members)
+            slot.method = copy.copy(slot.method)
+            slot.method.lam_rows = torch.tensor(
+                [members[i].method.lam for i in slot.members], dtype=torch.float64
+            ).repeat_interleave(slot.request.runs)
+        slot.start, slot.stop = row, row + slot.request.runs * slot.copies
         row = slot.stop
     return slots
 

@@ -137,23 +137,28 @@ class GridRlTask(Task):
             raise result
         return result
 
-    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None
-                  ) -> Iterator[tuple[int, MemberResult]]:
+    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None,
+                  *, lambdas: bool = False) -> Iterator[tuple[int, MemberResult]]:
         """Every member in one batched program (harness.tasks.groups): all trainings step
         their epochs together, one rollout loop for all of them; a training leaves the
         batch (its rows, Adam's state with them) after its last epoch, and its members
         are evaluated and yielded then."""
         p = self.params
-        slots = sorted(training_slots(members, range(len(members))),
+        slots = sorted(training_slots(members, range(len(members)), lambdas),
                        key=lambda slot: slot.request.size)
         for slot in slots:
             seed, epochs = slot.request.seed, slot.request.size
-            slot.extra["weights"] = self.init_weights(slot.request.runs, seed, epochs)
+            slot.extra["weights"] = [  # batched lambdas: the runs' weights once per lambda
+                w.detach().repeat(slot.copies, *([1] * (w.dim() - 1)))
+                for w in self.init_weights(slot.request.runs, seed, epochs)]
+            if slot.method.lam_rows is not None:
+                slot.method.lam_rows = slot.method.lam_rows.to(self.device)
             slot.extra["rollout"] = make_generator(torch.device("cpu"), "grid_rl-train",
                                                    seed, epochs)
             slot.extra["state"] = _TrainState(self, make_generator(
                 self.device, "grid_rl-method", seed, epochs, slot.method.name))
-            slot.extra["arange"] = torch.arange(slot.request.runs, device=self.device)[:, None]
+            slot.extra["arange"] = torch.arange(slot.stop - slot.start,
+                                                device=self.device)[:, None]
         batch = _Batch(slots, p.lr)
         total = max(slot.request.size for slot in slots)
         meter = ProgressMeter(progress)
@@ -166,23 +171,29 @@ class GridRlTask(Task):
     def _epoch(self, batch: _Batch, epoch: int) -> None:
         """One epoch of every training in ``batch``: one rollout, one backward, one step."""
         p, steps = self.params, self.params.steps_per_epoch
-        log_pi = self.log_policy(batch.weights)
+        # The policy of each training on its own (tanh and exp have the bits they have in
+        # a cell alone only on the cell's own tensors), then one rollout for all.
+        log_pis = [self.log_policy([w[batch.rows(slot)] for w in batch.weights])
+                   for slot in batch.slots]
+        probs = torch.cat([lp.detach().exp() for lp in log_pis])
         draws = [self.draws(slot.extra["rollout"], slot.request.runs, 1, steps)
                  for slot in batch.slots]
+        draws = [(np.tile(d[0], (slot.copies, 1)), np.tile(d[1], (slot.copies, 1, 1)))
+                 if slot.copies > 1 else d for d, slot in zip(draws, batch.slots, strict=True)]
         starts = np.concatenate([d[0] for d in draws])
         uniforms = np.concatenate([d[1] for d in draws])
-        visited, actions, rewards = self.rollout(log_pi.detach().exp(), starts, uniforms)
+        visited, actions, rewards = self.rollout(probs, starts, uniforms)
         visited_t = torch.from_numpy(visited[:, 0]).to(self.device)
         actions_t = torch.from_numpy(actions[:, 0]).to(self.device)
         rewards_t = torch.from_numpy(rewards[:, 0]).to(self.device, torch.float32)
         loss = None
-        for slot in batch.slots:
+        for slot, log_pi in zip(batch.slots, log_pis, strict=True):
             rows = batch.rows(slot)
             returns = rewards_t[rows] @ self.discount_matrix
             if p.normalize_returns:
                 returns = (returns - returns.mean(-1, keepdim=True)) / (
                     returns.std(-1, keepdim=True) + 1e-8)
-            views = GridRlViews(slot.extra["state"], log_pi[rows], visited_t[rows],
+            views = GridRlViews(slot.extra["state"], log_pi, visited_t[rows],
                                 slot.extra["arange"], actions_t[rows], returns,
                                 slot.request.size, epoch)
             part = slot.method.loss(views, epoch)
@@ -192,12 +203,13 @@ class GridRlTask(Task):
     def _results(self, members: Sequence[GroupMember], slot: Slot
                  ) -> Iterator[tuple[int, MemberResult]]:
         """The finished training's members: evaluated, or Diverged."""
-        weights = slot.extra["final"]
         runs = slot.request.runs
-        bad = torch.zeros(runs, dtype=torch.bool, device=self.device)
-        for w in weights:
-            bad |= ~torch.isfinite(w.reshape(runs, -1)).all(-1)
         for index in slot.members:
+            own = slot.member_rows(index)
+            weights = [w[own] for w in slot.extra["final"]]
+            bad = torch.zeros(runs, dtype=torch.bool, device=self.device)
+            for w in weights:
+                bad |= ~torch.isfinite(w.reshape(runs, -1)).all(-1)
             if bad.any():
                 yield index, Diverged(f"{int(bad.sum())} of {runs} runs have non-finite "
                                       "weights")
@@ -242,7 +254,7 @@ class _Batch:
     def _place(self) -> None:
         row = 0
         for slot in self.slots:
-            slot.start, slot.stop = row, row + slot.request.runs
+            slot.start, slot.stop = row, row + slot.request.runs * slot.copies
             row = slot.stop
 
     def rows(self, slot: Slot) -> slice:
@@ -365,4 +377,7 @@ class GridRlViews(Views):
         return -self.returns * self.log_q().gather(-1, targets[..., None]).squeeze(-1)
 
     def reduce(self, per_item: Tensor) -> Tensor:
-        return per_item.mean(-1).sum()
+        return self.per_run(per_item).sum()
+
+    def per_run(self, per_item: Tensor) -> Tensor:
+        return per_item.mean(-1)

@@ -74,27 +74,30 @@ class LogisticTask(Task):
             raise result
         return result
 
-    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None
-                  ) -> Iterator[tuple[int, MemberResult]]:
+    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None,
+                  *, lambdas: bool = False) -> Iterator[tuple[int, MemberResult]]:
         """Every member of one size in one batched program (harness.tasks.groups), the
         sizes one after another, largest first; each size's members are yielded when it
         is done."""
         programs = by_size(members)
         meter = ProgressMeter(progress, len(programs))
         for number, indices in enumerate(programs):
-            yield from self._train_together(members, indices, meter.start(number))
+            yield from self._train_together(members, indices, meter.start(number), lambdas)
 
     def _train_together(self, members: Sequence[GroupMember], indices: Sequence[int],
-                        meter: ProgressMeter) -> Iterator[tuple[int, MemberResult]]:
+                        meter: ProgressMeter, lambdas: bool = False
+                        ) -> Iterator[tuple[int, MemberResult]]:
         p = self.params
         n = members[indices[0]].request.size
-        slots = training_slots(members, indices)
-        data: dict[tuple[int, int], _Data] = {}
+        slots = training_slots(members, indices, lambdas)
+        data: dict[tuple[int, int, int], _Data] = {}
         for slot in slots:
-            key = (slot.request.seed, slot.request.runs)
-            if key not in data:
+            key = (slot.request.seed, slot.request.runs, slot.copies)
+            if key not in data:  # a slot of batched lambdas: its runs' data once per lambda
                 x, y = self.sample(slot.request.runs, n, "train", slot.request.seed, n)
-                data[key] = _Data(self, x, y)
+                data[key] = _Data(self, x.repeat(slot.copies, 1, 1), y.repeat(slot.copies, 1))
+            if slot.method.lam_rows is not None:
+                slot.method.lam_rows = slot.method.lam_rows.to(self.device)
             slot.extra["state"] = _TrainState(data[key], make_generator(
                 self.device, "logistic-method", slot.request.seed, n, slot.method.name))
         x_all = torch.cat([slot.extra["state"].x for slot in slots])
@@ -117,17 +120,18 @@ class LogisticTask(Task):
         weight, bias = weight.detach(), bias.detach()
         for slot in slots:
             w, b = weight[slot.rows], bias[slot.rows]
-            bad = ~(torch.isfinite(w).all(-1) & torch.isfinite(b))
+            finite = torch.isfinite(w).all(-1) & torch.isfinite(b)
             for index in slot.members:
+                bad = ~finite[slot.member_rows(index)]
                 if bad.any():
                     runs = slot.request.runs
                     yield index, Diverged(f"{int(bad.sum())} of {runs} runs have non-finite "
                                           "weights")
                     continue
-                member = members[index]
+                member, own = members[index], slot.member_rows(index)
                 try:
-                    yield index, self.evaluate(member.method, w, b, slot.extra["state"].x,
-                                               member.request)
+                    yield index, self.evaluate(member.method, w[own], b[own],
+                                               slot.extra["state"].x[own], member.request)
                 except Exception as exc:  # noqa: BLE001 - this member's outcome
                     yield index, exc
 
@@ -274,4 +278,7 @@ class LogisticViews(Views):
         return -self.log_q().gather(-1, targets[..., None]).squeeze(-1)
 
     def reduce(self, per_item: Tensor) -> Tensor:
-        return per_item.mean(-1).sum()
+        return self.per_run(per_item).sum()
+
+    def per_run(self, per_item: Tensor) -> Tensor:
+        return per_item.mean(-1)
