@@ -112,6 +112,7 @@ def run_spec(
     address: str | None = None,
     store: str | None = None,
     enqueue_only: bool = False,
+    groups: bool = True,
 ) -> SweepSummary:
     """Run (or resume) ``spec``'s grid and return a summary; see the module docstring.
     Bad input (filters, data, a folder harness did not make) raises a one-line
@@ -121,7 +122,9 @@ def run_spec(
     ``auto_workers``), or for Ray the most cells in flight (None: as many as the cluster
     has room for). ``store``: a PostgreSQL URL (else the
     spec's ``store``, else the results folder's file claims). ``enqueue_only``: put the
-    selected cells in the store's cells table for ``harness worker`` and return."""
+    selected cells in the store's cells table for ``harness worker`` and return.
+    ``groups``: cells of a task that supplies "cell_groups" train together, and tuning
+    trials in batches (False: each cell, each trial its own program; same numbers)."""
     if executor not in EXECUTORS:
         raise GridError(f"--executor {executor}: use one of {', '.join(EXECUTORS)}")
     if address and executor != "ray":
@@ -181,7 +184,7 @@ def run_spec(
     parallel = executor == "ray" or (workers or 1) > 1
     if parallel:
         pending.sort(key=lambda c: -c.size)  # largest first: no worker idles at the end
-    groupable = _groupable(spec)
+    groupable = _groupable(spec) if groups else (lambda cell: None)
     local_auto = executor == "local" and workers is None
     units = plan_units(pending, groupable, available_cores() if local_auto else
                        (workers or 1) if executor == "local" else max(1, workers or 1))
@@ -209,7 +212,8 @@ def run_spec(
         raise
     recorder = _Recorder(store, claims, tracker, summary)
     jobs = _JobFactory(spec, store, claims, data, threads or spec.threads, workers or 1,
-                       executor)
+                       executor, groups=groups)
+    jobs.tuning_cells = [c for c in pending if c.tuned]
     executor_ = runner
     try:
         with stop_on_signals(executor_.kill), SweepProgress(
@@ -677,9 +681,13 @@ class _JobFactory:
     size, under a claim of its own) right before its first cell."""
 
     def __init__(self, spec: Any, store: ResultsStore, claims: ClaimStore, data: CellData,
-                 threads: int | None, workers: int, executor: str = "local") -> None:
+                 threads: int | None, workers: int, executor: str = "local",
+                 groups: bool = True) -> None:
         self.spec, self.store, self.claims, self.data = spec, store, claims, data
         self.threads, self.workers, self.executor = threads, workers, executor
+        self.groups = groups
+        # The sweep's tuned cells: their studies are tuned together, trials batched.
+        self.tuning_cells: list[Cell] = []
         self.provenance = Provenance.collect()
         self.user_checkpoints = os.environ.get(CHECKPOINT_ENV) or None
         self.tuned: dict[tuple[str, int], LambdaChoice] = {}
@@ -722,30 +730,50 @@ class _JobFactory:
         return max(1, available_cores() // self.workers)
 
     def _tuned(self, cell: Cell) -> LambdaChoice:
-        from harness.tuning import study_name, tune_lambda
+        """``cell``'s tuned lambda: on the first call, every study of the sweep's tuned
+        cells that no other run is tuning is tuned, together (harness.tuning); a study
+        another run holds is waited for."""
+        from harness.tuning import study_name, tune_lambdas
 
         key = (cell.label, cell.size)
         if key in self.tuned:
             return self.tuned[key]
-        name = study_name(cell.label, cell.size)
         describe = self.bar.describe if self.bar is not None else (lambda _text: None)
-        claim = self.claims.acquire(f"tune-{name}")
-        while claim is None:  # another run is tuning this study: its trials will count
-            describe(f"waiting for {name}'s tuning ({self.claims.holder(f'tune-{name}')})")
-            time.sleep(POLL_S)
+        claims: dict[tuple[str, int], tuple[Cell, Claim]] = {}
+        for other in [cell, *self.tuning_cells]:
+            other_key = (other.label, other.size)
+            if other_key in self.tuned or other_key in claims:
+                continue
+            name = study_name(other.label, other.size)
             claim = self.claims.acquire(f"tune-{name}")
+            while claim is None and other is cell:  # another run is tuning it: wait
+                describe(f"waiting for {name}'s tuning "
+                         f"({self.claims.holder(f'tune-{name}')})")
+                time.sleep(POLL_S)
+                claim = self.claims.acquire(f"tune-{name}")
+            if claim is not None:
+                claims[other_key] = (other, claim)
+        what = (study_name(*key) if len(claims) == 1
+                else f"{len(claims)} studies")
         try:
-            describe(f"tuning {name}")
-            choice = tune_lambda(
-                self.spec, cell, self.store.optuna_url, self.data.data_dir,
-                on_trial=lambda done, total: describe(f"tuning {name} ({done}/{total} trials)"),
-            )
+            describe(f"tuning {what}")
+            from harness.registry import TASKS
+
+            threads = self.threads or TASKS.config(self.spec.task.name).default_threads
+            choices = tune_lambdas(
+                self.spec, [c for c, _ in claims.values()], self.store.optuna_url,
+                self.data.data_dir, threads=threads, batched=self.groups,
+                on_trial=lambda done, total: describe(f"tuning {what} ({done}/{total} "
+                                                      "trials)"))
         finally:
-            self.claims.release(claim)
-        self.tuned[key] = choice
-        if self.bar is not None:
-            self.bar.message(_tuning_line(name, choice, self.spec.metric))
-        return choice
+            for _, claim in claims.values():
+                self.claims.release(claim)
+        for tuned_key, choice in choices.items():
+            self.tuned[tuned_key] = choice
+            if self.bar is not None:
+                self.bar.message(_tuning_line(study_name(*tuned_key), choice,
+                                              self.spec.metric))
+        return self.tuned[key]
 
 
 def _tuning_line(name: str, choice: LambdaChoice, metric: str) -> str:
@@ -774,7 +802,8 @@ def run_command(args: argparse.Namespace) -> int:
                            tracking_uri=args.tracking_uri, data_dir=args.data_dir,
                            fresh=args.fresh, threads=args.threads, executor=executor,
                            address=getattr(args, "address", None),
-                           store=getattr(args, "store", None), enqueue_only=enqueue)
+                           store=getattr(args, "store", None), enqueue_only=enqueue,
+                           groups=not getattr(args, "no_groups", False))
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
