@@ -190,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from harness.waiting import choose_waiting
+
+    choose_waiting()  # before torch loads: how OpenMP's idle threads wait
     args = build_parser().parse_args(argv)
     from harness.errors import HarnessError
     from harness.registry import UnknownNameError

@@ -186,10 +186,10 @@ def run_spec(
         pending.sort(key=lambda c: -c.size)  # largest first: no worker idles at the end
     groupable = _groupable(spec) if groups else (lambda cell: None)
     local_auto = executor == "local" and workers is None
-    units = plan_units(pending, groupable, available_cores() if local_auto else
-                       (workers or 1) if executor == "local" else max(1, workers or 1))
-    if local_auto:
-        workers = auto_workers(len(units))
+    if local_auto:  # from the whole grid, so that a cell's threads never depend on --only
+        workers = auto_workers(len(plan_units(grid, groupable, available_cores())))
+    units = plan_units(pending, groupable, workers or (available_cores()
+                                                       if executor == "ray" else 1))
     if enqueue_only:
         claims.close()
         if shared is not None:
@@ -203,7 +203,7 @@ def run_spec(
         untracked = any(not r.get("mlflow_run_id") for r in summary.records.values())
         tracker = (open_tracker(spec, store, tracking_uri, claims) if pending or untracked
                    else None)
-        runner = (_executor(spec, executor, workers, address, cells, local_auto)
+        runner = (_executor(spec, executor, workers, address, cells, local_auto, len(units))
                   if pending else InlineExecutor())
     except BaseException:
         claims.close()
@@ -263,9 +263,10 @@ def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[C
 
 
 def _executor(spec: Any, kind: str, workers: int | None, address: str | None,
-              cells: list[Cell], auto: bool = False) -> Executor:
+              cells: list[Cell], auto: bool = False, units: int = 2) -> Executor:
     """The executor of ``kind`` (see the module docstring); ``auto``: ``workers`` was
-    chosen by ``auto_workers``, and this process computes beside workers - 1 helpers."""
+    chosen by ``auto_workers``, and this process computes beside workers - 1 helpers
+    (none when ``units``, the units of work left, are fewer than two)."""
     from harness.spec.models import resources_for
 
     if kind == "ray":
@@ -282,7 +283,7 @@ def _executor(spec: Any, kind: str, workers: int | None, address: str | None,
     from harness.runner.placement import assign_gpus, visible_gpus
 
     if auto and not visible_gpus():
-        return HybridExecutor(workers - 1)
+        return HybridExecutor(workers - 1) if units > 1 else InlineExecutor()
     per = max([resources_for(spec, c.entry)["gpus"] for c in cells] or [0.0])
     envs, warning = assign_gpus(workers, visible_gpus(), per)
     if warning:
@@ -300,9 +301,11 @@ def run_work(work: Work, progress: Any = None) -> Any:
 
 def auto_workers(units: int) -> int:
     """``--workers`` left out: one computing process per core, at most one per unit of
-    work (a cell, or a group of cells trained as one program). This process computes
-    too, and the others take work only once they have started (harness.runner.pool), so
-    a grid that one process finishes first never waits for them."""
+    work of the whole grid (a cell, or a group of cells trained as one program). This
+    process computes too, and the others take work only once they have started
+    (harness.runner.pool), so a grid that one process finishes first never waits for
+    them. The count is the grid's and the machine's, never the load's: it sets the
+    default threads per cell (cores / workers), which can change a cell's numbers."""
     return max(1, min(available_cores(), units))
 
 
