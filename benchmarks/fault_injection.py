@@ -22,6 +22,7 @@ same spec is the reference. Printed:
 
 Usage: python benchmarks/fault_injection.py [--spec specs/logistic.yaml] [--kills 20]
        [--interrupts 5] [--workers 2] [--seed 0] [--json FILE] [--keep]
+       (--workers 0: leave --workers out, the default workers)
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ HARNESS = [sys.executable, "-m", "harness.cli"]
 
 def run(spec: Path, cwd: Path, output: str, workers: int) -> subprocess.Popen:
     """Start one run; its stderr goes to <cwd>/logs/<output>-<n>.err (warnings kept)."""
-    command = [*HARNESS, "run", str(spec), "--workers", str(workers), "--set",
-               f"output_dir={output}"]
+    chosen = ["--workers", str(workers)] if workers > 0 else []  # 0: the default
+    command = [*HARNESS, "run", str(spec), *chosen, "--set", f"output_dir={output}"]
     logs = cwd / "logs"
     logs.mkdir(exist_ok=True)
     err = logs / f"{output}-{len(list(logs.glob(output + '-*.err'))):02d}.err"

@@ -2,17 +2,18 @@
 in one run of this script, with the records and the report compared.
 
 Usage:  python benchmarks/groups_speed.py [--specs specs/logistic.yaml specs/grid_rl.yaml
-            specs/logistic_tuned.yaml] [--before CHECKOUT] [--ungrouped-workers 2]
-            [--set KEY=VALUE ...] [--json FILE]
+            specs/logistic_tuned.yaml] [--no-ungrouped] [--before CHECKOUT]
+            [--ungrouped-workers 2] [--set KEY=VALUE ...] [--json FILE]
 
 For each spec it times, in scratch folders, `harness run SPEC --fresh` with the defaults
-(groups, workers chosen from the grid and the cores) and `harness run SPEC --fresh
---no-groups --workers N` (each cell and tuning trial its own program, N worker processes:
-how a spec ran before groups), both with MLflow tracking and the report as a user runs
-them; `--before CHECKOUT` adds the same spec run by another checkout of the harness
-(e.g. the main branch before groups: `git worktree add /tmp/before main`), with
-`--workers N`. Then it compares each run's records with the grouped run's: the same cell
-ids, every metric and chosen lambda equal (bit for bit), and report.md byte-identical.
+(groups, workers chosen from the grid and the cores) and, unless `--no-ungrouped`,
+`harness run SPEC --fresh --no-groups --workers N` (each cell and tuning trial its own
+program, N worker processes: how a spec ran before groups), both with MLflow tracking and
+the report as a user runs them; `--before CHECKOUT` adds the same spec run by another
+checkout of the harness (e.g. the main branch before groups: `git worktree add
+/tmp/before main`), with `--workers N`. Then it compares each run's records with the
+grouped run's: the same cell ids, every metric and chosen lambda equal (bit for bit),
+and report.md byte-identical.
 Prints the wall times and their ratios; the targets are the Figure 1 spec in at most 20 s
 and the Figure 2 spec in at most 10 s on a 2-core machine, and the tuned spec at least 3x
 faster than before. On a machine shared with other jobs the ratios are what count.
@@ -76,6 +77,7 @@ def main() -> None:
         ROOT / "specs" / "logistic.yaml", ROOT / "specs" / "grid_rl.yaml",
         ROOT / "specs" / "logistic_tuned.yaml"])
     parser.add_argument("--before", type=Path, default=None, metavar="CHECKOUT")
+    parser.add_argument("--no-ungrouped", action="store_true")
     parser.add_argument("--ungrouped-workers", type=int, default=2)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to every run (e.g. task.params.epochs=500)")
@@ -88,9 +90,10 @@ def main() -> None:
         spec = spec.resolve()
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp)
-            runs = {"grouped": ([], None),
-                    "ungrouped": (["--no-groups", "--workers",
-                                   str(args.ungrouped_workers)], None)}
+            runs: dict[str, tuple[list[str], Path | None]] = {"grouped": ([], None)}
+            if not args.no_ungrouped:
+                runs["ungrouped"] = (["--no-groups", "--workers",
+                                      str(args.ungrouped_workers)], None)
             if args.before is not None:
                 runs["before"] = (["--workers", str(args.ungrouped_workers)],
                                   args.before.resolve())

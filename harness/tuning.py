@@ -154,8 +154,6 @@ def tune_lambdas(
     for key, s in studies.items():
         choices[key] = (LambdaChoice(None, "tuned", tune_s=seconds, error=s.error)
                         if s.error else _choice(s.cell, s.study, s.name, seconds))
-        if choices[key].tuning is not None:
-            choices[key].tuning["tuned_with"] = len(studies)
     return choices
 
 
