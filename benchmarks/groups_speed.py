@@ -24,12 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from sweep_timer import finish, timed  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS_S = {"logistic": 20.0, "grid_rl": 10.0}
@@ -44,13 +44,8 @@ def harness_run(spec: Path, scratch: Path, extra: list[str], checkout: Path | No
         env.pop(name, None)
     if checkout is not None:
         env["PYTHONPATH"] = str(checkout)
-    cmd = [sys.executable, "-m", "harness.cli", "run", str(spec), "--fresh", *extra]
-    start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return wall
+    return timed([sys.executable, "-m", "harness.cli", "run", str(spec), "--fresh", *extra],
+                 scratch, env)
 
 
 def records(scratch: Path) -> dict[str, dict[str, Any]]:
@@ -113,11 +108,7 @@ def main() -> None:
         if target is not None and not sets:
             verdict = "within" if times["grouped"] <= target else "OVER"
             print(f"  grouped {times['grouped']:.1f} s: {verdict} the {target:.0f} s target")
-    result["load_after"] = os.getloadavg()
-    print(f"load average before {result['load_before'][0]:.1f}, after "
-          f"{result['load_after'][0]:.1f} ({result['cores']} cores)")
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2))
+    finish(result, args.json)
 
 
 if __name__ == "__main__":

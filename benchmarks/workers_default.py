@@ -15,14 +15,14 @@ the default must be no more than 1.10x the one-worker time.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from sweep_timer import finish, timed  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_TASKS = {"ptb", "glue"}
@@ -53,12 +53,7 @@ def run(spec: Path, extra: list[str], data_dir: Path | None) -> float:
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
     with tempfile.TemporaryDirectory() as scratch:
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=scratch, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return wall
+        return timed(cmd, scratch, env)
 
 
 def main() -> None:
@@ -87,11 +82,7 @@ def main() -> None:
         result[task] = {"default_s": default, "one_worker_s": one, "ratio": ratio}
         print(f"{task} smoke: default workers {default:.1f} s, --workers 1 {one:.1f} s: "
               f"{ratio:.2f}x (target 1.10: {verdict})")
-    result["load_after"] = os.getloadavg()
-    print(f"load average before {result['load_before'][0]:.1f}, after "
-          f"{result['load_after'][0]:.1f} ({result['cores']} cores)")
-    if args.json is not None:
-        args.json.write_text(json.dumps(result, indent=2))
+    finish(result, args.json)
 
 
 if __name__ == "__main__":

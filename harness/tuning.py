@@ -181,11 +181,8 @@ def _ask(spec: Any, s: _Study, batched: bool = True) -> list[Any]:
 
 def _evaluate(spec: Any, batch: list[tuple[_Study, Any]], data_dir: str | None) -> None:
     """Train ``batch``'s trials, one group per task configuration, and tell each study
-    its trials' values (a diverged or skipped trial is pruned; an error fails the trial
-    and stops its study, whose cells then fail with it)."""
+    its trials' values (``_tell``)."""
     import json
-
-    from optuna.trial import TrialState
 
     from harness.tasks.base import CellRequest, GroupMember
 
@@ -217,19 +214,32 @@ def _evaluate(spec: Any, batch: list[tuple[_Study, Any]], data_dir: str | None) 
             outcomes = {i: outcomes.get(i, exc) for i in range(len(part))}
         for i, (s, trial) in enumerate(part):
             result = outcomes.get(i, RuntimeError("no result"))
-            try:
-                if isinstance(result, Exception):
-                    raise result
-                value = float(reduce(checked_metrics(result, runs)[spec.metric]))
-            except (Diverged, SkipCell) as exc:
-                trial.set_user_attr("pruned", one_line(str(exc)))
-                s.study.tell(trial, state=TrialState.PRUNED)
-                continue
-            except Exception as exc:  # noqa: BLE001 - the study's cells fail with it
-                s.study.tell(trial, state=TrialState.FAIL)
-                s.error = f"tuning {s.name}: {one_line(f'{type(exc).__name__}: {exc}')}"
-                continue
-            s.study.tell(trial, value)
+            _tell(s, trial, lambda r=result: _value(spec, r, runs, reduce))
+
+
+def _value(spec: Any, result: Any, runs: int, reduce: Any) -> float:
+    """A trial's objective from its member's outcome (raising the member's exception)."""
+    if isinstance(result, Exception):
+        raise result
+    return float(reduce(checked_metrics(result, runs)[spec.metric]))
+
+
+def _tell(s: _Study, trial: Any, value: Callable[[], float]) -> None:
+    """Tell study ``s`` the trial's ``value()``: a diverged or skipped trial is pruned; an
+    error fails the trial and stops the study, whose cells then fail with it."""
+    from optuna.trial import TrialState
+
+    try:
+        objective = value()
+    except (Diverged, SkipCell) as exc:
+        trial.set_user_attr("pruned", one_line(str(exc)))
+        s.study.tell(trial, state=TrialState.PRUNED)
+        return
+    except Exception as exc:  # noqa: BLE001 - the study's cells fail with it
+        s.study.tell(trial, state=TrialState.FAIL)
+        s.error = f"tuning {s.name}: {one_line(f'{type(exc).__name__}: {exc}')}"
+        return
+    s.study.tell(trial, objective)
 
 
 def heartbeat_s() -> int:
@@ -314,27 +324,19 @@ def _finished(study: Any) -> int:
 
 def _tell_alone(spec: Any, s: _Study, trial: Any, data_dir: str | None) -> None:
     """One trial as its own program (the task built for it alone), told to its study."""
-    from optuna.trial import TrialState
-
     from harness.tasks.base import CellRequest
 
     runs = spec.tuning.runs or spec.runs
     reduce = np.mean if spec.tuning.objective == "mean" else np.median
     lam = s.cell.entry.lambda_.to_lambda(next(iter(trial.params.values())))
-    try:
+
+    def value() -> float:
         task, method = build(dict(s.cell.config), lam, data_dir)
         request = CellRequest(size=s.cell.size, seed=validation_seed(spec), runs=runs,
                               split="validation")
-        metrics = evaluate(task, method, request)
-    except (Diverged, SkipCell) as exc:
-        trial.set_user_attr("pruned", one_line(str(exc)))
-        s.study.tell(trial, state=TrialState.PRUNED)
-        return
-    except Exception as exc:  # noqa: BLE001 - the study's cells fail with it
-        s.study.tell(trial, state=TrialState.FAIL)
-        s.error = f"tuning {s.name}: {one_line(f'{type(exc).__name__}: {exc}')}"
-        return
-    s.study.tell(trial, float(reduce(metrics[spec.metric])))
+        return float(reduce(evaluate(task, method, request)[spec.metric]))
+
+    _tell(s, trial, value)
 
 
 def _choice(cell: Cell, study: Any, name: str, seconds: float) -> LambdaChoice:

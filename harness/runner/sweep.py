@@ -516,14 +516,14 @@ class PoolExecutor(Executor):
         self.pool.close()
 
 
-class HybridExecutor(Executor):
+class HybridExecutor(PoolExecutor):
     """This process computes (as ``InlineExecutor``) while ``helpers`` worker processes
     start; a helper takes work only once it is ready, so start-up is paid only by grids
     with work left for it (``--workers`` left out; harness.runner.pool)."""
 
     def __init__(self, helpers: int) -> None:
+        super().__init__(WorkerPool(helpers, run_work, threads=None))
         self.inline = InlineExecutor()
-        self.pool = WorkerPool(helpers, run_work, threads=None)
         self.pool.start()
         self._seen_ready = 0
 
@@ -551,18 +551,6 @@ class HybridExecutor(Executor):
         if outcomes or ready > seen:
             return outcomes
         return self.inline.wait(timeout)
-
-    def fractions(self) -> list[float]:
-        return self.pool.fractions()
-
-    def terminate(self) -> None:
-        self.pool.terminate()
-
-    def kill(self) -> None:
-        self.pool.kill()
-
-    def close(self) -> None:
-        self.pool.close()
 
 
 def work_label(work: Work) -> str:

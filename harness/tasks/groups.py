@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 import torch
 
 from harness.methods.base import Method
-from harness.tasks.base import CellRequest, GroupMember
+from harness.tasks.base import CellRequest, GroupMember, MemberResult
+
+__all__ = ["GroupMember", "MemberResult", "Slot", "by_size", "training_slots"]
 
 
 @dataclass

@@ -26,19 +26,11 @@ from torch import Tensor
 from harness.errors import Diverged
 from harness.methods.base import Method
 from harness.methods.induced import Induced
-from harness.tasks.base import (
-    CellRequest,
-    GroupMember,
-    MemberResult,
-    Progress,
-    Task,
-    Views,
-    make_generator,
-)
+from harness.tasks.base import CellRequest, Progress, Task, Views, make_generator
 from harness.tasks.grid_rl.config import GridRlParams
 from harness.tasks.grid_rl.env import Grid
 from harness.tasks.grid_rl.pomdp import restricted_policy
-from harness.tasks.groups import Slot, training_slots
+from harness.tasks.groups import GroupMember, MemberResult, Slot, training_slots
 from harness.tasks.kit import ProgressMeter, Snapshot
 
 

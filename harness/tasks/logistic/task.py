@@ -18,16 +18,8 @@ from torch import Tensor
 from harness.errors import Diverged
 from harness.methods.base import Method
 from harness.methods.induced import Induced, crosstalk_cross_entropy
-from harness.tasks.base import (
-    CellRequest,
-    GroupMember,
-    MemberResult,
-    Progress,
-    Task,
-    Views,
-    make_generator,
-)
-from harness.tasks.groups import by_size, training_slots
+from harness.tasks.base import CellRequest, Progress, Task, Views, make_generator
+from harness.tasks.groups import GroupMember, MemberResult, by_size, training_slots
 from harness.tasks.kit import ProgressMeter, Snapshot
 from harness.tasks.logistic.config import LogisticParams
 from harness.tasks.logistic.geometry import bayes_restricted
