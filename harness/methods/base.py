@@ -22,6 +22,11 @@ To add a method, subclass ``Method`` and override only what differs from the bas
   ``loss_parts``. A subclass that overrides how the loss is formed without restating
   ``term_form`` gets None: its term may no longer be that form.
 
+- ``lambda_batch``: True when tuning trials that differ only in lambda may train as one
+  batch with a lambda per run (``lam_rows``): lambda enters training only through the
+  default weights and ``deterministic_term()`` says the term draws nothing. A subclass
+  that overrides a training hook must restate it (as ``term_form``).
+
 Register it with its params model (a ``harness.methods.config.MethodParams`` subclass in a
 light module): built-ins in ``harness.registry``, outside methods through a plugin
 (``harness.registry.plugins``).
@@ -50,11 +55,17 @@ class Method:
     regularises: ClassVar[bool] = False
     term_form: ClassVar[str | None] = None
 
+    # True when runs with different lambdas may train as one batch (``batches_lambda``);
+    # like ``term_form``, a subclass that overrides a training hook must restate it.
+    lambda_batch: ClassVar[bool] = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         overrides = {"term", "targets", "weights", "loss_parts", "loss"} & set(vars(cls))
         if overrides and "term_form" not in vars(cls):
             cls.term_form = None
+        if (overrides or "deterministic_term" in vars(cls)) and "lambda_batch" not in vars(cls):
+            cls.lambda_batch = False
 
     def __init__(self, params: Any, lam: float | None) -> None:
         self.params = params
@@ -78,12 +89,12 @@ class Method:
                        for hook in TRAINING_HOOKS)
 
     def batches_lambda(self) -> bool:
-        """True when runs with different lambdas may train as one batch with the numbers
-        each has alone: lambda enters training only through the default weights of
-        ``loss_parts`` (no ``weights``, ``loss_parts``, ``loss`` or ``targets`` of its
-        own) and training draws no random numbers (a batch would draw them otherwise).
-        A method whose term draws (sampled IMM with k) says False."""
-        if self.trains_as_primary():
+        """True when runs with different lambdas may train as one batch (tuning trials,
+        within float rounding of each alone): the class declares ``lambda_batch`` (its
+        lambda enters training only through the default weights of ``loss_parts``: no
+        ``weights``, ``loss_parts``, ``loss`` or ``targets`` of its own) and its term
+        draws no random numbers with these params (``deterministic_term``)."""
+        if not self.lambda_batch or self.trains_as_primary():
             return False
         hooks = ("targets", "weights", "loss_parts", "loss")
         return not any(hook in vars(klass) for klass in type(self).__mro__
@@ -91,8 +102,8 @@ class Method:
                        for hook in hooks) and self.deterministic_term()
 
     def deterministic_term(self) -> bool:
-        """Whether ``term`` draws no random numbers (methods whose term samples override
-        this; the default says no draw)."""
+        """Whether ``term`` draws no random numbers with these params (a batch of lambdas
+        would draw them otherwise); methods whose term may sample say when it does not."""
         return True
 
     def skip(self, task: Task) -> str | None:

@@ -24,6 +24,7 @@ class ImmSampled(Method):
     name = "imm_sampled"
     requires = frozenset({"restricted", "induced"})
     regularises = True
+    lambda_batch = True
     term_form = "induced_cross_entropy"
 
     def deterministic_term(self) -> bool:
