@@ -58,6 +58,21 @@ def test_trains_as_primary_is_read_from_the_training_hooks():
     assert not Penalised.trains_as_primary()
 
 
+def test_lambda_batch_is_declared_and_dropped_by_an_override():
+    assert method("reverse_kd", 1.0).batches_lambda()
+    assert method("imm_serialized", 1.0).batches_lambda()
+    assert method("imm_sampled", 1.0).batches_lambda()
+    assert not method("imm_sampled", 1.0, k=2).batches_lambda()  # its term draws
+    assert not method("noising", 1.0).batches_lambda()  # its targets draw
+    assert not method("baseline").batches_lambda()  # nothing to batch: trains as primary
+
+    class Doubled(METHODS.get("reverse_kd")):  # an outside method changing the term
+        def term(self, views, step):  # noqa: ANN001, ANN201
+            return super().term(views, step) * 2
+
+    assert not Doubled(METHODS.config("reverse_kd")(), 1.0).batches_lambda()
+
+
 def test_logistic_group_gives_each_member_its_bits_alone():
     task = logistic(epochs=40, test_size=100)
     members = members_of((2, 9), {0: 12, 1: 7})
