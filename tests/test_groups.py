@@ -172,6 +172,8 @@ def test_plan_units_keeps_sizes_whole_and_balances_them():
     loads = sorted(sum(c.size for c in u) for u in grouped)
     assert loads[1] - loads[0] <= 4 * 10
     assert len(plan_units(cells, lambda c: c.key, 1)) == 2  # one group + the loner
+    apart = plan_units(cells, lambda c: c.key, 2, sizes_apart=True)  # a unit per size
+    assert sorted(len(u) for u in apart) == [1] + [4] * 6
 
 
 def small_spec(name: str, **over: object) -> dict:

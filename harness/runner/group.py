@@ -136,12 +136,13 @@ def run_group_job(group: GroupJob, progress: Any = None) -> Iterator[dict[str, A
                     yield record(job, exc, device=device)
 
 
-def plan_units(cells: Sequence[Any], key: Callable[[Any], str | None], workers: int
-               ) -> list[list[Any]]:
+def plan_units(cells: Sequence[Any], key: Callable[[Any], str | None], workers: int,
+               sizes_apart: bool = False) -> list[list[Any]]:
     """Split ``cells`` into units of work: the cells whose ``key`` is None alone, the rest
     in at most ``workers`` groups per key (so that every worker gets one), each group
-    holding whole sizes (a task trains one size as one program), balanced by the sum of
-    their sizes (the work grows with the size), largest first."""
+    holding whole sizes, balanced by the sum of their sizes (the work grows with the
+    size), largest first. ``sizes_apart``: the task trains each size as a program of its
+    own anyway, so each size is a unit (workers then take sizes as they come free)."""
     units: list[list[Any]] = []
     by_key: dict[str, list[Any]] = {}
     for cell in cells:
@@ -154,7 +155,8 @@ def plan_units(cells: Sequence[Any], key: Callable[[Any], str | None], workers: 
         sizes: dict[int, list[Any]] = {}
         for cell in same:
             sizes.setdefault(cell.size, []).append(cell)
-        bins: list[list[Any]] = [[] for _ in range(max(1, min(workers, len(sizes))))]
+        count = len(sizes) if sizes_apart else max(1, min(workers, len(sizes)))
+        bins: list[list[Any]] = [[] for _ in range(count)]
         loads = [0] * len(bins)
         for size in sorted(sizes, reverse=True):
             lightest = loads.index(min(loads))

@@ -185,11 +185,14 @@ def run_spec(
     if parallel:
         pending.sort(key=lambda c: -c.size)  # largest first: no worker idles at the end
     groupable = _groupable(spec) if groups else (lambda cell: None)
+    from harness.registry import TASKS
+
+    apart = bool(getattr(TASKS.get(spec.task.name), "sizes_apart", False))
     local_auto = executor == "local" and workers is None
     if local_auto:  # from the whole grid, so that a cell's threads never depend on --only
-        workers = auto_workers(len(plan_units(grid, groupable, available_cores())))
+        workers = auto_workers(len(plan_units(grid, groupable, available_cores(), apart)))
     units = plan_units(pending, groupable, workers or (available_cores()
-                                                       if executor == "ray" else 1))
+                                                       if executor == "ray" else 1), apart)
     if enqueue_only:
         claims.close()
         if shared is not None:

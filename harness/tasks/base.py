@@ -156,6 +156,9 @@ class Task(ABC):
     # those it withholds on purpose, with the reason a method that needs one is skipped.
     supplies: ClassVar[frozenset[str]] = frozenset()
     declines: ClassVar[dict[str, str]] = {}
+    # With "cell_groups": True when run_group trains each dataset size as a program of
+    # its own (the runner then hands out sizes one by one, for balance).
+    sizes_apart: ClassVar[bool] = False
 
     def __init__(self, params: Any, data_dir: str | None = None) -> None:
         self.params = params

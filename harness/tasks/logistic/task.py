@@ -33,6 +33,7 @@ class LogisticTask(Task):
     name = "logistic"
     supplies = frozenset({"restricted", "induced", "stale_correction", "stale_prediction",
                           "noising", "mixed_prediction", "cell_groups"})
+    sizes_apart = True  # run_group: one program per size
     params: LogisticParams
 
     # ---- data -----------------------------------------------------------------------
