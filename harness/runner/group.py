@@ -85,7 +85,7 @@ def run_group_job(group: GroupJob, progress: Any = None) -> Iterator[dict[str, A
 
             load_spec_plugins(list(first.plugins), None)
         with torch_threads(first.threads):
-            task = build_task(first.config, first.data_dir)
+            task = _task_for(first)
     except Exception as exc:  # noqa: BLE001 - every cell of the group fails with it
         for job in jobs:
             yield record(job, exc)
@@ -134,6 +134,25 @@ def run_group_job(group: GroupJob, progress: Any = None) -> Iterator[dict[str, A
             for index, job in enumerate(member_jobs):
                 if index not in done:
                     yield record(job, exc, device=device)
+
+
+_TASKS: dict[str, Any] = {}  # the last task built here, for the next group of its config
+
+
+def _task_for(job: CellJob) -> Any:
+    """The task of ``job``'s config, reused from the previous group of the same config in
+    this process when the task trains groups (its ``run_group`` keeps nothing between
+    calls; building one can cost seconds, e.g. grid RL's POMDP policy)."""
+    from harness.capabilities import groups_cells
+
+    key = json.dumps([job.config["task"], job.data_dir], sort_keys=True)
+    task = _TASKS.get(key)
+    if task is None:
+        task = build_task(job.config, job.data_dir)
+        if groups_cells(task):
+            _TASKS.clear()
+            _TASKS[key] = task
+    return task
 
 
 def plan_units(cells: Sequence[Any], key: Callable[[Any], str | None], workers: int,

@@ -140,6 +140,9 @@ class RayExecutor:
     def running(self) -> int:
         return len(self._refs)
 
+    def free_for(self, left: int) -> int:
+        return self.free
+
     def submit(self, job: Any) -> None:
         need = self.resources(job)
         if self.bar is not None:

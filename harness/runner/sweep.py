@@ -358,14 +358,15 @@ def _schedule(units: list[list[Cell]], store: ResultsStore, claims: ClaimStore,
     queue = [list(unit) for unit in units]
     announced = False
     while queue or executor.running:
-        started = False
+        started = blocked = False
         for unit in list(queue):
-            if executor.free <= 0:
+            if executor.free_for(len(queue)) <= 0:
                 break
             claimed = _claim(unit, store, claims, recorder)
             if not unit:
                 queue.remove(unit)
             if not claimed:
+                blocked = blocked or bool(unit)
                 continue  # another live run holds them: wait
             made = []
             for cell, claim in claimed:
@@ -378,7 +379,7 @@ def _schedule(units: list[list[Cell]], store: ResultsStore, claims: ClaimStore,
         for outcome in executor.wait(POLL_S if queue else None):
             recorder.outcome(outcome)
         bar.running(executor.fractions())
-        if queue and not started and executor.running == 0:
+        if queue and blocked and not started and executor.running == 0:
             if not announced:
                 holders = sorted({h for u in queue for c in u
                                   if (h := claims.holder(c.cell_id))})
@@ -424,6 +425,10 @@ class Executor:
     def running(self) -> int:
         raise NotImplementedError
 
+    def free_for(self, left: int) -> int:
+        """Free slots for the next of ``left`` queued units of work."""
+        return self.free
+
     def submit(self, job: CellJob) -> None:
         raise NotImplementedError
 
@@ -449,6 +454,7 @@ class InlineExecutor(Executor):
 
     def __init__(self) -> None:
         self._stream: Iterator[Outcome] | None = None
+        self._left = 0  # cells of the running work without an outcome yet
 
     @property
     def free(self) -> int:
@@ -463,15 +469,16 @@ class InlineExecutor(Executor):
             self.bar.describe(work_label(job))
         progress = self.bar.fraction if self.bar is not None else None
         self._stream = _outcomes(job, progress)
+        self._left = len(getattr(job, "jobs", (job,)))
 
     def wait(self, timeout: float | None) -> list[Outcome]:
         if self._stream is None:
             return []
         outcome = next(self._stream, None)
-        if outcome is None:
+        self._left -= outcome is not None
+        if outcome is None or self._left <= 0:  # free as soon as its last cell is out
             self._stream = None
-            return []
-        return [outcome]
+        return [] if outcome is None else [outcome]
 
 
 def _outcomes(work: Work, progress: Any) -> Iterator[Outcome]:
@@ -534,16 +541,30 @@ class HybridExecutor(PoolExecutor):
     def free(self) -> int:
         return self.inline.free + self.pool.ready
 
+    def free_for(self, left: int) -> int:
+        """A helper takes a unit only while another is left for this process: the last
+        one waits for this process, which has no start-up to pay (a helper's first unit
+        costs it its imports and the task's set-up)."""
+        return self.inline.free + (self.pool.ready if left > 1 else 0)
+
     @property
     def running(self) -> int:
         return self.inline.running + self.pool.running
 
     def submit(self, job: Work) -> None:
-        if self.pool.ready:
-            self.pool.submit(job)
-        else:
+        if self.inline.free:  # this process first: it has no start-up left to pay
             self.inline.bar = self.bar
             self.inline.submit(job)
+        else:
+            self.pool.submit(job)
+            self.used = True
+
+    used = False  # whether a helper took work (else close() just stops them)
+
+    def close(self) -> None:
+        if not self.used:
+            self.pool.terminate()
+        self.pool.close()
 
     def wait(self, timeout: float | None) -> list[Outcome]:
         """Helpers' outcomes, else the next cell computed here; a helper that became
