@@ -213,7 +213,8 @@ def run_spec(
         if shared is not None:
             shared.close()
         raise
-    recorder = _Recorder(store, claims, tracker, summary)
+    recorder = _Recorder(store, claims, tracker, summary,
+                         background=isinstance(claims, FileClaims))
     jobs = _JobFactory(spec, store, claims, data, threads or spec.threads, workers or 1,
                        executor, groups=groups)
     jobs.tuning_cells = [c for c in pending if c.tuned]
@@ -228,11 +229,12 @@ def run_spec(
     except BaseException:
         executor_.terminate()
         store.journal("interrupted", running=len(recorder.running))
+        recorder.close(drain=False)
         raise
     finally:
         executor_.close()
-        claims.close()
         recorder.close()
+        claims.close()
         if shared is not None:
             shared.close()
     summary.wall_s = time.perf_counter() - clock
@@ -592,10 +594,16 @@ class _Recorder:
     then releases the claim."""
 
     def __init__(self, store: ResultsStore, claims: ClaimStore, tracker: Any,
-                 summary: SweepSummary) -> None:
+                 summary: SweepSummary, background: bool = False) -> None:
         self.store, self.claims, self.tracker, self.summary = store, claims, tracker, summary
         self.bar: SweepProgress | None = None
         self.running: dict[str, Claim] = {}
+        # MLflow logging in a thread (harness.runner.later), the claim released after it
+        self.later = None
+        if background and tracker is not None:
+            from harness.runner.later import LaterTracking
+
+            self.later = LaterTracking(self._track_and_release)
 
     def _say(self, text: str) -> None:
         if self.bar is not None:
@@ -628,11 +636,19 @@ class _Recorder:
         self.store.journal("recorded", job.cell_id, status=record["status"])
         if is_final(record):
             self.store.remove_checkpoints(job.cell_id)
-        self._track(record)
-        self.claims.release(claim)
         self.summary.records[job.cell_id] = record
+        if self.later is not None and self.tracker is not None:
+            self.later.put(record, claim)
+        else:
+            self._track_and_release(record, claim)
         if self.bar is not None:
             self.bar.finish(record)
+
+    def _track_and_release(self, record: dict[str, Any], claim: Claim) -> None:
+        try:
+            self._track(record)
+        finally:
+            self.claims.release(claim)
 
     def track_untracked(self) -> None:
         """Log resumed records that have no MLflow run yet (not recomputed), each under
@@ -666,7 +682,12 @@ class _Recorder:
             return
         self.store.write_record(record)
 
-    def close(self) -> None:
+    def close(self, drain: bool = True) -> None:
+        """Finish the MLflow logging (``drain``; an interrupt leaves the rest to the next
+        run) and close the tracker."""
+        if self.later is not None:
+            self.later.stop(drain)
+            self.later = None
         if self.tracker is not None:
             try:
                 self.tracker.close(failed=self.summary.exit_code != 0)
