@@ -224,3 +224,42 @@ def test_default_workers_run_a_grid_with_helpers_and_the_same_records(tmp_path,
     assert {k: r["metrics"] for k, r in a.items()} == {k: r["metrics"] for k, r in b.items()}
     assert {r["threads"] for r in a.values()} == {1}  # the logistic task's own choice
     assert torch.get_num_threads() >= 1
+
+
+def test_each_cell_of_a_group_gets_its_own_checkpoint_dir_and_deletion(tmp_path,
+                                                                       monkeypatch):
+    """A group's members carry their own cells' checkpoint folders; a member that fails
+    keeps its folder (retried on the next run), the others' are deleted with their final
+    records."""
+    from harness.runner.execute import CHECKPOINT_ENV
+    from harness.runner.store import ResultsStore
+    from harness.tasks.logistic.task import LogisticTask
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(CHECKPOINT_ENV, raising=False)
+    seen: dict[str, str | None] = {}
+    original = LogisticTask.run_group
+
+    def run_group(self, members, progress=None, **kwargs):  # noqa: ANN001, ANN202
+        kept = []
+        for index, member in enumerate(members):
+            root = Path(member.request.checkpoint_dir)
+            seen[member.method.name] = str(root)
+            root.mkdir(parents=True, exist_ok=True)
+            (root / "run0.pt").write_text("weights")
+            if member.method.name == "noising":
+                yield index, RuntimeError("a bug, fixed before the next run")
+            else:
+                kept.append(index)
+        for sub, result in original(self, [members[i] for i in kept], progress, **kwargs):
+            yield kept[sub], result
+
+    monkeypatch.setattr(LogisticTask, "run_group", run_group)
+    spec = validate_spec(small_spec("ckpt", sizes=[3], seeds=[0]))
+    store = ResultsStore.for_spec(spec)
+    run_spec(spec)
+    cells = {r["method"]: r["cell_id"] for r in cell_records(store.root).values()}
+    assert seen == {m: str(store.checkpoint_dir(c).resolve()) for m, c in cells.items()}
+    status = {r["method"]: r["status"] for r in cell_records(store.root).values()}
+    assert status["noising"] == "failed" and status["baseline"] == "ok"
+    assert [p.name for p in (store.root / "checkpoints").iterdir()] == [cells["noising"]]
