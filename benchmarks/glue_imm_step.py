@@ -10,7 +10,7 @@ crosstalk backward), and with ``--all`` the other methods. serialized IMM's refr
 stale induced table, once per epoch) is timed apart from its steps.
 
 Usage: python benchmarks/glue_imm_step.py [--spec specs/glue.yaml] [--steps 8]
-       [--threads 1] [--all] [--data-dir DIR]
+       [--threads 1] [--all | --methods baseline,...] [--data-dir DIR]
 The issue's target: the IMM step (k = 5) at most 3x the MLM step.
 """
 
@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="1 = as a --workers cell runs")
     ap.add_argument("--all", action="store_true", help="also the other methods")
+    ap.add_argument("--methods", default=None,
+                    help="comma-separated methods to time besides mlm and imm_sampled "
+                    "(e.g. baseline)")
     ap.add_argument("--data-dir", default=os.environ.get("HARNESS_DATA_DIR") or str(DATA))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -92,6 +95,8 @@ def main() -> None:
     names = ["mlm", "imm_sampled"]
     if args.all:
         names += ["baseline", "noising", "reverse_kd", "imm_serialized"]
+    elif args.methods:
+        names += [n for n in args.methods.split(",") if n not in names]
     print(f"{params.model}, max_length {params.max_length}, batch {params.batch_size}, "
           f"imm_fraction {params.imm_fraction}, imm_max_positions {params.imm_max_positions}, "
           f"training subset {size}, {args.steps} steps after a warm-up, {args.threads} "

@@ -37,12 +37,9 @@ def _parse_assignment(text: str) -> tuple[str, Any]:
 
 
 def _version() -> str:
-    from importlib import metadata
+    from harness.version import version
 
-    try:
-        return metadata.version("imm-harness")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+    return version()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check specs against the schema (exit 0 or 1)")
     p.add_argument("specs", nargs="+", metavar="SPEC")
     p.add_argument("--data-dir", default=None,
-                   help="also check the data files the specs' cells read, as a run would")
+                   help="the data folder (else the spec's data_dir, else HARNESS_DATA_DIR): "
+                   "when there is one, the data files the cells read and the sizes they "
+                   "allow are checked as a run checks them")
 
     p = sub.add_parser("run", help="run a spec's grid (resumes by default)")
     p.add_argument("spec", metavar="SPEC")
@@ -93,12 +92,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (overrides spec)")
     p.add_argument("--data-dir", default=None, help="data files (else spec or HARNESS_DATA_DIR)")
     p.add_argument("--fresh", action="store_true",
-                   help="discard earlier results of this spec (only what harness wrote)")
+                   help="discard earlier results of this spec (with --only: of the selected "
+                   "cells only; only what harness wrote; never a cell a live run holds)")
+    p.add_argument("--reuse-changed-code", action="store_true",
+                   help="resume records whose task or method code changed since they were "
+                   "computed (default: recompute them, keeping the old records aside)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the run")
     p.add_argument("--no-groups", action="store_true",
                    help="train every cell and tuning trial as its own program (cells of "
                    "the logistic and grid RL tasks otherwise train together, with the "
                    "same numbers; for comparisons)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="compute and write nothing: show the grid, the cells that would be "
+                   "resumed and the time the rest would take (from earlier records of the "
+                   "same task)")
 
     p = sub.add_parser("list", help="list registered tasks or methods")
     p.add_argument("kind", choices=["tasks", "methods"])
@@ -216,17 +223,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except Exception:
+        # A bug: its traceback is for a report, but never with a password in it.
+        import traceback
+
+        from harness.masking import mask
+
+        sys.stderr.write(mask(traceback.format_exc()))
+        return 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from harness.data.location import data_root
     from harness.errors import HarnessError
     from harness.spec import SpecError, load_spec
+    from harness.spec.requirements import missing_requirements
 
     failed = False
     for path in args.specs:
         try:
             spec = load_spec(path)
-            data_note = _check_spec_data(spec, args.data_dir) if args.data_dir else ""
+            unmet = missing_requirements(spec)  # plugins import, extras installed
+            data_note = (_check_spec_data(spec, args.data_dir)
+                         if data_root(args.data_dir, spec.data_dir) is not None else "")
         except SpecError as exc:
             failed = True
             for line in exc.lines:
@@ -235,6 +254,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             failed = True
             print(f"{path}: {exc}", file=sys.stderr)
         else:
+            if unmet:
+                failed = True
+                for line in unmet:
+                    print(f"{path}: {line}", file=sys.stderr)
+                continue
             print(f"{path}: ok ({spec.task.name}, {len(spec.methods)} methods, "
                   f"{len(spec.sizes)} sizes, {len(spec.seeds)} seeds, {spec.runs} runs"
                   f"{data_note})")
@@ -243,8 +267,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def _check_spec_data(spec: Any, data_dir: str) -> str:
     """The data checks a run makes before any compute; ', N data files' when they pass."""
-    from harness.runner.data import CellData
-    from harness.runner.grid import expand
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
     from harness.runner.sweep import check_data
 
     data = CellData.for_spec(spec, data_dir)
@@ -282,7 +306,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.runner.sweep import run_command
+    from harness.runner.command import run_command
 
     return run_command(args)
 

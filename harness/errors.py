@@ -24,3 +24,8 @@ class Diverged(RuntimeError):
 
 class SkipCell(RuntimeError):
     """The method does not apply to the task; the cell is recorded as skipped."""
+
+
+class ContractError(RuntimeError):
+    """A plugin's method or task broke the contract (a term of the wrong shape, metrics
+    that are not the declared ones); the cell fails with this one line."""

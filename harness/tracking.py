@@ -1,5 +1,13 @@
 """MLflow tracking: one parent run per spec, one nested child run per cell.
 
+A child run holds the cell's config as params, the summary statistics of its metrics,
+its learning curves as step metrics (``train_loss``, ``val_ppl``, ... per epoch, from the
+record's ``curves``), and as artifacts its record (``record.json``) and a figure of its
+curves (``curves.png``). The parent run holds the spec as run (``spec.yaml``) and, after
+the run, its report (``report/``: report.html, report.md, report.csv and the figures).
+With the default SQLite store, artifacts go to ``<output_dir>/mlartifacts/`` beside
+``mlflow.db`` (MLflow's own default, ``./mlruns``, would depend on the current folder).
+
 Logging happens in the main process when a record is written, while the cell's claim is
 held; the child run's id is then written into the record, so a record without one
 (tracking was off, or the process died in between) is logged on the next resume instead
@@ -27,6 +35,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from harness.masking import mask, strip_credentials, url_secret
 from harness.runner.store import ResultsStore
 
 STATS = ("mean", "median", "p10", "p90")
@@ -35,17 +44,29 @@ MAX_KEY = 250
 MAX_PARAM = 6000
 MAX_TAG = 8000
 BATCH = 100
+METRIC_BATCH = 1000  # MLflow takes at most 1000 metrics a batch
+ARTIFACTS_DIR = "mlartifacts"
 PROBE_TIMEOUT_S = 5.0
 QUIET_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3")
 
 
 def tracking_uri(spec: Any, override: str | None = None) -> str:
     """--tracking-uri, then the spec's tracking.uri, else sqlite:///<output_dir>/mlflow.db."""
+    from harness.spec.paths import output_root
+
     if override:
         return override
     if spec.tracking.uri:
         return spec.tracking.uri
-    return f"sqlite:///{(Path(spec.output_dir) / 'mlflow.db').resolve()}"
+    return f"sqlite:///{output_root(spec) / 'mlflow.db'}"
+
+
+def artifact_location(uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: beside a SQLite store's database; for
+    servers and other stores, their own default (None)."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / ARTIFACTS_DIR).as_uri()
+    return None
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -89,8 +110,9 @@ class Tracker:
         claim = _wait_for(claims, "tracking")
         try:
             found = self.client.get_experiment_by_name(experiment)
-            self.experiment_id = (found.experiment_id if found is not None
-                                  else self.client.create_experiment(experiment))
+            self.experiment_id = (found.experiment_id if found is not None else
+                                  self.client.create_experiment(
+                                      experiment, artifact_location=artifact_location(uri)))
             self.parent_id = self._parent_run(spec)
         finally:
             if claim is not None:
@@ -116,6 +138,8 @@ class Tracker:
             "task.name": spec.task.name, "metric": spec.metric, "runs": spec.runs,
             "sizes": spec.sizes, "seeds": spec.seeds, "methods": [m.display for m in spec.methods],
         }))
+        self.client.log_dict(run.info.run_id, spec.model_dump(mode="json", by_alias=True),
+                             "spec.yaml")
         self.store.write_tracking({"uri": self.uri, "experiment_id": self.experiment_id,
                                    "parent_run_id": run.info.run_id})
         return run.info.run_id
@@ -149,7 +173,7 @@ class Tracker:
             "label": record["label"],
             "status": record["status"],
             "git_commit": record.get("git_commit") or "",
-            "reason": record.get("reason") or "",
+            "reason": mask(record.get("reason") or ""),
             "record_finished": record.get("finished") or "",
         }
         if record["status"] == "skipped":
@@ -167,12 +191,29 @@ class Tracker:
                                "lambda_source": record.get("lambda_source")})
         for i, chunk in enumerate(_chunks(params)):
             self.client.log_batch(run_id, metrics=metrics if i == 0 else [], params=chunk)
+        curves = curve_metrics(record.get("curves") or {}, end or 0)
+        for i in range(0, len(curves), METRIC_BATCH):
+            self.client.log_batch(run_id, metrics=curves[i : i + METRIC_BATCH])
+        self._cell_artifacts(run_id, record)
         if record.get("traceback"):
-            trace = record["traceback"][-MAX_TAG:]
+            trace = mask(record["traceback"])[-MAX_TAG:]
             self.client.log_batch(run_id, tags=[RunTag("traceback", trace)])
         status = "FAILED" if record["status"] == "failed" else "FINISHED"
         self.client.set_terminated(run_id, status=status, end_time=end)
         return run_id
+
+    def _cell_artifacts(self, run_id: str, record: dict[str, Any]) -> None:
+        """The record as ``record.json`` and its learning curves as ``curves.png``."""
+        self.client.log_dict(run_id, record, "record.json")
+        if record.get("curves"):
+            from harness.report.plot import curves_figure, release
+
+            fig = curves_figure(record["curves"], f"{record['label']}, N={record['size']}, "
+                                f"seed {record['seed']}")
+            try:
+                self.client.log_figure(run_id, fig, "curves.png")
+            finally:
+                release(fig)
 
     def close(self, failed: bool) -> None:
         self.client.set_terminated(self.parent_id, status="FAILED" if failed else "FINISHED")
@@ -184,8 +225,42 @@ class Tracker:
         out = []
         for key, value in values.items():
             text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
-            out.append(Param(key[:MAX_KEY], text[:MAX_PARAM]))
+            out.append(Param(key[:MAX_KEY], mask(text)[:MAX_PARAM]))
         return out
+
+
+def curve_metrics(curves: Mapping[str, Any], timestamp: int) -> list[Any]:
+    """A record's learning curves as MLflow metrics with steps (one series per name)."""
+    from mlflow.entities import Metric
+
+    return [Metric(name[:MAX_KEY], float(value), timestamp, int(step))
+            for name, curve in curves.items()
+            for step, value in zip(curve["steps"], curve["values"], strict=True)
+            if value is not None]  # not finite: the cell diverged there
+
+
+def log_run_report(spec: Any, results_dir: Path, files: list[Path],
+                   override: str | None = None) -> str | None:
+    """Attach the run's report files to the spec's parent run (``report/``); returns a
+    one-line problem instead of raising (the results and the report are safe)."""
+    if not spec.tracking.enabled:
+        return None
+    state = ResultsStore(results_dir).read_tracking()
+    given = tracking_uri(spec, override)
+    uri, _, password = _credentials(given)  # MLflow has them from open_tracker
+    if not state.get("parent_run_id") or state.get("uri") != uri:
+        return None  # this run was not tracked (server down, tracking failed)
+    try:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        for path in files:
+            where = "report" if path.parent == results_dir else \
+                f"report/{path.parent.relative_to(results_dir).as_posix()}"
+            client.log_artifact(state["parent_run_id"], str(path), where)
+    except Exception as exc:  # noqa: BLE001 - tracking must never cost results
+        return f"{type(exc).__name__}: {mask(one_line_text(exc), [password])}"
+    return None
 
 
 def _wait_for(claims: Any, key: str, timeout: float = 60.0) -> Any:
@@ -200,16 +275,23 @@ def _wait_for(claims: Any, key: str, timeout: float = 60.0) -> Any:
     return claim
 
 
-def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+def probe(uri: str, timeout: float = PROBE_TIMEOUT_S, user: str | None = None,
+          password: str | None = None) -> str | None:
     """None when an http(s) tracking server answers /health, else why not (one line).
-    Other URIs (sqlite, file stores) are not probed."""
+    ``user``/``password``: HTTP basic auth (a URL's credentials, taken out of it). Other
+    URIs (sqlite, file stores) are not probed."""
     if not uri.startswith(("http://", "https://")):
         return None
+    import base64
     import urllib.error
     import urllib.request
 
+    request = urllib.request.Request(f"{uri.rstrip('/')}/health")
+    if user is not None:
+        token = base64.b64encode(f"{user}:{password or ''}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout) as reply:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             if reply.status >= 400:
                 return f"HTTP {reply.status}"
     except urllib.error.HTTPError as exc:
@@ -218,6 +300,14 @@ def probe(uri: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
         reason = getattr(exc, "reason", exc)
         return one_line_text(reason)
     return None
+
+
+def _credentials(uri: str) -> tuple[str, str | None, str | None]:
+    """(the URI without ``user:password@``, user, password) of an http(s) URI; MLflow
+    gets them as $MLFLOW_TRACKING_USERNAME/PASSWORD, so no URL it prints holds them."""
+    if not uri.startswith(("http://", "https://")):
+        return uri, None, None
+    return strip_credentials(uri)
 
 
 def one_line_text(value: Any) -> str:
@@ -232,6 +322,9 @@ def create_sqlite_store(path: Path) -> None:
     schema is made in a file of its own (``mlflow.db-creating-*``, a name harness owns)
     and linked into place only when complete; ``os.link`` never replaces a database that
     another run made meanwhile."""
+    from harness.atomic import refuse_link
+
+    refuse_link(path)  # MLflow would write through it
     if path.exists():
         return
     from mlflow import MlflowClient
@@ -255,18 +348,24 @@ def open_tracker(spec: Any, store: ResultsStore, override: str | None = None,
     still runs; records without a run id are logged on a later resume)."""
     if not spec.tracking.enabled:
         return None
-    uri = tracking_uri(spec, override)
-    problem = probe(uri)
+    given = tracking_uri(spec, override)
+    uri, user, password = _credentials(given)
+    shown = mask(given)
+    problem = probe(uri, user=user, password=password)
     if problem is not None:
-        print(f"warning: MLflow tracking server {uri} did not answer /health ({problem}); "
-              "running untracked (records are logged on a later resume)", file=sys.stderr)
+        print(f"warning: MLflow tracking server {shown} did not answer /health "
+              f"({mask(problem, [password])}); running untracked (records are logged on "
+              "a later resume)", file=sys.stderr)
         return None
+    if user is not None:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = user
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password or ""
     try:
         if uri.startswith("sqlite:///"):
             create_sqlite_store(Path(uri.removeprefix("sqlite:///")))
         return Tracker(spec, store, uri, claims)
     except Exception as exc:  # noqa: BLE001 - tracking must never cost results
-        print(f"warning: MLflow tracking at {uri} unavailable ({type(exc).__name__}: "
-              f"{one_line_text(exc)}); running untracked (records are logged on a later "
-              "resume)", file=sys.stderr)
+        print(f"warning: MLflow tracking at {shown} unavailable ({type(exc).__name__}: "
+              f"{mask(one_line_text(exc), [password, url_secret(given)])}); running "
+              "untracked (records are logged on a later resume)", file=sys.stderr)
         return None

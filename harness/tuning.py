@@ -3,7 +3,10 @@
 Studies live in ``<results_dir>/optuna.db`` under the name ``<label>-size<size>``, so an
 interrupted tuning resumes: only the trials still missing are run. The study remembers a
 hash of the configuration it tunes; when the spec changes that configuration, the old
-study is discarded rather than mixed with new trials.
+study is discarded rather than mixed with new trials. In Optuna's dashboard the objective
+is named (``validation <metric> (<mean|median>)``) and every trial shows its lambda: the
+sampled parameter itself, or for ``scale: ratio`` the sampled ``ratio`` and the
+``lambda`` it gives as a user attribute.
 
 With a shared store (``--store postgresql+psycopg://...``) studies live in that database
 instead, named ``<spec>/<label>-size<size>``, in Optuna's RDB storage with a heartbeat
@@ -27,11 +30,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from harness.cells.grid import Cell, config_id
 from harness.errors import Diverged, SkipCell
 from harness.runner.execute import (
     LambdaChoice,
@@ -44,7 +49,6 @@ from harness.runner.execute import (
     skip_reason,
     torch_threads,
 )
-from harness.runner.grid import Cell, config_id
 
 VALIDATION_SEED_BASE = 1_000_000
 CONFIG_ATTR = "harness_config_id"
@@ -173,7 +177,9 @@ def _ask(spec: Any, s: _Study, batched: bool = True) -> list[Any]:
     trials = []
     for _ in range(min(s.missing, exact_batch(spec, s.study) if batched else 1)):
         trial = s.study.ask()
-        trial.suggest_float(param, tune.low, tune.high, log=tune.log)
+        value = trial.suggest_float(param, tune.low, tune.high, log=tune.log)
+        if param != "lambda":  # the ratio is what is sampled; lambda is what users read
+            trial.set_user_attr("lambda", float(tune.to_lambda(value)))
         trials.append(trial)
     s.missing -= len(trials)
     return trials
@@ -196,6 +202,7 @@ def _evaluate(spec: Any, batch: list[tuple[_Study, Any]], data_dir: str | None) 
     for part in by_task.values():
         outcomes: dict[int, Any] = {}
         members, owners = [], []
+        task: Any = None
         try:
             task = build_task(dict(part[0][0].cell.config), data_dir)
             for i, (s, trial) in enumerate(part):
@@ -214,14 +221,14 @@ def _evaluate(spec: Any, batch: list[tuple[_Study, Any]], data_dir: str | None) 
             outcomes = {i: outcomes.get(i, exc) for i in range(len(part))}
         for i, (s, trial) in enumerate(part):
             result = outcomes.get(i, RuntimeError("no result"))
-            _tell(s, trial, lambda r=result: _value(spec, r, runs, reduce))
+            _tell(s, trial, lambda r=result, t=task: _value(spec, t, r, runs, reduce))
 
 
-def _value(spec: Any, result: Any, runs: int, reduce: Any) -> float:
+def _value(spec: Any, task: Any, result: Any, runs: int, reduce: Any) -> float:
     """A trial's objective from its member's outcome (raising the member's exception)."""
     if isinstance(result, Exception):
         raise result
-    return float(reduce(checked_metrics(result, runs)[spec.metric]))
+    return float(reduce(checked_metrics(task, result, runs)[spec.metric]))
 
 
 def _tell(s: _Study, trial: Any, value: Callable[[], float]) -> None:
@@ -293,8 +300,16 @@ def _open_study(spec: Any, cell: Cell, storage: Any, name: str) -> Any:
         optuna.delete_study(study_name=name, storage=storage)
         study = create()
     study.set_user_attr(CONFIG_ATTR, wanted)
+    with warnings.catch_warnings():  # set_metric_names is marked experimental
+        warnings.simplefilter("ignore")
+        study.set_metric_names([objective_name(spec)])
     _fail_abandoned(study)
     return study
+
+
+def objective_name(spec: Any) -> str:
+    """What a trial's value is, as Optuna's dashboard and plots name the objective."""
+    return f"validation {spec.metric} ({spec.tuning.objective})"
 
 
 def _fail_abandoned(study: Any) -> None:

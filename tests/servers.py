@@ -117,23 +117,41 @@ class Postgres:
             os.chmod(self.root, 0o700)
             prefix = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}",
                       "--init-groups", "--"]
-        data = self.root / "data"
-        subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(data), "-A", "trust",
+        self.bindir, self.prefix, self.data = bindir, prefix, self.root / "data"
+        subprocess.run([*prefix, str(bindir / "initdb"), "-D", str(self.data), "-A", "trust",
                         "-U", "harness", "-E", "UTF8", "--no-sync", "--no-instructions"],
                        check=True, capture_output=True, cwd=self.root)
         self.log = self.root / "server.log"
-        with open(self.log, "wb") as out:
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server (again, after ``stop_server``) on the same port and data."""
+        with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [*prefix, str(bindir / "postgres"), "-D", str(data), "-p", str(self.port),
-                 "-k", str(self.root), "-c", f"listen_addresses={HOST}", "-c", "fsync=off",
-                 "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-                 "-c", "max_connections=300"],
+                [*self.prefix, str(self.bindir / "postgres"), "-D", str(self.data), "-p",
+                 str(self.port), "-k", str(self.root), "-c", f"listen_addresses={HOST}",
+                 "-c", "fsync=off", "-c", "synchronous_commit=off",
+                 "-c", "full_page_writes=off", "-c", "max_connections=300"],
                 stdout=out, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True)
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
+
+    def stop_server(self) -> None:
+        """``pg_ctl stop -m fast``: every session is terminated (AdminShutdown), as in a
+        restart or a failover; the data stays for ``start_server``."""
+        subprocess.run([*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.data),
+                        "stop", "-m", "fast", "-w", "-t", "60"],
+                       check=True, capture_output=True, cwd=self.root)
+        self.proc.wait(30)
+
+    def restart(self, down_s: float = 0.0) -> None:
+        """Stop (fast), stay down ``down_s`` seconds, start again."""
+        self.stop_server()
+        time.sleep(down_s)
+        self.start_server()
 
     def _wait_ready(self, timeout: float = 60.0) -> None:
         import psycopg

@@ -139,9 +139,11 @@ def test_text_fits_100_columns_and_junit_and_json_parse(tmp_path, capsys):
     sizes = (5, 10, 15, 20, 30, 40, 50)
     cells = [{"label": lb, "size": n, "seed": 0,
               "values": np.clip(rng.normal(c + n / 200, 0.05, 30), 0, 1).tolist()}
-             for lb, c in (("baseline", 0.75), ("noising", 0.7), ("imm", 0.8)) for n in sizes]
+             for lb, c in (("baseline", 0.75), ("noising", 0.7), ("noising_one_minus_ratio", 0.72),
+                           ("imm", 0.8)) for n in sizes]
     cells = [c for c in cells if not (c["label"] == "imm" and c["size"] == 50)]  # not run
-    results = write_results(tmp_path / "results", cells, sizes=sizes, runs=30)
+    results = write_results(tmp_path / "results", cells, sizes=sizes, runs=30,
+                            labels=("baseline", "noising", "noising_one_minus_ratio", "imm"))
     status = main(["check", str(results), "--against", str(path)])
     text = capsys.readouterr().out
     assert all(len(line) <= 100 for line in text.splitlines()), max(map(len, text.splitlines()))
@@ -160,7 +162,8 @@ def test_text_fits_100_columns_and_junit_and_json_parse(tmp_path, capsys):
     assert all("expected" in f.find("failure").text and "measured" in f.find("failure").text
                for f in failures)
     skipped = [c for c in cases if c.find("skipped") is not None]
-    assert len(skipped) == sum(r.not_run for r in rows) == 2  # imm at 50: band and ordering
+    # imm at 50: its band and its orderings with both noisings
+    assert len(skipped) == sum(r.not_run for r in rows) == 3
     assert main(["check", str(results), "--against", str(path), "--format", "json"]) == status
     data = json.loads(capsys.readouterr().out)
     assert data["exit_status"] == status and len(data["check"]["rows"]) == len(rows)

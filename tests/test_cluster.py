@@ -41,8 +41,8 @@ def harness(*args: str, cwd, env: dict | None = None, timeout: float = 300
 def test_resources_and_store_are_validated_and_stay_out_of_the_cell_id(tmp_path) -> None:
     from conftest import small_spec
 
+    from harness.cells.grid import GridError
     from harness.runner import expand
-    from harness.runner.grid import GridError
     from harness.runner.sweep import run_spec
     from harness.spec import SpecError, validate_spec
     from harness.spec.models import resources_for

@@ -234,8 +234,8 @@ def test_corpus_field_names_and_errors() -> None:
 
 # ---- cell ids --------------------------------------------------------------------------------
 def _ids(spec_dict: dict, data_dir: Path) -> list[str]:
-    from harness.runner.data import CellData
-    from harness.runner.grid import expand
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
     from harness.spec.loader import validate_spec as spec_from_dict
 
     spec = spec_from_dict(spec_dict)
@@ -250,7 +250,7 @@ def _spec(**params) -> dict:
 
 @needs_ptb
 def test_default_corpus_keeps_cell_ids_and_a_new_corpus_makes_new_cells(tmp_path: Path) -> None:
-    from harness.runner.grid import cell_config
+    from harness.cells.grid import cell_config
     from harness.spec.loader import validate_spec as spec_from_dict
 
     plain = _ids(_spec(), DATA)

@@ -179,7 +179,9 @@ def test_data_files_roles_and_metric_names(glue_dir: Path) -> None:
     for task, names in METRIC_NAMES.items():
         assert set(names) <= set(GlueBertParams.metrics)
         assert f"{task}_{PAPER_METRIC[task]}" in names
-    assert all(GlueBertParams.higher_is_better[m] for m in GlueBertParams.metrics)
+    assert all(GlueBertParams.higher_is_better[m] for m in GlueBertParams.metrics
+               if m != "mlm_head_loss")
+    assert GlueBertParams.higher_is_better["mlm_head_loss"] is False  # nats: lower is better
 
 
 # ---- regression metrics ------------------------------------------------------------------
@@ -265,7 +267,8 @@ def test_sst2_stsb_smoke_spec_through_the_runner(glue_dir: Path, tmp_path: Path,
     from harness.spec import load_spec
 
     monkeypatch.chdir(tmp_path)
-    spec = load_spec(ROOT / "specs" / "smoke" / "glue_sst2_stsb.yaml")
+    spec = load_spec(ROOT / "specs" / "smoke" / "glue_sst2_stsb.yaml",
+                     overrides={"output_dir": str(tmp_path / "results")})
     spec = spec.model_copy(update={"tracking": spec.tracking.model_copy(
         update={"enabled": False})})
     run_spec(spec, data_dir=str(glue_dir))

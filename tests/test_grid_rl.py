@@ -273,6 +273,13 @@ def test_same_seed_same_numbers_and_seeds_differ():
     assert not np.array_equal(first["reward"], validation["reward"])
 
 
+def test_a_noising_probability_is_refused_where_noising_has_no_coin():
+    task = make_task(steps_per_epoch=20)
+    assert task.skip(make_method("noising", 0.25)) is None
+    reason = task.skip(make_method("noising", 0.25, probability="one_minus_ratio"))
+    assert reason is not None and "single-sample" in reason
+
+
 def test_zero_lambda_methods_reduce_to_baseline():
     task = make_task(steps_per_epoch=20)
     request = CellRequest(size=12, seed=0, runs=6)
@@ -303,7 +310,8 @@ def test_smoke_specs_run_and_report(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for name in ("grid_rl", "grid_rl_quality"):
         spec = ROOT / "specs" / "smoke" / f"{name}.yaml"
-        assert main(["run", str(spec), "--fresh"]) == 0
+        assert main(["run", str(spec), "--fresh", "--set",
+                     f"output_dir={tmp_path / 'results'}"]) == 0
         out = tmp_path / "results" / f"smoke_{name}"
         assert (out / "report.md").is_file() and (out / "plot.png").is_file()
         assert "reward" in (out / "report.md").read_text()

@@ -196,7 +196,7 @@ def cell_records(root: Path) -> dict[str, dict]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_grouped_sweep_records_what_an_ungrouped_one_does(tmp_path, monkeypatch, workers):
-    from harness.report.command import write_default_report
+    from harness.report.run_report import write_run_report
 
     monkeypatch.chdir(tmp_path)
     grouped = run_spec(validate_spec(small_spec("grouped")), workers=workers)
@@ -208,8 +208,11 @@ def test_grouped_sweep_records_what_an_ungrouped_one_does(tmp_path, monkeypatch,
         assert record["metrics"] == b[cell_id]["metrics"], cell_id
         assert record["timings"]["group_cells"] > 1
         assert "group_cells" not in b[cell_id]["timings"]
-    reports = [write_default_report(s.results_dir) for s in (grouped, alone)]
-    md = [next(p for p in paths if p.name == "report.md") for paths in reports]
+        # each member's own learning curve, as alone, and its own code identity
+        assert record["curves"]["train_loss"]["values"], cell_id
+        assert record["curves"] == b[cell_id]["curves"], cell_id
+        assert record["code"] == b[cell_id]["code"] and record["code"]["task"], cell_id
+    md = [write_run_report(s.results_dir).markdown for s in (grouped, alone)]
     body = [p.read_text().replace(s, "SPEC") for p, s in zip(md, ("grouped", "alone"),
                                                                strict=True)]
     assert body[0] == body[1]

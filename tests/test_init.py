@@ -90,7 +90,9 @@ def test_the_task_plugins_spec_runs(plugins, tmp_path) -> None:
                   "--no-report", cwd=tmp_path, path=target)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "6 ok, 0 failed, 0 skipped" in out.stdout, out.stdout
-    records = [json.loads(p.read_text()) for p in tmp_path.glob("results/my_task/cells/*.json")]
+    # results go to the spec's project folder: the plugin package (it has a pyproject)
+    cells = where / "harness-my-task" / "results" / "my_task" / "cells"
+    records = [json.loads(p.read_text()) for p in cells.glob("*.json")]
     assert {r["method"] for r in records} == {"baseline", "reverse_kd", "imm_sampled"}
     assert all(len(r["metrics"]["accuracy"]) == 4 for r in records)
 

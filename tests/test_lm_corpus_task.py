@@ -61,7 +61,8 @@ def test_wikitext2_spec_runs_baseline_and_imm(wiki_dir: Path, tmp_path: Path,
     from harness.runner import run_spec
 
     monkeypatch.chdir(tmp_path)
-    spec = load_spec(ROOT / "specs" / "smoke" / "wikitext2.yaml")
+    spec = load_spec(ROOT / "specs" / "smoke" / "wikitext2.yaml",
+                     overrides={"output_dir": str(tmp_path / "results")})
     assert spec.task.params.corpus == "wikitext2"
     run_spec(spec.model_copy(update={"tracking": spec.tracking.model_copy(
         update={"enabled": False})}), data_dir=str(wiki_dir))
@@ -145,7 +146,7 @@ def write_arpa_of(kn: KneserNeyBigram, stream: torch.Tensor, vocab: list[str], p
 
 def test_arpa_file_is_the_restricted_model_and_part_of_the_cell(wiki_dir: Path,
                                                                  tmp_path: Path) -> None:
-    from harness.runner.data import CellData
+    from harness.cells.data import CellData
 
     base = PtbLstmParams(corpus="wikitext2", device="cpu", eval_tokens=2000)
     task = PtbLstmTask(base, str(wiki_dir))
@@ -166,7 +167,7 @@ def test_arpa_file_is_the_restricted_model_and_part_of_the_cell(wiki_dir: Path,
                                rtol=1e-5)
     valid = task.corpus.valid[:2000]
     assert restricted.perplexity(valid) == pytest.approx(kn.perplexity(valid), rel=1e-6)
-    assert torch.equal(restricted.follow_types(), kn.follow_types())  # noising's counts
+    assert torch.equal(restricted.counts.follow_types(), kn.follow_types())  # noising's counts
     # the ARPA file is fingerprinted: another file means other cells
     data = CellData(wiki_dir)
     before = data.identity(params)["restricted_arpa"]

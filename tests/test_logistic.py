@@ -70,6 +70,20 @@ def test_zero_lambda_methods_reduce_to_baseline():
         np.testing.assert_allclose(out["accuracy"], base["accuracy"], err_msg=name)
 
 
+def test_noising_probability_one_minus_ratio():
+    """probability: one_minus_ratio replaces a target with probability 1 / (1 + lambda):
+    at lambda 1.5 the numbers of lambda_ratio at lambda 2/3 (both 0.4), not those of
+    lambda_ratio at 1.5 (0.6)."""
+    assert make_method("noising", 1.5).probability == pytest.approx(0.6)
+    inverse = make_method("noising", 1.5, probability="one_minus_ratio")
+    assert inverse.probability == pytest.approx(0.4)
+    task = make_task(epochs=200)
+    request = CellRequest(size=10, seed=0, runs=12)
+    out = task.run(inverse, request)["accuracy"]
+    np.testing.assert_array_equal(out, task.run(make_method("noising", 2 / 3), request)["accuracy"])
+    assert not np.array_equal(out, task.run(make_method("noising", 1.5), request)["accuracy"])
+
+
 def test_sampled_induced_model_converges_to_the_kernel_average():
     task = make_task()
     x, y = task.sample(4, 12, "train", 0, 12)

@@ -58,7 +58,8 @@ def test_the_plugins_smoke_specs_run_on_every_task(installed, tmp_path, spec) ->
     if spec in ("ptb", "glue") and not DATA.is_dir():
         pytest.skip(f"needs the data at {DATA}")
     out = harness("run", str(EXAMPLE / "specs" / f"{spec}.yaml"), "--data-dir", str(DATA),
-                  "--no-report", cwd=tmp_path, path=installed)
+                  "--no-report", "--set", f"output_dir={tmp_path / 'results'}", cwd=tmp_path,
+                  path=installed)
     assert out.returncode == 0, out.stdout + out.stderr
     assert ", 0 failed, 0 skipped" in out.stdout, out.stdout
     records = [json.loads(p.read_text()) for p in tmp_path.glob("results/*/cells/*.json")]

@@ -238,7 +238,8 @@ def test_smoke_spec_runs_all_six_methods(tmp_path, monkeypatch):
     from harness.runner import run_spec
 
     monkeypatch.chdir(tmp_path)
-    spec = load_spec(ROOT / "specs" / "smoke" / "ptb.yaml")
+    spec = load_spec(ROOT / "specs" / "smoke" / "ptb.yaml",
+                     overrides={"output_dir": str(tmp_path / "results")})
     summary = run_spec(spec, data_dir=str(DATA))
     records = [json.loads(p.read_text())
                for p in (tmp_path / "results" / "smoke_ptb" / "cells").glob("*.json")]

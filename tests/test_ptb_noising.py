@@ -1,87 +1,99 @@
-"""Xie et al.'s noising (LmViews.noise) against the expected counts of the paper's App. B.1.
+"""The LM task's noising (LmViews.noise) against Xie et al.'s code and App. B.1's counts.
 
-App. B.1 considers a bigram model with counts c(x, y) (x the context, y the prediction),
-a noising probability gamma(x) that may depend on the context, and a noise distribution
-q. Case (b), only the predictions noised:
+The default (``noising_coins: one``) must do what the noising loop of Xie et al.'s code
+does, the code behind the paper's Table 1 noising row. The oracle,
+``tests/xie_noising_oracle.py``, transcribes that loop one position at a time in numpy
+(its docstring says what it reads from the reference). Per scheme:
 
-    c~(x, y) = [1 - gamma(x)] c(x, y) + q(y) gamma(x) c(x).
+- the rate of every word of the text and the draw distribution, product against
+  oracle, to float64 rounding;
+- the product's noised batch against the oracle loop's law: each position fires with the
+  oracle's rate of its observed input x; when it fires, kn and mbgkn replace the input
+  and the target by two independent draws from the oracle's history frequencies q --
+  App. B.1's case (c), "both noised", with ONE coin per position:
 
-LmViews.noise (variants "kn" and "unigram") noises the target of each position with
-probability gamma(x) of its observed previous word x, drawing from q: the counts of
-(observed context, training target) are exactly case (b). It also noises the input, with
-its own coin of the same probability gamma(x) and an independent draw from q; the counts
-the learner sees, (model input, training target), are then case (b) followed by case (a)
-(only contexts noised) with the same gamma(x):
+      c~(x, y) = [1 - gamma(x)] c(x, y) + q(x) q(y) sum_x' gamma(x') c(x'),
+
+  and the training targets against the observed inputs follow case (b),
+  c~(x, y) = [1 - gamma(x)] c(x, y) + q(y) gamma(x) c(x);
+
+  unigram replaces only the input, by a unigram draw, and blank only the input, by the
+  blank: case (a), c~(x, y) = [1 - gamma(x)] c(x, y) + q(x) sum_x' gamma(x') c(x', y);
+- the oracle's own loop against the same law, by the same statistic, so that the law is
+  the loop's.
+
+``noising_coins: two`` (the harness's earlier form) flips a coin for the input and
+another for the target, each with gamma(x), kn drawing from the KN bigram's lower order:
+the counts of (observed context, training target) are case (b), and those the learner
+sees, (model input, training target), case (b) followed by case (a) with the same gamma:
 
     c~(x, y) = [1 - gamma(x)]^2 c(x, y)
                + q(y) gamma(x) [1 - gamma(x)] c(x)
                + q(x) sum_x' gamma(x') [1 - gamma(x')] c(x', y)
                + q(x) q(y) sum_x' gamma(x')^2 c(x').
 
-(This is not case (c): (c), "both noised, independently", has one coin per position for
-both -- [1 - gamma(x)] c(x, y) + q(x) q(y) sum_x' gamma(x') c(x') -- where the
-implementation flips two coins; test_the_statistic_rejects_wrong_formulas shows the
-difference is detected.) "blank" noises only the input, to a blank token: case (a) with
-q a point mass on the blank.
-
-Variants: kn: gamma(x) = gamma0 N1+(x.) / c(x) (KN bigram of the training prefix),
-q = the KN continuation distribution; unigram: gamma = gamma0, q = the unigram.
-
 How: one LmViews on a real PTB prefix (every position of the prefix, tiled REPS times as
 a large batch) is noised once; the noised pairs are counted in bins (the TOP most
 frequent words of the prefix one bin each, the other seen words one bin, unseen words
-one bin, the blank one bin). The formula's binned expectation is computed twice, from
-the printed closed form and as a sum over positions of each position's probabilities
-(which must agree); the per-position form also gives each bin's exact variance (a sum of
+one bin, the blank one bin). The law's binned expectation is computed twice, from the
+printed closed form and as a sum over positions of each position's probabilities (which
+must agree); the per-position form also gives each bin's exact variance (a sum of
 independent Bernoullis). With z = (O - E) / sd per bin (bins with E < MIN_EXPECTED pooled
 into one), X^2 = sum z^2 has mean df and sd about sqrt(2 df): the test asserts
-X^2 <= df + 5 sqrt(2 df) (five standard deviations) and every |z| < 6. Over 12 generator
-seeds per variant, (X^2 - df) / sqrt(2 df) stayed within [-2, 2.1] and max |z| below 4.5;
-the same statistic rejects gamma doubled or halved (over 2000 sd), gamma 5% too large
-(11 sd) and case (c) for the joint counts (over 2000 sd).
+X^2 <= df + 5 sqrt(2 df) (five standard deviations) and every |z| < 6; the number of
+replaced words must lie within 5 sd of its expectation. Over 8 generator seeds per
+scheme, (X^2 - df) / sqrt(2 df) stayed within [-2.5, 2.7], max |z| at most 4.1 and the
+replaced count within 2.6 sd; test_the_statistic_rejects_wrong_laws shows what fails:
+one coin read as two (667 sd), two read as one (2344 sd), the KN lower order for the
+continuation (6553 sd), the rate 5% off (28 to 42 sd in the replaced count).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from conftest import DATA, needs_ptb
 from torch import Tensor
+from xie_noising_oracle import ReferenceCounts, law, noise_batch
 
+from harness.methods.config import NoisingParams
+from harness.methods.noising import Noising
 from harness.ngram.kneser_ney import KneserNeyBigram
 from harness.tasks.base import make_generator
 from harness.tasks.ptb_lstm.config import PtbLstmParams
 from harness.tasks.ptb_lstm.model import LstmLm
+from harness.tasks.ptb_lstm.noising import NoisingCounts, noising_rate
 from harness.tasks.ptb_lstm.sampler import ContextSampler
 from harness.tasks.ptb_lstm.views import LmViews, StaleModel, TrainContext, batchify
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-pytestmark = pytest.mark.skipif(not (DATA / "ptb" / "ptb.train.txt").exists(),
-                                reason="PTB data not available")
+pytestmark = needs_ptb
 
-PREFIX = 5000  # training tokens: the KN bigram's text and the noised batch
+PREFIX = 5000  # training tokens: the counts' text and the noised batch
 ROWS = 10  # the prefix as a (ROWS, PREFIX / ROWS) batch
 REPS = 200  # the batch tiled this many times: about 1M noised positions
-GAMMA0 = 0.4  # large, so that a wrong gamma shows strongly
+ORACLE_REPS = 20  # the oracle loop's own sample: about 100k positions
+GAMMA0 = 0.4  # large, so that a wrong rate shows strongly
 TOP = 60
 MIN_EXPECTED = 25.0
+SCHEMES = ("kn", "mbgkn", "unigram", "blank")
 
 
 @dataclass
 class Noised:
-    """One noising of the tiled prefix and what the formulas need."""
+    """One noising of the tiled prefix and what the laws need."""
 
     x: Tensor  # observed previous words (N,)
     y: Tensor  # observed next words
     x_noised: Tensor  # what the main forward reads
     y_noised: Tensor  # the training targets
-    gamma: Tensor  # gamma(v) per word, float64 (V,)
-    q: Tensor  # the noise distribution, float64 (V,)
+    gamma: Tensor  # the rate per word, float64 (V,)
+    q: Tensor  # the replacement's distribution, float64 (V + 1,: the blank last)
     vocab: int
-    blank: int | None
 
 
 @pytest.fixture(scope="module")
@@ -91,32 +103,62 @@ def corpus():
     return load_corpus(str(DATA))
 
 
-def noise_prefix(corpus, variant: str) -> Noised:
-    vocab = len(corpus.vocab)
-    prefix = corpus.train[:PREFIX]
-    bigram = KneserNeyBigram.from_stream(prefix, vocab)
+@pytest.fixture(scope="module")
+def prefix(corpus) -> Tensor:
+    return corpus.train[:PREFIX]
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, prefix) -> ReferenceCounts:
+    return ReferenceCounts(prefix.tolist(), len(corpus.vocab))
+
+
+def observed_pairs(prefix: Tensor, reps: int) -> tuple[Tensor, Tensor]:
     data = batchify(prefix, ROWS)
-    x, y = data[:, :-1].repeat(REPS, 1), data[:, 1:].repeat(REPS, 1)
+    return data[:, :-1].repeat(reps, 1), data[:, 1:].repeat(reps, 1)
+
+
+def make_views(prefix: Tensor, vocab: int, variant: str, coins: str = "one",
+               seed: str = "noising-test", reps: int = REPS, **params) -> LmViews:
+    """LmViews of the prefix tiled ``reps`` times, with a fresh noising generator."""
+    bigram = KneserNeyBigram.from_stream(prefix, vocab)
+    x, y = observed_pairs(prefix, reps)
     blank = vocab if variant == "blank" else None
-    params = PtbLstmParams(noising_variant=variant, emb_size=4, hidden_size=4, layers=1)
+    settings = PtbLstmParams(noising_variant=variant, noising_coins=coins, emb_size=4,
+                             hidden_size=4, layers=1, **params)
     cpu = torch.device("cpu")
     model = LstmLm(vocab, 4, 4, 1, 0.0, 0.1, input_vocab=None if blank is None else vocab + 1)
     model.dropout_generator = make_generator(cpu, "dropout")
-    ctx = TrainContext(params=params, model=model, bigram=bigram,
+    ctx = TrainContext(params=settings, model=model, bigram=bigram,
                        sampler=ContextSampler(prefix, vocab, 3),
-                       generator=make_generator(cpu, "noising-test", variant),
-                       steps_per_epoch=1, stale=StaleModel(data, 35, vocab), blank_id=blank)
-    views = LmViews(ctx, x, y, model.zero_state(x.shape[0]))
+                       generator=make_generator(cpu, seed, variant, coins),
+                       steps_per_epoch=1, stale=StaleModel(batchify(prefix, ROWS), 35, vocab),
+                       blank_id=blank)
+    return LmViews(ctx, x, y, model.zero_state(x.shape[0]))
+
+
+def product_noising(prefix: Tensor, vocab: int, variant: str, coins: str = "one",
+                    seed: str = "noising-test") -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x, y, noised x, noised y) of LmViews.noise at gamma0 = GAMMA0, flattened."""
+    views = make_views(prefix, vocab, variant, coins, seed)
     y_noised = views.noise(GAMMA0)  # ratio = gamma0 (noising_gamma0 is null)
-    if variant == "kn":
-        gamma = (GAMMA0 * bigram.follow_types().double()
-                 / bigram.context_counts().double().clamp_min(1.0)).clamp_max(1.0)
-        q = bigram.continuation().double()
+    return (views.inputs.reshape(-1), views.targets.reshape(-1),
+            views.model_inputs.reshape(-1), y_noised.reshape(-1))
+
+
+def with_blank(q: np.ndarray | Tensor, vocab: int, variant: str) -> Tensor:
+    """The replacement's distribution over vocab + 1 ids (the blank last)."""
+    out = torch.zeros(vocab + 1, dtype=torch.float64)
+    if variant == "blank":
+        out[vocab] = 1.0
     else:
-        gamma = torch.full((vocab,), GAMMA0, dtype=torch.float64)
-        q = bigram.unigram().double()
-    return Noised(x.reshape(-1), y.reshape(-1), views.model_inputs.reshape(-1),
-                  y_noised.reshape(-1), gamma, q, vocab, blank)
+        out[:vocab] = torch.as_tensor(q, dtype=torch.float64)
+    return out
+
+
+def oracle_law(reference: ReferenceCounts, variant: str, vocab: int) -> tuple[Tensor, Tensor]:
+    found = law(reference, GAMMA0, variant, vocab)
+    return torch.from_numpy(found.rate), with_blank(found.draw, vocab, variant)
 
 
 # ---- bins ---------------------------------------------------------------------------------
@@ -159,35 +201,35 @@ def closed_form(n: Noised, case: str, gamma: Tensor, bins: Tensor, k: int) -> Te
     def outer(row: Tensor, col: Tensor) -> Tensor:
         return torch.outer(binned(row, bins, k), binned(col, bins, k))
 
+    if case == "a":  # [1 - g(x)] c(x, y) + q(x) sum_x' g(x') c(x', y)
+        return pairs(1 - g) + outer(n.q, per_word(n, g, n.y))
     if case == "b":  # [1 - g(x)] c(x, y) + q(y) g(x) c(x)
         return pairs(1 - g) + outer(per_word(n, g, n.x), n.q)
+    if case == "c":  # [1 - g(x)] c(x, y) + q(x) q(y) sum_x' g(x') c(x')
+        return pairs(1 - g) + outer(n.q * float(g.sum()), n.q)
     if case == "b then a":
         return (pairs((1 - g) ** 2)
                 + outer(per_word(n, g * (1 - g), n.x), n.q)   # only the target replaced
                 + outer(n.q, per_word(n, g * (1 - g), n.y))   # only the input replaced
                 + outer(n.q * float((g ** 2).sum()), n.q))    # both replaced
-    if case == "a, blank":  # [1 - g] c(x, y) + [x = blank] sum_x' g(x') c(x', y)
-        blank = torch.zeros(n.vocab + 1, dtype=torch.float64)
-        blank[n.vocab] = 1.0
-        return pairs(1 - g) + outer(blank, per_word(n, g, n.y))
     raise ValueError(case)
 
 
 # ---- the same cases per position: exact means and variances of the binned counts ------------
 def position_probs(case: str, ea: Tensor, eb: Tensor, g: Tensor, qb: Tensor) -> Tensor:
     """(d, k, k): P(the noised pair falls in each bin) for positions with observed bins
-    ea, eb (one-hot (d, k)) and gamma g (d,); qb the noise distribution binned (k,)."""
+    ea, eb (one-hot (d, k)) and rate g (d,); qb the replacement's distribution binned."""
     g = g[:, None]
-    keep_or_draw = (1 - g) * eb + g * qb  # the target: kept, or replaced by a draw
-    if case == "b":
-        return ea[:, :, None] * keep_or_draw[:, None, :]
-    if case == "b then a":  # two coins, two draws: independent input and target
-        return ((1 - g) * ea + g * qb)[:, :, None] * keep_or_draw[:, None, :]
-    if case == "a, blank":  # qb = the blank's bin
+    replaced = (1 - g) * eb + g * qb  # kept, or replaced by a draw, with its own coin
+    if case == "a":  # one coin; the input replaced
         return ((1 - g) * ea + g * qb)[:, :, None] * eb[:, None, :]
+    if case == "b":  # the target replaced
+        return ea[:, :, None] * replaced[:, None, :]
     if case == "c":  # one coin, two draws
         return ((1 - g)[:, :, None] * ea[:, :, None] * eb[:, None, :]
                 + g[:, :, None] * torch.outer(qb, qb))
+    if case == "b then a":  # two coins, two draws: independent input and target
+        return ((1 - g) * ea + g * qb)[:, :, None] * replaced[:, None, :]
     raise ValueError(case)
 
 
@@ -201,7 +243,7 @@ class Moments:
 
 def moments(n: Noised, case: str, gamma: Tensor, q: Tensor, bins: Tensor, k: int) -> Moments:
     """Positions are independent, and the law of a position's binned noised pair depends
-    only on the bins of its observed pair and on gamma of its previous word: with m the
+    only on the bins of its observed pair and on the rate of its previous word: with m the
     number of positions of each such kind, mean = sum m p and variance = sum m p (1 - p)."""
     levels, level = torch.unique(gamma[n.x], return_inverse=True)
     kinds = (bins[n.x] * k + bins[n.y]) * len(levels) + level
@@ -236,10 +278,108 @@ def assert_matches(observed: Tensor, mo: Moments, what: str) -> None:
         f"{what}: X^2 = {chi2:.1f} over {df} bins (limit {limit:.1f}), max |z| {zmax:.2f}")
 
 
-# ---- the tests ----------------------------------------------------------------------------
+def assert_changed_share(n: Noised, gamma: Tensor, target: bool, what: str) -> None:
+    """The number of replaced words (targets, or else inputs) within 5 sd of its
+    expectation: at each position the word changes with probability
+    gamma(x) (1 - q(word)); a sum of independent Bernoullis."""
+    word, noised = (n.y, n.y_noised) if target else (n.x, n.x_noised)
+    p = gamma[n.x] * (1 - n.q[word])
+    changed = float((noised != word).double().sum())
+    sd = math.sqrt(float((p * (1 - p)).sum()))
+    assert abs(changed - float(p.sum())) < 5 * sd, (
+        f"{what}: {changed:.0f} words replaced, expected {float(p.sum()):.0f} +- {sd:.0f}")
+
+
+def case_of(variant: str) -> str:
+    """App. B.1's case of the one-coin form: kn schemes noise both, the others the input."""
+    return "c" if "kn" in variant else "a"
+
+
+def noised(x: Tensor, y: Tensor, xn: Tensor, yn: Tensor, gamma: Tensor, q: Tensor,
+           vocab: int) -> Noised:
+    return Noised(x, y, xn, yn, gamma, q, vocab)
+
+
+# ---- the default: Xie et al.'s one coin, against the oracle ----------------------------------
+@pytest.mark.parametrize("variant", SCHEMES)
+def test_rates_and_draw_distributions_are_the_reference_s(corpus, prefix, reference, variant):
+    """Deterministic: every word's rate and the replacement's distribution, to rounding."""
+    vocab = len(corpus.vocab)
+    counts = NoisingCounts.of(KneserNeyBigram.from_stream(prefix, vocab))
+    rate, q = oracle_law(reference, variant, vocab)
+    contexts = torch.nonzero(~torch.isnan(rate)).flatten()
+    params = PtbLstmParams(noising_variant=variant)
+    ours = noising_rate(params, counts, contexts, GAMMA0)
+    torch.testing.assert_close(ours, rate[contexts], rtol=1e-12, atol=0.0)
+    assert variant not in ("kn", "mbgkn") or float(ours.std()) > 0.01  # rates vary by word
+    if variant != "blank":
+        drawn = counts.continuation if "kn" in variant else counts.unigram
+        torch.testing.assert_close(with_blank(drawn, vocab, variant), q, rtol=1e-12,
+                                   atol=1e-15)
+
+
+def test_discounting_is_a_switch_of_its_own(corpus, prefix, reference):
+    """noising_discounting (the reference's --absolute_discounting) on or off for any
+    scheme: unigram and blank take kn's rate, kn and mbgkn a constant gamma0."""
+    vocab = len(corpus.vocab)
+    counts = NoisingCounts.of(KneserNeyBigram.from_stream(prefix, vocab))
+    words = torch.tensor(sorted(reference.total))
+    discounted = noising_rate(PtbLstmParams(), counts, words, GAMMA0)
+    for variant in ("unigram", "blank"):
+        on = PtbLstmParams(noising_variant=variant, noising_discounting=True)
+        assert torch.equal(noising_rate(on, counts, words, GAMMA0), discounted)
+    for variant in ("kn", "mbgkn"):
+        off = PtbLstmParams(noising_variant=variant, noising_discounting=False)
+        assert bool((noising_rate(off, counts, words, GAMMA0) == GAMMA0).all())
+
+
+@pytest.mark.parametrize("variant", SCHEMES)
+def test_one_coin_noising_follows_the_reference_loop(corpus, prefix, reference, variant):
+    vocab = len(corpus.vocab)
+    rate, q = oracle_law(reference, variant, vocab)
+    n = noised(*product_noising(prefix, vocab, variant), rate.nan_to_num(0.0), q, vocab)
+    bins, k = word_bins(n)
+    case = case_of(variant)
+    mo = moments(n, case, n.gamma, n.q, bins, k)
+    # the per-position law sums to the printed formula
+    torch.testing.assert_close(mo.mean, closed_form(n, case, n.gamma, bins, k), rtol=1e-9,
+                               atol=1e-6)
+    assert_matches(observed_bins(n.x_noised, n.y_noised, bins, k), mo, f"{variant}: joint")
+    assert_changed_share(n, n.gamma, case == "c", f"{variant}: replaced words")
+    if case == "a":
+        assert torch.equal(n.y_noised, n.y)  # the target is never replaced
+    else:  # the training targets against the observed inputs: case (b), one coin
+        assert_matches(observed_bins(n.x, n.y_noised, bins, k),
+                       moments(n, "b", n.gamma, n.q, bins, k), f"{variant}: case (b)")
+    # the oracle loop's own sample follows the same law
+    x, y = observed_pairs(prefix, ORACLE_REPS)
+    rng = np.random.default_rng(sum(map(ord, variant)))
+    xo, yo = noise_batch(x.numpy(), y.numpy(), reference, GAMMA0, variant, rng,
+                         blank=vocab if variant == "blank" else None)
+    o = noised(x.reshape(-1), y.reshape(-1), torch.from_numpy(xo).reshape(-1),
+               torch.from_numpy(yo).reshape(-1), n.gamma, q, vocab)
+    assert_matches(observed_bins(o.x_noised, o.y_noised, bins, k),
+                   moments(o, case, o.gamma, o.q, bins, k), f"{variant}: the oracle loop")
+
+
+# ---- the earlier two-coin form, by name ------------------------------------------------------
+def two_coin_law(prefix: Tensor, vocab: int, variant: str) -> tuple[Tensor, Tensor]:
+    """(gamma, q) of the two-coin form: gamma0 N1+(x.)/c(x) and the KN lower order for
+    kn; gamma0 and the unigram for unigram; gamma0 and the blank for blank."""
+    bigram = KneserNeyBigram.from_stream(prefix, vocab)
+    if variant == "kn":
+        gamma = (GAMMA0 * bigram.follow_types().double()
+                 / bigram.context_counts().double().clamp_min(1.0)).clamp_max(1.0)
+        return gamma, with_blank(bigram.continuation(), vocab, variant)
+    gamma = torch.full((vocab,), GAMMA0, dtype=torch.float64)
+    return gamma, with_blank(bigram.unigram(), vocab, variant)
+
+
 @pytest.mark.parametrize("variant", ["kn", "unigram"])
-def test_target_noising_matches_case_b_and_the_joint_counts_match_b_then_a(corpus, variant):
-    n = noise_prefix(corpus, variant)
+def test_two_coins_match_case_b_and_the_joint_counts_match_b_then_a(corpus, prefix, variant):
+    vocab = len(corpus.vocab)
+    n = noised(*product_noising(prefix, vocab, variant, coins="two"),
+               *two_coin_law(prefix, vocab, variant), vocab)
     bins, k = word_bins(n)
     for case in ("b", "b then a"):  # the per-position model sums to the printed formula
         torch.testing.assert_close(moments(n, case, n.gamma, n.q, bins, k).mean,
@@ -250,38 +390,89 @@ def test_target_noising_matches_case_b_and_the_joint_counts_match_b_then_a(corpu
     # What the learner sees: (noised input, noised target).
     assert_matches(observed_bins(n.x_noised, n.y_noised, bins, k),
                    moments(n, "b then a", n.gamma, n.q, bins, k), f"{variant}: joint")
-    # The share of targets changed: gamma(x) (1 - q(y)) at each position, within 5 sd.
-    p = n.gamma[n.x] * (1 - n.q[n.y])
-    changed = float((n.y_noised != n.y).double().sum())
-    assert abs(changed - float(p.sum())) < 5 * math.sqrt(float((p * (1 - p)).sum()))
-    assert float(p.mean()) > 0.1  # a fair share of the positions is noised
 
 
-def test_blank_noising_is_case_a_with_the_blank(corpus):
-    n = noise_prefix(corpus, "blank")
+def test_two_coin_blank_is_case_a_with_the_blank(corpus, prefix):
+    vocab = len(corpus.vocab)
+    n = noised(*product_noising(prefix, vocab, "blank", coins="two"),
+               *two_coin_law(prefix, vocab, "blank"), vocab)
     bins, k = word_bins(n)
     assert torch.equal(n.y_noised, n.y)  # targets untouched
-    blank = torch.zeros(n.vocab + 1, dtype=torch.float64)
-    blank[n.vocab] = 1.0
-    mo = moments(n, "a, blank", n.gamma, blank, bins, k)
-    torch.testing.assert_close(mo.mean, closed_form(n, "a, blank", n.gamma, bins, k),
-                               rtol=1e-9, atol=1e-6)
-    assert_matches(observed_bins(n.x_noised, n.y, bins, k), mo, "blank: case (a)")
+    assert_matches(observed_bins(n.x_noised, n.y, bins, k),
+                   moments(n, "a", n.gamma, n.q, bins, k), "blank: case (a)")
 
 
-def test_the_statistic_rejects_wrong_formulas(corpus):
-    """The check can fail: gamma doubled, halved or 5% off, or the wrong case of App. B.1."""
-    n = noise_prefix(corpus, "kn")
-    bins, k = word_bins(n)
-    target = observed_bins(n.x, n.y_noised, bins, k)
-    joint = observed_bins(n.x_noised, n.y_noised, bins, k)
+# ---- the statistic can fail ----------------------------------------------------------------
+def test_the_statistic_rejects_wrong_laws(corpus, prefix, reference):
+    """One coin taken for two and two for one, the KN lower order taken for the
+    continuation, the one-coin unigram taken for the two-coin one, the rate 5% off."""
+    vocab = len(corpus.vocab)
+    rate, q = oracle_law(reference, "kn", vocab)
+    gamma = rate.nan_to_num(0.0)
+    one = noised(*product_noising(prefix, vocab, "kn"), gamma, q, vocab)
+    two = noised(*product_noising(prefix, vocab, "kn", coins="two"),
+                 *two_coin_law(prefix, vocab, "kn"), vocab)
+    bins, k = word_bins(one)
+    joint_one = observed_bins(one.x_noised, one.y_noised, bins, k)
+    joint_two = observed_bins(two.x_noised, two.y_noised, bins, k)
+    uni = noised(*product_noising(prefix, vocab, "unigram"), *oracle_law(reference, "unigram",
+                                                                         vocab), vocab)
+    uni.gamma = uni.gamma.nan_to_num(0.0)
     wrong = {
-        "gamma doubled": (target, "b", 2 * n.gamma),
-        "gamma halved": (target, "b", 0.5 * n.gamma),
-        "gamma x 1.05": (target, "b", 1.05 * n.gamma),
-        "case (c) for the joint": (joint, "c", n.gamma),
-        "case (b) for the joint": (joint, "b", n.gamma),
+        "one coin read as two": (joint_one, one, "b then a", gamma, q),
+        "two coins read as one": (joint_two, two, "c", two.gamma, two.q),
+        "KN lower order for the continuation": (joint_one, one, "c", gamma, two.q),
+        "unigram: the target replaced too": (observed_bins(uni.x_noised, uni.y_noised, bins, k),
+                                             uni, "b then a", uni.gamma, uni.q),
     }
-    for what, (observed, case, gamma) in wrong.items():
+    for what, (observed, n, case, g, dist) in wrong.items():
         with pytest.raises(AssertionError):
-            assert_matches(observed, moments(n, case, gamma, n.q, bins, k), what)
+            assert_matches(observed, moments(n, case, g, dist, bins, k), what)
+    for factor in (1.05, 0.95):
+        with pytest.raises(AssertionError):
+            assert_changed_share(one, factor * gamma, True, f"rate x {factor}")
+
+
+# ---- where gamma0 comes from -----------------------------------------------------------------
+def test_gamma0_is_the_method_s_noising_probability_unless_set(corpus, prefix):
+    """The noising method passes its probability (lambda / (1 + lambda), or 1 / (1 +
+    lambda) with probability: one_minus_ratio) as gamma0; noising_gamma0 overrides it."""
+    vocab = len(corpus.vocab)
+
+    def noised_by(views: LmViews, noise: Callable[[LmViews], Tensor]) -> tuple[Tensor, Tensor]:
+        targets = noise(views)
+        return views.model_inputs, targets
+
+    lam = 1.5
+    expected = noised_by(make_views(prefix, vocab, "kn", reps=1), lambda v: v.noise(0.4))
+    for method in (Noising(NoisingParams(probability="one_minus_ratio"), lam),
+                   Noising(NoisingParams(), 2 / 3)):
+        assert method.probability == pytest.approx(0.4)
+        got = noised_by(make_views(prefix, vocab, "kn", reps=1), method.targets)
+        assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    other = noised_by(make_views(prefix, vocab, "kn", reps=1),
+                      Noising(NoisingParams(), lam).targets)  # 0.6
+    assert not torch.equal(other[0], expected[0])
+    overridden = noised_by(make_views(prefix, vocab, "kn", reps=1, noising_gamma0=0.4),
+                           Noising(NoisingParams(), lam).targets)
+    assert all(torch.equal(a, b) for a, b in zip(overridden, expected, strict=True))
+
+
+# ---- cell ids ----------------------------------------------------------------------------
+def test_noising_cells_carry_the_coin_form_in_their_ids_and_no_other_cell_does():
+    """The default became one coin: a noising cell's id names the form even at its default
+    (so results of the earlier default are not reused); other methods' ids are unchanged
+    by it, and the two forms are two cells."""
+    from harness.cells.grid import cell_config, config_id
+    from harness.spec import validate_spec
+
+    def identity(entry: dict, **task: object) -> dict:
+        spec = validate_spec({"name": "ids", "task": {"name": "ptb_lstm", "params": task},
+                              "methods": [entry], "sizes": [1000]})
+        return cell_config(spec, spec.methods[0], 1000, 0, identity=True)
+
+    noising = {"name": "noising", "lambda": 0.25}
+    assert identity(noising)["task"]["params"] == {"noising_coins": "one"}
+    assert identity({"name": "baseline"})["task"]["params"] == {}
+    assert identity({"name": "imm_sampled", "lambda": 0.2})["task"]["params"] == {}
+    assert config_id(identity(noising)) != config_id(identity(noising, noising_coins="two"))

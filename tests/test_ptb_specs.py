@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.cells.data import CellData
 from harness.runner import expand
-from harness.runner.data import CellData
 from harness.spec import load_spec
 from harness.spec.models import task_params_for
 
@@ -102,7 +102,8 @@ def test_smoke_paper_spec_runs_all_six_methods(tmp_path, monkeypatch):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: more threads only contend
     try:
-        summary = run_spec(load_spec(ROOT / "specs" / "smoke" / "ptb_paper.yaml"),
+        summary = run_spec(load_spec(ROOT / "specs" / "smoke" / "ptb_paper.yaml",
+                                     overrides={"output_dir": str(tmp_path / "results")}),
                            data_dir=str(DATA))
     finally:
         torch.set_num_threads(threads)

@@ -16,9 +16,10 @@ import pytest
 import yaml
 
 from harness.cli import main
-from harness.report.command import report_command, write_default_report
+from harness.report.command import report_command
+from harness.report.formats import render
 from harness.report.load import ReportError, load_results
-from harness.report.table import render
+from harness.report.run_report import write_run_report
 
 LABELS = ("baseline", "noising", "imm")
 
@@ -37,10 +38,11 @@ def write_results(
     Each cell dict needs label, size, seed and either ``values`` (accuracy per run; other
     metrics are derived) or ``status`` + ``reason``.
     """
-    from harness.runner.grid import expand
+    from harness.cells.grid import expand
     from harness.spec import validate_spec
 
-    methods = {"baseline": "baseline", "noising": "noising", "imm": "imm_sampled"}
+    methods = {"baseline": "baseline", "noising": "noising", "imm": "imm_sampled",
+               "noising_one_minus_ratio": "noising"}
     spec = validate_spec({
         "name": name,
         "task": {"name": "logistic", "params": {}},
@@ -68,6 +70,11 @@ def write_results(
             "method": methods.get(label, label), "label": label, "size": size, "seed": seed,
             "runs": len(values) or runs, "status": cell.get("status", "ok"),
             "reason": cell.get("reason"), "metrics": metrics, "config": {},
+            "git_commit": "0123456789abcdef0123456789abcdef01234567",
+            "started": f"2026-01-0{1 + seed}T10:00:00.000+00:00",
+            "finished": f"2026-01-0{1 + seed}T10:05:00.000+00:00",
+            "versions": {"python": "3.11.2", "torch": "2.13.0"}, "threads": 1,
+            "machine": {"host": "box", "cpu": "Test CPU", "cores": 2, "device": "cpu"},
         }
         path = results / "cells" / f"{record['cell_id']}.json"
         path.write_text(json.dumps(record), encoding="utf-8")
@@ -223,14 +230,23 @@ class PageParser(HTMLParser):
         assert self.stack.pop() == tag
 
 
-def test_html_is_a_styled_self_contained_page(results: Path):
+def test_html_is_a_styled_self_contained_page_with_every_metric_and_provenance(
+        results: Path):
     text = render(load_results(results), ["accuracy", "log_loss"], "html")
     parser = PageParser()
     parser.feed(text)
     assert text.startswith("<!DOCTYPE html>") and "<style>" in text and "<script>" in text
-    assert parser.stack == [] and parser.best == 4 and text.count("<table") == 2
-    assert len(parser.images) == 1 and parser.images[0].startswith("data:image/png;base64,")
+    # a table per metric and the provenance's; a figure per metric
+    assert parser.stack == [] and parser.best == 4 and text.count("<table") == 3
+    assert len(parser.images) == 2
+    assert all(src.startswith("data:image/png;base64,") for src in parser.images)
     assert parser.external == []  # nothing fetched from elsewhere
+    provenance = text[text.index('id="provenance"'):]
+    for fact in ("0123456789abcdef0123456789abcdef01234567", "2026-01-01T10:00:00.000+00:00",
+                 "2026-01-02T10:05:00.000+00:00", "torch 2.13.0", "Test CPU, 2 cores",
+                 "12 ok", str(results)):
+        assert fact in provenance, fact
+    assert "name: toy" in provenance and "metric: accuracy" in provenance  # the spec as run
 
 
 def test_plot_is_written_even_when_mean_is_below_p10(tmp_path: Path):
@@ -254,11 +270,16 @@ def test_report_command_metric_choice(results: Path, capsys):
     assert "unknown metric 'nope'" in capsys.readouterr().err
 
 
-def test_write_default_report(results: Path):
-    paths = write_default_report(results)
-    assert [p.name for p in paths] == ["report.md", "report.csv", "plot.png"]
-    assert all(p.is_file() and p.stat().st_size > 0 for p in paths)
-    assert "log_loss" in paths[0].read_text() and "log_loss" not in paths[1].read_text()
+def test_the_run_report_has_every_metric_in_every_file(results: Path):
+    report = write_run_report(results)
+    names = [p.name for p in report.files]
+    assert names[:4] == ["report.html", "report.md", "report.csv", "plot.png"]
+    assert sorted(names[4:]) == sorted(f"{m}.{x}" for m in ("accuracy", "log_loss")
+                                       for x in ("png", "svg", "pdf"))
+    assert all(p.is_file() and p.stat().st_size > 0 for p in report.files)
+    for path in (report.html, report.markdown, report.csv):
+        assert "log_loss" in path.read_text() and "accuracy" in path.read_text()
+    assert "restricted_ce" not in report.markdown.read_text()  # no values: no table
 
 
 def _balanced(text: str) -> bool:

@@ -22,7 +22,7 @@ RECORD_KEYS = {
     "schema", "cell_id", "spec", "task", "method", "label", "size", "seed", "runs", "status",
     "reason", "traceback", "lambda", "lambda_source", "tuning", "config", "metrics", "summary",
     "timings", "git_commit", "versions", "started", "finished", "mlflow_run_id", "data",
-    "threads", "machine",
+    "threads", "machine", "code", "curves",
 }
 
 
@@ -134,6 +134,10 @@ def test_record_contract_and_determinism_in_process_and_in_workers(write_spec) -
     assert record["lambda"] == pytest.approx(0.7625 / 0.2375)
     assert len(record["metrics"]["accuracy"]) == 4
     assert set(record["summary"]["accuracy"]) == {"mean", "median", "p10", "p90", "std", "n"}
+    curve = record["curves"]["train_loss"]  # the objective every epoch (40 epochs)
+    assert curve["steps"] == list(range(1, 41)) and curve["values"][-1] < curve["values"][0]
+    twin = records(Path("b/tiny"))[record["cell_id"]]["curves"]  # computed in a worker
+    assert twin == record["curves"]
     assert (Path("a/tiny") / "spec.yaml").is_file()
     again = run_spec(spec_a)  # resume: nothing recomputed
     assert again.resumed == 6 and metrics(Path("a/tiny")) == metrics(Path("b/tiny"))
@@ -151,6 +155,8 @@ def test_diverging_cell_is_recorded_as_failed_and_the_others_complete(write_spec
     assert len(sum(by_label.values(), [])) == 6
     assert all(r["status"] == "failed" and r["reason"].startswith("diverged:")
                and r["metrics"] == {} for r in by_label["imm"])
+    # its learning curve is kept, not finite values as null (records are strict JSON)
+    assert all(None in r["curves"]["train_loss"]["values"] for r in by_label["imm"])
     assert all(r["status"] == "ok" for r in by_label["baseline"] + by_label["noising"])
     out = capsys.readouterr().out
     assert "4 ok, 2 failed" in out and "failed: imm size=2 seed=0: diverged:" in out

@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from conftest import small_spec
 
+from harness.cells.data import CellData
 from harness.runner import execute, expand, run_spec
-from harness.runner.data import CellData
 from harness.runner.execute import CHECKPOINT_ENV
 from harness.runner.store import ResultsStore
 from harness.spec import validate_spec

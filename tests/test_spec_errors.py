@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import DATA, needs_ptb
 
 from harness.cli import main
 
@@ -106,7 +107,19 @@ def test_cli_prints_no_traceback(tmp_path):
     assert proc.stderr.strip() == expected
 
 
-def test_every_shipped_spec_is_valid(capsys):
+def test_every_shipped_spec_is_valid(capsys, monkeypatch):
+    monkeypatch.delenv("HARNESS_DATA_DIR", raising=False)  # the schema alone: no data here
     specs = sorted(Path(__file__).parents[1].glob("specs/**/*.yaml"))
     assert len(specs) >= 10
     assert main(["validate", *map(str, specs)]) == 0
+    assert "data files checked" not in capsys.readouterr().out
+
+
+@needs_ptb
+def test_shipped_specs_pass_their_data_checks_on_the_shared_data(capsys):
+    """The PTB and GLUE specs' files (CoLA, MRPC, RTE here) are found and fingerprinted."""
+    root = Path(__file__).parents[1] / "specs"
+    names = ["ptb.yaml", "ptb_paper.yaml", "glue.yaml", "glue_paper.yaml", "smoke/ptb.yaml",
+             "smoke/glue.yaml", "smoke/glue_mlm.yaml"]
+    assert main(["validate", "--data-dir", str(DATA), *(str(root / n) for n in names)]) == 0
+    assert capsys.readouterr().out.count("data files checked") == len(names)

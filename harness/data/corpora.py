@@ -304,6 +304,28 @@ def load_files(files: Mapping[str, Path | str]) -> LMCorpus:
     return LMCorpus(vocab, word_to_id, streams["train"], streams["valid"], streams["test"])
 
 
+_TOKEN_COUNTS: dict[tuple[str, int, int], int] = {}
+
+
+def _count_key(where: Path | str) -> tuple[str, int, int]:
+    if isinstance(where, str):
+        return (where, 0, 0)
+    try:
+        stat = where.stat()
+    except OSError:
+        return (str(where), -1, -1)
+    return (str(where), stat.st_size, stat.st_mtime_ns)
+
+
+def token_count(where: Path | str) -> int:
+    """Tokens of one split (``<eos>`` included), as the task's stream has them; counted
+    once per file version (``check_files`` counts them too)."""
+    key = _count_key(where)
+    if key not in _TOKEN_COUNTS:
+        _TOKEN_COUNTS[key] = sum(len(w) for w in word_blocks(read_corpus_text(where)))
+    return _TOKEN_COUNTS[key]
+
+
 def check_files(files: Mapping[str, Path | str], min_tokens: Mapping[str, int]
                 ) -> dict[str, int]:
     """Validate the three splits for a cell before any training: readable UTF-8 text (or a
@@ -317,6 +339,7 @@ def check_files(files: Mapping[str, Path | str], min_tokens: Mapping[str, int]
         vocab.update(words)
     for split, where in files.items():
         counts[split] = sum(len(words) for words in word_blocks(texts[split]))
+        _TOKEN_COUNTS[_count_key(where)] = counts[split]
         need = min_tokens.get(split, 2)
         if counts[split] < need:
             raise DataError(f"{where}: {counts[split]} tokens; the spec needs at least {need} "

@@ -11,7 +11,6 @@ it cannot be read or written, files are simply hashed.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,7 +48,9 @@ def _load_cache() -> dict[str, dict[str, Any]]:
     global _cache
     if _cache is None:
         try:
-            data = json.loads(_cache_path().read_text(encoding="utf-8"))
+            from harness.jsonfile import read_json
+
+            data = read_json(_cache_path())
             _cache = data if isinstance(data, dict) else {}
         except (OSError, ValueError):
             _cache = {}

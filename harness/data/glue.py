@@ -354,6 +354,13 @@ def hub_source(task: str, split: str) -> str:
     return f"hub:nyu-mll/glue/{key}/{split}"
 
 
+def training_examples(task: str, where: Path | str) -> int:
+    """How many examples the training split ``where`` (a TSV, or a hub source) holds."""
+    if isinstance(where, Path):
+        return len(read_tsv(task, where, "train"))
+    return len(load_glue(task, "train", None))
+
+
 def check_source(task: str, split: str, where: Path | str,
                  data_dir: str | os.PathLike | None) -> None:
     """Validate one GLUE split before compute: a local TSV is read and parsed; a hub split

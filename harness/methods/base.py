@@ -14,7 +14,10 @@ To add a method, subclass ``Method`` and override only what differs from the bas
   default lambda weighs the term, within the task's ``loss_form`` ("convex":
   (primary + lambda term) / (1 + lambda)).
 - ``predict(probs, restricted)``: the prediction used at evaluation (interpolation mixes;
-  declare "mixed_prediction" in ``requires``).
+  declare "mixed_prediction" in ``requires``). Return ``probs`` itself (the same tensor)
+  when the prediction is the model's own, as the baseline does: tasks then score it by
+  the baseline's exact path (the PTB task's log_softmax, not log of the softmax), so a
+  method at lambda 0 gives the baseline's numbers bit for bit on any processor.
 - ``skip(task)``: a reason string when the method cannot run on a task for a reason the
   capabilities do not express.
 - ``term_form``: the name (harness.capabilities.TERM_FORMS) of the term's closed form, so
@@ -129,11 +132,13 @@ class Method:
         Tasks that treat the two gradients differently (the LSTM clips each one
         separately, as in the paper's App. D.2.2) use the parts; others use ``loss``.
         """
-        primary_items = views.primary_loss(self.targets(views))
-        if self.lam_rows is not None:
-            return self._lambda_rows_parts(views, primary_items, self.term(views, step))
-        primary = views.reduce(primary_items)
+        per_item = views.primary_loss(self.targets(views))
         term = self.term(views, step)
+        if term is not None:
+            self._check_term_shape(views, per_item, term)
+        if self.lam_rows is not None:
+            return self._lambda_rows_parts(views, per_item, term)
+        primary = views.reduce(per_item)
         if term is None:
             return primary, None
         term = views.reduce(term)
@@ -143,6 +148,21 @@ class Method:
         if views.loss_form == "convex":
             return primary / (1.0 + self.lam), term * (self.lam / (1.0 + self.lam))
         return primary, term * self.lam
+
+    def _check_term_shape(self, views: Views, per_item: Tensor, term: Tensor) -> None:
+        """A term must hold one value per regularised item: broadcasting would hide a
+        wrong shape (and, in a group, mix runs), so it fails the cell naming both."""
+        expected = views.term_shape(tuple(per_item.shape))
+        if (tuple(term.shape) != expected if expected is not None
+                else term.dim() != per_item.dim()):  # broadcasting would hide it: "ok"
+            from harness.errors import ContractError
+
+            raise ContractError(
+                f"method {self.name if self.name != 'method' else type(self).__name__}: "
+                f"its term has shape {tuple(term.shape)} but the primary loss per item has "
+                f"shape {tuple(per_item.shape)}"
+                f"{'' if expected in (None, tuple(per_item.shape)) else f' (the term: {expected})'}"
+                "; Method.term returns one value per item")
 
     def _lambda_rows_parts(self, views: Views, primary_items: Tensor, term: Tensor | None
                            ) -> tuple[Tensor, Tensor | None]:

@@ -36,7 +36,16 @@ class InterpolationParams(MethodParams):
 
 class NoisingParams(MethodParams):
     """Each target is replaced, with probability r = lambda/(1+lambda), by a draw from the
-    restricted model's prediction for its short context."""
+    restricted model's prediction for its short context (the task's own noising, where
+    it has one, at that probability)."""
+
+    probability: Literal["lambda_ratio", "one_minus_ratio"] = Field(
+        "lambda_ratio",
+        description="the noising probability: lambda_ratio = lambda / (1 + lambda), as the "
+        "paper's text reads (its weight r of the restricted model); one_minus_ratio = "
+        "1 / (1 + lambda) = 1 - r, what the paper's Table 4 noising numbers behave like "
+        "(0.4 at lambda 1.5)",
+    )
 
 
 class ReverseKdParams(MethodParams):

@@ -12,4 +12,8 @@ class Interpolation(Method):
     requires = frozenset({"restricted", "mixed_prediction"})
 
     def predict(self, probs: Tensor, restricted: Tensor) -> Tensor:
+        """The mixture; at r = 0 (lambda 0) ``probs`` itself, the very tensor, so that a
+        task scores it exactly as the baseline's prediction (``Method.predict``)."""
+        if self.ratio == 0.0:
+            return probs
         return (1.0 - self.ratio) * probs + self.ratio * restricted

@@ -66,11 +66,6 @@ class DeviceBigram:
         self.gamma = bigram.missing_mass().to(torch.float32).to(device)
         self.lower = bigram.continuation().to(torch.float32).to(device)
         self.dense = dense.to(device)
-        # For Xie et al.'s noising, in the bigram's own float64.
-        self.follow_types = bigram.follow_types().to(device)
-        self.context_counts = bigram.context_counts().to(device)
-        self.continuation = bigram.continuation().to(device)
-        self.unigram = bigram.unigram().to(device)
 
     def rows(self, plan: RowPlan) -> Tensor:
         """(D, V) float32 rows P(. | words), equal to ``KneserNeyBigram.rows(words)``."""

@@ -1,4 +1,5 @@
-"""The ``report`` and ``check`` subcommands, and the default report written after a sweep."""
+"""The ``report``, ``check``, ``records`` and ``leaderboard`` subcommands (the report's
+command-line face: argparse namespaces in, text out; the command line calls them)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from harness.cells.folder import read_all_records
 from harness.report.check import failed, load_reported, run_checks
-from harness.report.load import ReportError, ResultSet, load_results, read_all_records
+from harness.report.formats import render, render_board
+from harness.report.load import ReportError, ResultSet, load_results, metrics_with_results
 from harness.report.plot import plot_metric
-from harness.report.table import render
 
 
 def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
@@ -32,7 +34,7 @@ def chosen_metrics(rs: ResultSet, metric: str | None) -> list[str]:
     if metric is None:
         return [rs.metric]
     if metric == "all":
-        return [m for m in rs.metrics if any(p.n for p in rs.pooled(m).values())] or [rs.metric]
+        return metrics_with_results(rs)
     return [rs.check_metric(metric)]
 
 
@@ -119,6 +121,11 @@ def check_command(args: argparse.Namespace) -> int:
                             "nothing_checked": none, "rows": chk.rows_json(rows)}
     if old:
         old_rs = load_results(old, getattr(args, "data_dir", None), note=False)
+        from harness.report.identity import code_difference
+
+        differs = code_difference(rs.records, old_rs.records)
+        if differs:
+            print(differs, file=sys.stderr)
         comparison = regress.compare_runs(rs, old_rs)
         none = not comparison.rows
         status |= int(comparison.failed or none)
@@ -151,6 +158,7 @@ def check_command(args: argparse.Namespace) -> int:
 @_one_line_errors
 def records_command(args: argparse.Namespace) -> int:
     """Every record in the results folder, marked in or out of the grid, with its data."""
+    from harness.report.escape import md_text
     from harness.report.table import data_text
 
     source = Path(args.source)
@@ -158,39 +166,27 @@ def records_command(args: argparse.Namespace) -> int:
         rs = load_results(source, args.data_dir, note=False)
         results_dir, grid = rs.results_dir, {r["cell_id"] for r in rs.records}
     except ReportError as exc:
-        if not source.is_dir():
-            raise
+        if not source.is_dir() or not (source / "cells").is_dir():
+            raise  # not a results folder: nothing to list (exit 1)
         print(f"note: {exc}", file=sys.stderr)
         results_dir, grid = source, set()
     print("| cell id | in grid | label | size | seed | status | finished | data |")
     print("|---|:---:|---|---:|---:|---|---|---|")
     for path, record, problem in read_all_records(results_dir):
         if record is None:
-            print(f"| {path.stem} | no | | | | unreadable: {problem} | | |")
+            print(f"| {md_text(path.stem)} | no | | | | {md_text(str(problem))} | | |")
             continue
         data = ", ".join(data_text(e) for e in (record.get("data") or {}).values()) or "-"
         print(f"| {record['cell_id']} | {'yes' if record['cell_id'] in grid else 'no'} | "
-              f"{record['label']} | {record['size']} | {record['seed']} | "
+              f"{md_text(str(record['label']))} | {record['size']} | {record['seed']} | "
               f"{record['status']} | {record.get('finished') or ''} | {data} |")
     return 0
-
-
-def write_default_report(results_dir: Path) -> list[Path]:
-    """After a sweep: report.md (all metrics), report.csv and plot.png (headline metric)."""
-    results_dir = Path(results_dir)
-    rs = load_results(results_dir, note=False)
-    md = results_dir / "report.md"
-    md.write_text(render(rs, chosen_metrics(rs, "all"), "md"), encoding="utf-8")
-    csv_path = results_dir / "report.csv"
-    csv_path.write_text(render(rs, [rs.metric], "csv"), encoding="utf-8")
-    return [md, csv_path, plot_metric(rs, rs.metric, results_dir / "plot.png")]
 
 
 @_one_line_errors
 def leaderboard_command(args: argparse.Namespace) -> int:
     """One board over several result sets; with --reports, the whole results page."""
     from harness.report.leaderboard import build_board
-    from harness.report.leaderboard import render as render_board
 
     out = _output_path(args.output, "--output") if args.output else None
     if not 0 < args.confidence < 1:
@@ -202,6 +198,7 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     if args.append and not Path(args.append).is_file():
         raise ReportError(f"--append {args.append}: no such file")
     result_sets = [load_results(s, args.data_dir) for s in args.sources]
+    _refuse_repeats(list(args.sources), result_sets)
     board = build_board(result_sets, args.reference, args.stat, args.confidence)
     if all(board.reference not in rs.labels for rs in result_sets):
         print(f"note: no method labelled '{board.reference}' in these results: no "
@@ -224,3 +221,15 @@ def leaderboard_command(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _refuse_repeats(sources: list[str], result_sets: list[ResultSet]) -> None:
+    """A results folder counts once on a board: refuse one given twice (by the same or
+    another path, or as a spec and its folder)."""
+    seen: dict[Path, str] = {}
+    for source, rs in zip(sources, result_sets, strict=True):
+        folder = rs.results_dir.resolve()
+        if folder in seen:
+            raise ReportError(f"{rs.results_dir} is given twice ({seen[folder]} and {source}): "
+                              "each results folder counts once on a board")
+        seen[folder] = source

@@ -26,7 +26,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.report.escape import csv_text, md_text
 from harness.report.load import ResultSet, display_scale, runs_text
+from harness.report.provenance import Provenance, provenance
 from harness.report.stats import (
     BOOTSTRAP_SEED,
     Gain,
@@ -39,68 +41,8 @@ from harness.report.stats import (
 )
 from harness.report.table import decimals
 
-FORMATS = ("md", "csv", "json", "html")
 ABSENT = "n/a"  # the method is not in this source's spec
 NOT_RUN = "—"
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """Where a source's numbers come from, read from its records and journal."""
-
-    commits: tuple[str, ...]
-    hosts: tuple[str, ...]
-    finished: tuple[str, str] | None  # first and last 'finished' timestamps
-    versions: dict[str, str | None]
-    threads: tuple[Any, ...]
-
-    @property
-    def dates(self) -> str:
-        if not self.finished:
-            return "unknown"
-        first, last = (t[:10] for t in self.finished)
-        return first if first == last else f"{first} to {last}"
-
-    def text(self) -> str:
-        commits = ", ".join(c[:12] + (" (uncommitted changes)" if c.endswith("-dirty") else "")
-                            for c in self.commits) or "unknown"
-        parts = [f"commit {commits}",
-                 f"host {', '.join(self.hosts)} (journal.jsonl)" if self.hosts
-                 else "host unknown"]
-        libs = [f"{k} {self.versions[k]}" for k in ("torch", "python") if self.versions.get(k)]
-        if libs:
-            parts.append(", ".join(libs))
-        threads = [str(t) for t in self.threads if t is not None]
-        if threads:
-            parts.append(f"{'/'.join(threads)} thread(s) a cell")
-        parts.append(f"cells finished {self.dates}" + (" (UTC)" if self.finished else ""))
-        return "; ".join(parts)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"commits": list(self.commits), "hosts": list(self.hosts),
-                "finished": list(self.finished) if self.finished else None,
-                "versions": self.versions, "threads": list(self.threads)}
-
-
-def provenance(rs: ResultSet) -> Provenance:
-    from harness.report.regress import _hosts
-
-    hosts = _hosts(rs)
-    records = rs.records
-    finished = sorted(str(r["finished"]) for r in records if r.get("finished"))
-    versions: dict[str, str | None] = {}
-    for record in records:
-        for key, value in (record.get("versions") or {}).items():
-            if key in ("python", "torch", "harness", "numpy"):
-                versions.setdefault(key, value)
-    return Provenance(
-        commits=tuple(sorted({str(r["git_commit"]) for r in records if r.get("git_commit")})),
-        hosts=tuple(sorted({hosts[r["cell_id"]] for r in records if r["cell_id"] in hosts})),
-        finished=(finished[0], finished[-1]) if finished else None,
-        versions=versions,
-        threads=tuple(sorted({r.get("threads") for r in records},
-                             key=lambda t: (t is None, t or 0))),
-    )
 
 
 @dataclass(frozen=True)
@@ -397,8 +339,7 @@ def legend(board: Board) -> list[str]:
 
 
 def to_markdown(board: Board, heading: str = "##") -> str:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
+    esc = md_text
 
     def table(header: list[str], rows: list[list[str]], right_from: int = 1) -> list[str]:
         aligns = ["---" if i < right_from else "---:" for i in range(len(header))]
@@ -446,8 +387,9 @@ def to_csv(board: Board) -> str:
             e = board.entries[(label, c)]
             d = e.diff
             writer.writerow({
-                "source": src.name, "task": src.rs.task, "metric": src.metric, "size": size,
-                "method": label, "status": e.status, "n": e.n,
+                "source": csv_text(src.name), "task": csv_text(src.rs.task),
+                "metric": csv_text(src.metric), "size": size, "method": csv_text(label),
+                "status": e.status, "n": e.n,
                 "value": "" if e.value is None else repr(e.value),
                 "rank": "" if e.rank is None else e.rank,
                 "diff": "" if d is None or d.estimate is None else repr(d.estimate),
@@ -499,14 +441,8 @@ def to_json(board: Board) -> str:
 
 
 def render(board: Board, fmt: str) -> str:
-    if fmt == "md":
-        return to_markdown(board)
-    if fmt == "csv":
-        return to_csv(board)
-    if fmt == "json":
-        return to_json(board)
-    if fmt == "html":
-        from harness.report.html import leaderboard_page
-
-        return leaderboard_page(board)
-    raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+    """The board as md, csv or json (html: harness.report.formats.render_board)."""
+    renderer = {"md": to_markdown, "csv": to_csv, "json": to_json}.get(fmt)
+    if renderer is None:
+        raise ValueError(f"unknown format {fmt!r}; known: md, csv, json")
+    return renderer(board)

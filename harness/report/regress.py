@@ -3,7 +3,8 @@
 Every (label, size, metric) that both result sets have is compared:
 
 - **equal expected** when each seed's cell has the same cell id in both (the same config
-  and data hashes), both records come from the same clean git commit, with the same
+  and data hashes), the same task and method code (the records' code identity), both
+  records come from the same clean git commit of the harness, with the same
   library versions and torch threads, on the same host (journal.jsonl): the tasks are
   deterministic on one machine with the same threads, so every replicate's value must be
   identical; any difference fails ("changed although the inputs are the same").
@@ -22,14 +23,15 @@ the efficient paired statistic and its bootstrap is fast enough to run on every 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from harness.cells.code import changes
 from harness.report.load import ReportError, ResultSet, record_label
+from harness.report.provenance import hosts_of
 from harness.report.stats import Interval, paired_difference
 
 REGRESSION_STAT = "mean"
@@ -70,23 +72,6 @@ class Comparison:
         return any(r.failed for r in self.rows)
 
 
-def _hosts(rs: ResultSet) -> dict[str, str]:
-    """{cell id: host} of the 'recorded' events in the results folder's journal."""
-    hosts: dict[str, str] = {}
-    try:
-        lines = (rs.results_dir / "journal.jsonl").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return hosts
-    for line in lines:
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == "recorded" and entry.get("cell_id"):
-            hosts[str(entry["cell_id"])] = str(entry.get("host"))
-    return hosts
-
-
 def _by_cell(records: Iterable[dict[str, Any]]) -> dict[tuple[str, int], list[dict[str, Any]]]:
     out: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
@@ -105,6 +90,8 @@ def same_inputs(new: list[dict[str, Any]], old: list[dict[str, Any]], new_hosts:
         o = old_by_seed[seed]
         if n["cell_id"] != o["cell_id"]:
             return False, "config or data differ (cell ids)"
+        if changes(o.get("code"), n.get("code") or {}):
+            return False, "task or method code differs (code identity)"
         commit = n.get("git_commit")
         if not commit or commit != o.get("git_commit") or str(commit).endswith("-dirty"):
             return False, "code differs or is uncommitted (git commit)"
@@ -122,7 +109,7 @@ def compare_runs(new: ResultSet, old: ResultSet, confidence: float = 0.95) -> Co
         raise ReportError(f"the results are of different tasks: '{new.task}' and "
                           f"'{old.task}'")
     new_cells, old_cells = _by_cell(new.records), _by_cell(old.records)
-    new_hosts, old_hosts = _hosts(new), _hosts(old)
+    new_hosts, old_hosts = hosts_of(new), hosts_of(old)
     not_compared = []
     for where, a, b in (("NEW", new_cells, old_cells), ("OLD", old_cells, new_cells)):
         only: dict[str, list[int]] = {}

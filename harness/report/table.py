@@ -13,9 +13,9 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.report.escape import csv_text, md_text
 from harness.report.load import Pooled, ResultSet, display_scale, runs_text
 
-FORMATS = ("md", "csv", "latex", "html")
 STATS = ("median", "p10", "p90", "mean")
 NOT_RUN = "—"
 CSV_FIELDS = (
@@ -96,24 +96,8 @@ def build_table(rs: ResultSet, metric: str) -> Table:
     return Table(title, ["N", *rs.labels], rows, notes)
 
 
-def render(rs: ResultSet, metrics: list[str], fmt: str) -> str:
-    """The tables of ``metrics`` in ``fmt`` (one of FORMATS) as one string; html is a
-    whole self-contained page (harness.report.html) with the headline plot inline."""
-    if fmt == "csv":
-        return to_csv(rs, metrics)
-    if fmt == "html":
-        from harness.report.html import report_page
-
-        return report_page(rs, metrics)
-    renderer = {"md": to_markdown, "latex": to_latex}.get(fmt)
-    if renderer is None:
-        raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-    return "\n".join(renderer(build_table(rs, m)) for m in metrics)
-
-
 def to_markdown(table: Table) -> str:
-    def esc(text: str) -> str:
-        return text.replace("|", "\\|")
+    esc = md_text
 
     def cell(c: Cell) -> str:
         return f"**{esc(c.text)}**" if c.best else esc(c.text)
@@ -173,7 +157,8 @@ def to_csv(rs: ResultSet, metrics: list[str]) -> str:
                 ok = p.status == "ok"
                 stats = {s: repr(p.stat(s)) if ok else "" for s in STATS}
                 writer.writerow({
-                    "metric": metric, "size": size, "method": p.label, "status": p.status,
-                    "n": p.n, **stats, "best": int(p.label in best), "note": "; ".join(p.problems),
+                    "metric": csv_text(metric), "size": size, "method": csv_text(p.label),
+                    "status": p.status, "n": p.n, **stats, "best": int(p.label in best),
+                    "note": csv_text("; ".join(p.problems)),
                 })
     return out.getvalue()

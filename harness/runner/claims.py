@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.jsonfile import read_json
 from harness.runner.heartbeat import Heartbeat
 
 TIMEOUT_ENV = "HARNESS_CLAIM_TIMEOUT"
@@ -99,7 +100,7 @@ class FileClaims:
         """(content, mtime) of a lock file; content None when unreadable or being written."""
         try:
             mtime = path.stat().st_mtime
-            content = json.loads(path.read_text(encoding="utf-8"))
+            content = read_json(path)
         except FileNotFoundError:
             return None, None
         except (OSError, ValueError):

@@ -37,16 +37,20 @@ import secrets
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from harness.errors import HarnessError
+from harness.jsonfile import read_json
+from harness.masking import mask, url_secret
 from harness.runner.claims import Claim, claim_timeout, pid_alive, process_start
 from harness.runner.heartbeat import Heartbeat
 from harness.runner.store import ResultsStore
 
 STATES = ("pending", "running", "done", "failed")
+T = TypeVar("T")
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS harness_specs (
@@ -109,7 +113,27 @@ class Claimed(NamedTuple):
 
 
 class StoreError(HarnessError):
-    """The store cannot be used (bad URL, server unreachable); one line."""
+    """The store cannot be used (bad URL, server unreachable, connection lost for longer
+    than the retry time); one line, its URL masked."""
+
+
+RETRY_ENV = "HARNESS_STORE_RETRY"
+DEFAULT_RETRY_S = 300.0
+MAX_BACKOFF_S = 5.0
+CLOSE_RETRY_S = 10.0
+# SQLSTATEs after which the same statement may succeed on a new connection: connection
+# exceptions (08...), the server shutting down or starting (57P01-57P03: a restart or a
+# failover), too many connections, serialisation failures and deadlocks.
+TRANSIENT = ("08", "57P01", "57P02", "57P03", "53300", "40001", "40P01")
+
+
+def retry_seconds() -> float:
+    """How long a lost connection is retried: ``$HARNESS_STORE_RETRY`` seconds (default
+    300; 0 = give up at once)."""
+    try:
+        return max(0.0, float(os.environ.get(RETRY_ENV, DEFAULT_RETRY_S)))
+    except ValueError:
+        return DEFAULT_RETRY_S
 
 
 def is_store_url(url: str) -> bool:
@@ -117,11 +141,25 @@ def is_store_url(url: str) -> bool:
 
 
 def conninfo(url: str) -> str:
-    """What psycopg takes: the SQLAlchemy-style ``postgresql+psycopg://`` made plain."""
+    """What psycopg takes: the SQLAlchemy-style ``postgresql+psycopg://`` made plain,
+    checked by libpq's own parser; a StoreError (one line, password masked) otherwise."""
     if not is_store_url(url):
-        raise StoreError(f"--store {url}: not a PostgreSQL URL (postgresql+psycopg://"
-                         "USER@HOST:PORT/DB)")
-    return "postgresql://" + url.split("://", 1)[1]
+        scheme = url.partition("://")[0] if "://" in url else ""
+        driver = (f" (driver {scheme.partition('+')[2]})"
+                  if scheme.startswith("postgresql+") else "")
+        raise StoreError(f"--store {mask(url)}: not a PostgreSQL URL harness can use{driver}; "
+                         "give postgresql+psycopg://USER[:PASSWORD]@HOST:PORT/DB")
+    plain = "postgresql://" + url.split("://", 1)[1]
+    try:
+        from psycopg.conninfo import conninfo_to_dict
+    except ImportError:
+        return plain
+    try:
+        conninfo_to_dict(plain)
+    except Exception as exc:  # noqa: BLE001 - libpq's parser: any refusal is one line
+        raise StoreError(f"--store {mask(url)}: malformed URL "
+                         f"({_first_line(exc, url)})") from None
+    return plain
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -131,11 +169,14 @@ def sqlalchemy_url(url: str) -> str:
 
 def redact(url: str) -> str:
     """The URL without its password (for messages)."""
-    scheme, _, rest = url.partition("://")
-    creds, at, host = rest.rpartition("@")
-    if at and ":" in creds:
-        creds = creds.split(":", 1)[0] + ":***"
-    return f"{scheme}://{creds}{at}{host}"
+    return mask(url)
+
+
+def _first_line(exc: BaseException, url: str) -> str:
+    """The first line of a driver's message, masked (it may quote part of the URL)."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return mask(" ".join(line.split())[:300], [url_secret(url)])
 
 
 def owner_name(token: str | None = None) -> str:
@@ -167,11 +208,44 @@ def short_owner(owner: str | None) -> str:
     return ":".join(parts[:2])
 
 
-class Database:
-    """One connection (autocommit) with a lock, so the heartbeat thread can share it;
-    reconnects once when the server dropped it."""
+class _Outage:
+    """One line when a store's connection is lost and one when it is back, however many
+    connections (the main one, the heartbeat's) notice it."""
 
-    def __init__(self, url: str) -> None:
+    _lock = threading.Lock()
+    _since: dict[str, float] = {}
+
+    @classmethod
+    def lost(cls, url: str, why: str, retry_s: float) -> None:
+        with cls._lock:
+            if url in cls._since:
+                return
+            cls._since[url] = time.monotonic()
+        print(f"warning: store {mask(url)}: connection lost ({why}); retrying for up to "
+              f"{retry_s:.0f}s (${RETRY_ENV})", file=sys.stderr, flush=True)
+
+    @classmethod
+    def back(cls, url: str) -> None:
+        with cls._lock:
+            since = cls._since.pop(url, None)
+        if since is not None:
+            print(f"note: store {mask(url)}: connection back after "
+                  f"{time.monotonic() - since:.1f}s", file=sys.stderr, flush=True)
+
+
+class Database:
+    """One connection (autocommit) with a lock, so the heartbeat thread can share it.
+
+    Every statement (``query``) and transaction (``run``) is retried whole, with
+    exponential backoff, while the connection is lost (a restart, a failover, a network
+    blip), for up to ``retry_s`` seconds; then a StoreError (one line). A transaction
+    whose commit was cut off may have committed: the callers' statements are written
+    so that running one again is harmless (see CellStore.accept and CellStore.lock).
+    Errors that a new connection would not cure (a cancelled query, bad SQL) are a
+    StoreError at once. The first connection is not retried unless ``lazy`` (a wrong
+    URL is said at once)."""
+
+    def __init__(self, url: str, retry_s: float | None = None, lazy: bool = False) -> None:
         try:
             import psycopg
         except ImportError:
@@ -181,48 +255,98 @@ class Database:
         self._info = conninfo(url)
         self._psycopg = psycopg
         self._lock = threading.RLock()
-        self._conn = self._connect()
-        self._ensure_schema()
+        self.retry_s = retry_seconds() if retry_s is None else retry_s
+        self._conn: Any = None
+        if not lazy:
+            try:
+                self._conn = self._connect()
+            except psycopg.Error as exc:
+                raise StoreError(f"store {mask(url)}: cannot connect "
+                                 f"({_first_line(exc, url)})") from None
+            self._ensure_schema()
 
     def _connect(self) -> Any:
-        try:
-            return self._psycopg.connect(self._info, autocommit=True, connect_timeout=10)
-        except self._psycopg.OperationalError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreError(f"store {redact(self.url)}: cannot connect ({first})") from None
+        return self._psycopg.connect(self._info, autocommit=True, connect_timeout=10)
 
     def _ensure_schema(self) -> None:
-        with self.transaction() as cur:
+        def create(cur: Any) -> None:
             cur.execute("SELECT pg_advisory_xact_lock(8410214)")  # one creator at a time
             cur.execute(SCHEMA_SQL)
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
+        self.run(create)
+
+    def _transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the connection is gone (worth a new one)."""
+        if not isinstance(exc, self._psycopg.Error):
+            return False
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            return True
+        state = getattr(exc, "sqlstate", None) or ""
+        return isinstance(exc, self._psycopg.OperationalError) and (
+            not state or state.startswith(TRANSIENT))
+
+    def _fatal(self, exc: BaseException) -> StoreError:
+        """The one line for an error a new connection would not cure."""
+        state = getattr(exc, "sqlstate", None) or ""
+        hint = ""
+        if state == "57014":
+            hint = ("; the server cancelled a statement (a statement_timeout or "
+                    "lock_timeout in the URL's options or the server's settings?)")
+        return StoreError(f"store {mask(self.url)}: {type(exc).__name__}: "
+                          f"{_first_line(exc, self.url)}{hint}")
+
+    def run(self, body: Callable[[Any], T], transaction: bool = True) -> T:
+        """``body(cursor)`` in one transaction (or in autocommit), retried whole while the
+        connection is lost (see the class docstring)."""
+        delay, deadline = 0.1, None
         with self._lock:
-            if self._conn.closed:
-                self._conn = self._connect()
-            with self._conn.transaction(), self._conn.cursor() as cur:
-                yield cur
+            while True:
+                try:
+                    if self._conn is None or self._conn.closed or self._conn.broken:
+                        self._conn = self._connect()
+                    if transaction:
+                        with self._conn.transaction(), self._conn.cursor() as cur:
+                            result = body(cur)
+                    else:
+                        with self._conn.cursor() as cur:
+                            result = body(cur)
+                    if deadline is not None:
+                        _Outage.back(self.url)
+                    return result
+                except self._psycopg.Error as exc:
+                    if not self._transient(exc):
+                        raise self._fatal(exc) from None
+                    now = time.monotonic()
+                    if deadline is None:
+                        deadline = now + self.retry_s
+                        _Outage.lost(self.url, _first_line(exc, self.url), self.retry_s)
+                    self._drop()
+                    if now >= deadline:
+                        raise StoreError(
+                            f"store {mask(self.url)}: connection lost and not back within "
+                            f"{self.retry_s:.0f}s ({_first_line(exc, self.url)}); raise "
+                            f"${RETRY_ENV} to wait longer") from None
+                    time.sleep(min(delay, max(0.0, deadline - now)))
+                    delay = min(delay * 2, MAX_BACKOFF_S)
 
     def query(self, sql: str, params: Any = None) -> list[tuple[Any, ...]]:
-        with self._lock:
-            for tries in (1, 2):
-                try:
-                    if self._conn.closed:
-                        self._conn = self._connect()
-                    with self._conn.cursor() as cur:
-                        cur.execute(sql, params)
-                        return cur.fetchall() if cur.description is not None else []
-                except self._psycopg.OperationalError:
-                    if tries == 2:
-                        raise
-                    with contextlib.suppress(Exception):
-                        self._conn.close()
-        return []
+        """One statement in autocommit; its rows ([] when it returns none)."""
+        def execute(cur: Any) -> list[tuple[Any, ...]]:
+            cur.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
+
+        return self.run(execute, transaction=False)
+
+    def _drop(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._conn is not None:
+                self._conn.close()
+        self._conn = None
 
     def close(self) -> None:
-        with self._lock, contextlib.suppress(Exception):
-            self._conn.close()
+        with self._lock:
+            self._drop()
 
 
 def _json(value: Any) -> Any:
@@ -296,25 +420,27 @@ class CellStore:
             rows.append((spec_name, cell.cell_id, version, cell.label, cell.size, cell.seed,
                          float(rank), "done" if record else "pending",
                          _json(record) if record else None))
-        with self.db.transaction() as cur:
-            cur.executemany(
-                "INSERT INTO harness_cells AS c (spec, cell_id, version, label, size, seed, "
-                "priority, state, record) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (spec, cell_id) DO UPDATE SET "
-                "state = CASE WHEN c.state = 'failed' THEN 'pending' "
-                "WHEN c.state = 'pending' AND EXCLUDED.state = 'done' THEN 'done' "
-                "ELSE c.state END, "
-                "record = CASE WHEN c.state = 'pending' AND EXCLUDED.state = 'done' "
-                "THEN EXCLUDED.record ELSE c.record END, "
-                "version = CASE WHEN c.state IN ('pending', 'failed') THEN EXCLUDED.version "
-                "ELSE c.version END, priority = EXCLUDED.priority, updated = now()",
-                rows)
+        self.db.run(lambda cur: cur.executemany(
+            "INSERT INTO harness_cells AS c (spec, cell_id, version, label, size, seed, "
+            "priority, state, record) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+            "ON CONFLICT (spec, cell_id) DO UPDATE SET "
+            "state = CASE WHEN c.state = 'failed' THEN 'pending' "
+            "WHEN c.state = 'pending' AND EXCLUDED.state = 'done' THEN 'done' "
+            "ELSE c.state END, "
+            "record = CASE WHEN c.state = 'pending' AND EXCLUDED.state = 'done' "
+            "THEN EXCLUDED.record ELSE c.record END, "
+            "version = CASE WHEN c.state IN ('pending', 'failed') THEN EXCLUDED.version "
+            "ELSE c.version END, priority = EXCLUDED.priority, updated = now()",
+            rows))
 
-    def clear(self, spec_name: str) -> int:
-        """``--fresh``: forget this spec's cells that nobody is running; how many."""
+    def clear(self, spec_name: str, cell_ids: list[str] | None = None) -> int:
+        """``--fresh`` (or a cell whose code changed): forget this spec's cells (those of
+        ``cell_ids`` only, when given) that nobody is running; how many."""
+        only = "" if cell_ids is None else " AND cell_id = ANY(%s)"
+        params = (spec_name,) if cell_ids is None else (spec_name, list(cell_ids))
         rows = self.db.query("DELETE FROM harness_cells WHERE spec = %s AND NOT "
-                             "(state = 'running' AND lease_until >= now()) RETURNING 1",
-                             (spec_name,))
+                             "(state = 'running' AND lease_until >= now())" + only +
+                             " RETURNING 1", params)
         return len(rows)
 
     def cell(self, spec_name: str, cell_id: str) -> dict[str, Any] | None:
@@ -397,19 +523,38 @@ class CellStore:
             "+ 1, lease_until = now() + make_interval(secs => %s), updated = now() "
             "FROM picked WHERE h.spec = picked.spec AND h.cell_id = picked.cell_id "
             "RETURNING h.spec, h.cell_id, h.attempt, h.priority, h.version")
-        with self.db.transaction() as cur:
+        tries: list[int] = []
+
+        def claim(cur: Any) -> list[tuple[Any, ...]]:
+            tries.append(1)
+            if len(tries) > 1:  # a commit cut off by a lost connection may have claimed
+                orphans = self._orphans(cur)
+                if orphans:
+                    return orphans
             cur.execute(sql, (*params, limit, self.owner, self.timeout))
-            rows = sorted(cur.fetchall(), key=lambda r: r[3])
-            claimed = []
-            for spec, cell_id, attempt, _, version in rows:
-                claim = Claim(f"{spec}/{cell_id}", str(attempt))
-                claimed.append(Claimed(spec, cell_id, claim, version))
+            rows = cur.fetchall()
+            for spec, cell_id, attempt, _, _ in rows:
                 cur.execute("INSERT INTO harness_events (spec, cell_id, event, owner, "
                             "attempt) VALUES (%s, %s, 'claimed', %s, %s)",
                             (spec, cell_id, self.owner, attempt))
-        for got in claimed:
-            self._hold((got.spec, got.cell_id), got.claim)
+            return rows
+
+        claimed = []
+        for spec, cell_id, attempt, _, version in sorted(self.db.run(claim),
+                                                          key=lambda r: r[3]):
+            claim_ = Claim(f"{spec}/{cell_id}", str(attempt))
+            claimed.append(Claimed(spec, cell_id, claim_, version))
+            self._hold((spec, cell_id), claim_)
         return claimed
+
+    def _orphans(self, cur: Any) -> list[tuple[Any, ...]]:
+        """Cells running under this owner that it does not know it holds: claimed by a
+        transaction whose commit was cut off (the connection was lost at that moment)."""
+        cur.execute("SELECT spec, cell_id, attempt, priority, version FROM harness_cells "
+                    "WHERE owner = %s AND state = 'running'", (self.owner,))
+        with self._lock:
+            held = set(self._held)
+        return [r for r in cur.fetchall() if (r[0], r[1]) not in held]
 
     def left(self, spec_name: str | None, exclude: list[str] | None = None) -> int:
         """Cells not yet recorded (pending or running), of ``spec_name`` or all, not
@@ -430,17 +575,33 @@ class CellStore:
         (one compare-and-set); False (and a 'refused' event) otherwise."""
         spec, cell_id = claim.key.split("/", 1)
         state = "done" if final else "failed"
-        with self.db.transaction() as cur:
+        attempt, tries = int(claim.token), []
+
+        def record_it(cur: Any) -> bool:
+            tries.append(1)
             cur.execute(
                 "UPDATE harness_cells SET state = %s, record = %s, owner = NULL, "
                 "lease_until = NULL, updated = now() WHERE spec = %s AND cell_id = %s AND "
                 "owner = %s AND attempt = %s AND state = 'running' RETURNING 1",
-                (state, _json(record), spec, cell_id, self.owner, int(claim.token)))
+                (state, _json(record), spec, cell_id, self.owner, attempt))
             ok = cur.fetchone() is not None
+            if not ok and len(tries) > 1:  # the cut-off commit may have recorded it
+                cur.execute(
+                    "SELECT 1 FROM harness_cells WHERE spec = %s AND cell_id = %s AND "
+                    "state = %s AND attempt = %s AND owner IS NULL AND "
+                    "record->>'started' IS NOT DISTINCT FROM %s AND "
+                    "record->>'finished' IS NOT DISTINCT FROM %s",
+                    (spec, cell_id, state, attempt, record.get("started"),
+                     record.get("finished")))
+                if cur.fetchone() is not None:
+                    return True  # recorded (and its event logged) by that commit
             cur.execute("INSERT INTO harness_events (spec, cell_id, event, owner, attempt, "
                         "detail) VALUES (%s, %s, %s, %s, %s, %s)",
                         (spec, cell_id, "recorded" if ok else "refused", self.owner,
-                         int(claim.token), _json({"status": record.get("status")})))
+                         attempt, _json({"status": record.get("status")})))
+            return ok
+
+        ok = self.db.run(record_it)
         with self._lock:
             self._held.pop((spec, cell_id), None)
         if not ok:
@@ -521,8 +682,14 @@ class CellStore:
             "owner = EXCLUDED.owner, attempt = l.attempt + 1, lease_until = "
             "EXCLUDED.lease_until WHERE l.lease_until < now() RETURNING attempt",
             (key, self.owner, self.timeout))
-        if not rows:
-            return None
+        if not rows:  # held; by this owner only when a cut-off commit took it
+            rows = self.db.query("SELECT attempt FROM harness_locks WHERE key = %s AND "
+                                 "owner = %s AND lease_until >= now()", (key, self.owner))
+            with self._lock:
+                if ("lock", key) in self._held:
+                    return None
+            if not rows:
+                return None
         claim = Claim(f"lock/{key}", str(rows[0][0]))
         self._hold(("lock", key), claim)
         return claim
@@ -570,26 +737,32 @@ class CellStore:
         self._heartbeat.start()
 
     def _beat_safely(self) -> None:
-        """One heartbeat on a connection of its own; a failure is retried next time."""
+        """One heartbeat on a connection of its own (a lost connection is retried there,
+        see Database); a failure is retried at the next beat."""
         try:
             if self._beat_db is None:
-                self._beat_db = Database(self.url)
+                self._beat_db = Database(self.url, lazy=True)
             self.beat(self._beat_db)
         except Exception as exc:  # noqa: BLE001 - retried at the next beat
-            print(f"warning: store heartbeat failed ({type(exc).__name__}); retrying",
-                  file=sys.stderr)
+            text = str(exc) if isinstance(exc, HarnessError) else type(exc).__name__
+            print(f"warning: store heartbeat failed ({text}); retrying", file=sys.stderr)
             if self._beat_db is not None:
                 self._beat_db.close()
             self._beat_db = None
 
     def close(self) -> None:
-        """Give back every claim still held, stop the heartbeat, disconnect."""
+        """Give back every claim still held, stop the heartbeat, disconnect. A claim that
+        cannot be given back within CLOSE_RETRY_S (the server is still down) is left to
+        expire: its lease runs out, or at once on this host, since its owner is gone."""
         self._heartbeat.stop()
+        self.db.retry_s = min(self.db.retry_s, CLOSE_RETRY_S)
         with self._lock:
             held = list(self._held.values())
         for claim in held:
-            with contextlib.suppress(Exception):
+            try:
                 self.release(claim)
+            except Exception:  # noqa: BLE001 - left to expire (see the docstring)
+                break
         self._heartbeat.stop(join_s=2.0)
         if self._beat_db is not None:
             self._beat_db.close()
@@ -635,7 +808,7 @@ class DbClaims:
 
 
 def spec_version(body: dict[str, Any]) -> str:
-    from harness.runner.grid import config_id
+    from harness.cells.grid import config_id
 
     return config_id(json.loads(json.dumps(body, default=str)))
 
@@ -664,7 +837,7 @@ class SharedResults(ResultsStore):
         """Write the store's record into the folder unless the folder has it already."""
         path = self.record_path(record["cell_id"])
         try:
-            here = json.loads(path.read_text(encoding="utf-8"))
+            here = read_json(path)
         except (OSError, ValueError):
             here = None
         if isinstance(here, dict) and here.get("finished") == record.get("finished") and \

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from harness.cells.record import SCHEMA, Provenance, summarize, utc_now
 from harness.errors import Diverged, SkipCell
-from harness.runner.record import SCHEMA, Provenance, summarize, utc_now
+from harness.masking import mask
 from harness.spec.lambdas import TuneLambda, resolve_lambda
 
 CHECKPOINT_ENV = "HARNESS_CHECKPOINT_DIR"  # a user's own checkpoint root (never cleaned)
@@ -59,6 +60,8 @@ class CellJob:
     # What the cell needs on a cluster node ({cpus, gpus}, the spec's resources);
     # operational: neither in the cell id nor in the record.
     resources: dict[str, float] | None = None
+    # The code that computes it (harness.cells.code): the record's ``code`` block.
+    code: dict[str, Any] = field(default_factory=dict)
 
 
 def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:
@@ -106,8 +109,8 @@ def first_cell(spec: Any, method: str, data_dir: str | None = None, **task_updat
     with its task and method built as a worker builds them (per-method task params and
     lambda schedules included), ``task_updates`` over the task params: for benchmarks
     that rerun part of a cell with one setting changed. Returns (cell, task, method)."""
-    from harness.runner.data import CellData
-    from harness.runner.grid import expand
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
 
     data = CellData.for_spec(spec, data_dir)
     cell = expand(spec, {"method": method}, data)[0]
@@ -127,7 +130,7 @@ def evaluate(task: Any, method: Any, request: Any, progress: Any = None
     reason = skip_reason(task, method)
     if reason:
         raise SkipCell(reason)
-    return checked_metrics(task.run(method, request, progress), request.runs)
+    return checked_metrics(task, task.run(method, request, progress), request.runs)
 
 
 def skip_reason(task: Any, method: Any) -> str | None:
@@ -137,9 +140,11 @@ def skip_reason(task: Any, method: Any) -> str | None:
     return missing(method, task) or method.skip(task) or task.skip(method)
 
 
-def checked_metrics(out: dict[str, Any], runs: int) -> dict[str, list[float]]:
+def checked_metrics(task: Any, out: dict[str, Any], runs: int) -> dict[str, list[float]]:
     """A task's {metric: values} as lists of floats, one per run; raises ValueError on a
-    wrong count and Diverged on a non-finite value."""
+    metric its params do not declare (or a declared one missing, ``check_metric_names``)
+    or a wrong count, and Diverged on a non-finite value."""
+    check_metric_names(task, out)
     metrics: dict[str, list[float]] = {}
     for name, values in out.items():
         arr = np.asarray(values, dtype=float).reshape(-1)
@@ -151,15 +156,36 @@ def checked_metrics(out: dict[str, Any], runs: int) -> dict[str, list[float]]:
     return metrics
 
 
+def check_metric_names(task: Any, out: dict[str, Any]) -> None:
+    """The task's metrics must be those its params declare: no name it does not declare
+    (a typo such as "acc" would be reported as "no data") and every one of
+    ``expected_metrics()``. Raises ValueError (the cell fails) naming the task and both."""
+    params = getattr(task, "params", None)
+    declared = tuple(getattr(type(params), "metrics", ()) or ())
+    if not declared:
+        return
+    name = type(task).__name__
+    unknown = [m for m in out if m not in declared]
+    if unknown:
+        raise ValueError(f"task {name} returned metric(s) {', '.join(map(repr, unknown))} "
+                         f"that its params do not declare (declared: {', '.join(declared)})")
+    missing = [m for m in params.expected_metrics() if m not in out]
+    if missing:
+        raise ValueError(f"task {name} did not return declared metric(s) "
+                         f"{', '.join(map(repr, missing))} (returned: {', '.join(out) or 'none'})")
+
+
 def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     """Run one cell and return its complete record (never raises but KeyboardInterrupt).
     After the cell, its data files are fingerprinted again (cheap: cached by size and
     mtime); a change fails the cell rather than recording numbers of mixed data."""
+    from harness.runner.curves import CellProgress
     from harness.tasks.base import CellRequest
 
     config, choice = job.config, job.choice
     started, clock = utc_now(), time.perf_counter()
     status, reason, trace, metrics = "ok", None, None, {}
+    cell_progress = CellProgress(progress)
     device: str | None = None
     try:
         if choice.error:
@@ -174,13 +200,15 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
             request = CellRequest(size=config["size"], seed=config["seed"],
                                   runs=config["runs"], split="test", data_dir=job.data_dir,
                                   checkpoint_dir=job.checkpoint_dir)
-            metrics = evaluate(task, method, request, progress)
+            metrics = evaluate(task, method, request, cell_progress)
         check_data_unchanged(job)
     except Exception as exc:  # noqa: BLE001 - any error fails this cell only
         status, reason, trace = failure(exc)
         metrics = {} if isinstance(exc, _NoLambda | _DataChanged) else metrics
-    return make_record(job, status, reason, trace, metrics, started,
-                       time.perf_counter() - clock, device)
+    record = make_record(job, status, reason, trace, metrics, started,
+                         time.perf_counter() - clock, device)
+    record["curves"] = cell_progress.curves()  # per-epoch metrics, also of a failed cell
+    return record
 
 
 def check_data_unchanged(job: CellJob) -> None:
@@ -193,15 +221,18 @@ def check_data_unchanged(job: CellJob) -> None:
 
 def failure(exc: BaseException) -> tuple[str, str, str | None]:
     """(status, reason, traceback) of a cell that raised ``exc``: skipped, diverged
-    (failed, no traceback), failed for a stated reason, or failed with the traceback."""
+    (failed, no traceback), failed for a stated reason, or failed with the traceback;
+    the reason and traceback masked (a URL's password in an error is never recorded)."""
     if isinstance(exc, SkipCell):
-        return "skipped", one_line(str(exc)) or "skipped", None
-    if isinstance(exc, Diverged):
-        return "failed", f"diverged: {one_line(str(exc))}", None
-    if isinstance(exc, _NoLambda | _DataChanged):
-        return "failed", str(exc), None
-    trace = "".join(traceback.format_exception(exc))
-    return "failed", one_line(f"{type(exc).__name__}: {exc}"), trace
+        status, reason, trace = "skipped", one_line(str(exc)) or "skipped", None
+    elif isinstance(exc, Diverged):
+        status, reason, trace = "failed", f"diverged: {one_line(str(exc))}", None
+    elif isinstance(exc, _NoLambda | _DataChanged):
+        status, reason, trace = "failed", str(exc), None
+    else:
+        status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
+        trace = "".join(traceback.format_exception(exc))
+    return status, mask(reason), mask(trace) if trace else trace
 
 
 def make_record(job: CellJob, status: str, reason: str | None, trace: str | None,
@@ -233,6 +264,7 @@ def make_record(job: CellJob, status: str, reason: str | None, trace: str | None
         "timings": {"train_s": round(train_s, 4), "tune_s": round(choice.tune_s, 4)},
         "threads": job.threads,
         "git_commit": job.provenance.git_commit,
+        "code": dict(job.code) or None,
         "versions": dict(job.provenance.versions),
         "machine": {**job.provenance.machine, "device": device},
         "started": started,
@@ -271,7 +303,7 @@ def device_name(device: Any) -> str:
 def _data_changed(data: dict[str, Any]) -> str | None:
     if not data:
         return None
-    from harness.runner.data import CellData
+    from harness.cells.data import CellData
 
     return CellData(None).changed(data)
 

@@ -3,9 +3,10 @@
 A group is plain data, like a job: the ``CellJob`` of each of its cells, all of one task
 configuration, thread count and data folder (``group_key``). ``run_group_job`` builds the
 task once, asks it to train the members together (``Task.run_group``) and turns each
-member's outcome into that cell's own record, yielded the moment the task is done with
-it; so a group is recorded, tracked and resumable cell by cell, and an interrupted group
-loses only its cells still training. Which cells form a group is decided by
+member's outcome into that cell's own record (with its own code identity, learning
+curve and masked failure), yielded the moment the task is done with it; so a group is
+recorded, tracked and resumable cell by cell, and an interrupted group loses only its
+cells still training. Which cells form a group is decided by
 ``plan_units`` (the runner holds one claim per cell of a group).
 """
 
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from harness.cells.record import utc_now
 from harness.runner.execute import (
     CellJob,
     build_method,
@@ -29,7 +31,6 @@ from harness.runner.execute import (
     skip_reason,
     torch_threads,
 )
-from harness.runner.record import utc_now
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,13 @@ def group_key(job: CellJob) -> str:
 def run_group_job(group: GroupJob, progress: Any = None) -> Iterator[dict[str, Any]]:
     """Train ``group``'s cells together and yield each cell's record as soon as it is done
     (never raises but KeyboardInterrupt: a failure fails the cells it touches)."""
+    from harness.runner.curves import CellProgress
     from harness.tasks.base import CellRequest, GroupMember
 
     jobs = group.jobs
     started, clock = utc_now(), time.perf_counter()
     first = jobs[0]
+    curves = {job.cell_id: CellProgress() for job in jobs}  # each cell's own curve
 
     def record(job: CellJob, exc: BaseException | None, metrics: dict | None = None,
                device: str | None = None) -> dict[str, Any]:
@@ -77,6 +80,7 @@ def run_group_job(group: GroupJob, progress: Any = None) -> Iterator[dict[str, A
         made = make_record(job, status, reason, trace, metrics or {}, started,
                            time.perf_counter() - clock, device)
         made["timings"]["group_cells"] = len(jobs)  # train_s: from the group's start
+        made["curves"] = curves[job.cell_id].curves()  # also of a failed cell
         return made
 
     try:
@@ -111,25 +115,29 @@ def run_group_job(group: GroupJob, progress: Any = None) -> Iterator[dict[str, A
         config = job.config
         members.append(GroupMember(method, CellRequest(
             size=config["size"], seed=config["seed"], runs=config["runs"], split="test",
-            data_dir=job.data_dir, checkpoint_dir=job.checkpoint_dir)))
+            data_dir=job.data_dir, checkpoint_dir=job.checkpoint_dir),
+            curves[job.cell_id].curve))
         member_jobs.append(job)
     if not members:
         return
     done: set[int] = set()
+
+    def outcome(index: int, result: Any) -> dict[str, Any]:
+        job = member_jobs[index]
+        try:
+            if isinstance(result, Exception):
+                raise result
+            metrics = checked_metrics(task, result, job.config["runs"])
+            check_data_unchanged(job)
+        except Exception as exc:  # noqa: BLE001 - this cell's outcome
+            return record(job, exc, device=device)
+        return record(job, None, metrics, device)
+
     with torch_threads(first.threads):
         try:
             for index, result in task.run_group(members, progress):
-                job = member_jobs[index]
                 done.add(index)
-                try:
-                    if isinstance(result, Exception):
-                        raise result
-                    metrics = checked_metrics(result, job.config["runs"])
-                    check_data_unchanged(job)
-                except Exception as exc:  # noqa: BLE001 - this cell's outcome
-                    yield record(job, exc, device=device)
-                    continue
-                yield record(job, None, metrics, device)
+                yield outcome(index, result)
         except Exception as exc:  # noqa: BLE001 - the program failed: its cells with it
             for index, job in enumerate(member_jobs):
                 if index not in done:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import shutil
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 
 from harness.atomic import atomic_write_text
@@ -65,35 +65,46 @@ def claim_folder(path: Path, kind: str, known: Iterable[str],
     _mark(path, kind)
 
 
+def _stale_temp(path: Path) -> bool:
+    from harness.atomic import stale_temp
+    from harness.runner.claims import claim_timeout
+
+    return stale_temp(path, claim_timeout())
+
+
 Layout = dict[str, "Layout | None"]
 """What harness writes in a folder: name pattern -> None (the whole entry is harness's)
 or the layout of what it writes inside that subfolder."""
 
 
-def clear_folder(path: Path, layout: Layout) -> list[str]:
+def clear_folder(path: Path, layout: Layout, keep: Iterable[str] = ()) -> list[str]:
     """Remove what ``layout`` says harness wrote in marked folder ``path`` (the marker
-    stays); return the paths (relative to ``path``) kept because harness did not make
-    them."""
+    and the top-level entries named in ``keep`` stay); return the paths (relative to
+    ``path``) kept because harness did not make them."""
     if not path.exists():
         return []
     if not is_marked(path):
         raise FolderRefused(f"{path}: not made by harness (no {MARKER} marker): refusing to "
                             "clear it")
-    kept = _clear(path, layout, Path())
+    kept = _clear(path, {k: v for k, v in layout.items() if k not in set(keep)}, Path(),
+                  set(keep))
     (path / MARKER).touch()
     return kept
 
 
-def _clear(folder: Path, layout: Layout, relative: Path) -> list[str]:
+def _clear(folder: Path, layout: Layout, relative: Path, skip: Collection[str] = ()
+           ) -> list[str]:
     kept: list[str] = []
     for entry in sorted(folder.iterdir()):
-        if entry.name == MARKER and relative == Path():
+        if relative == Path() and (entry.name == MARKER or entry.name in skip):
             continue
         pattern = next((k for k in (*layout, *TEMP_PATTERNS)
                         if fnmatch.fnmatchcase(entry.name, k)), None)
         inner = layout.get(pattern) if pattern is not None else None
         if pattern is None:
             kept.append(str(relative / entry.name))
+        elif pattern in TEMP_PATTERNS and not _stale_temp(entry):
+            continue  # another live run is writing it at this moment
         elif inner is not None and entry.is_dir() and not entry.is_symlink():
             sub = _clear(entry, inner, relative / entry.name)
             kept += sub

@@ -72,6 +72,84 @@ def _node_ip() -> str | None:
         return None
 
 
+PROBE_TIMEOUT_S = 5.0
+
+
+def _one_line(exc: BaseException) -> str:
+    """Ray's error in one line: its first line and its cause's last (Ray's messages may
+    embed a whole traceback)."""
+    def first(text: str) -> str:
+        lines = [x for x in text.strip().splitlines() if x.strip()]
+        return lines[0].split(" (Failed to connect")[0] if lines else type(exc).__name__
+
+    text = first(str(exc))
+    cause = exc.__cause__
+    if cause is not None:
+        lines = [x.strip() for x in str(cause).strip().splitlines() if x.strip()]
+        if lines:
+            text += f" ({lines[-1]})"
+    return " ".join(text.split())[:400]
+
+
+def unreachable(address: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """Why nothing answers at a Ray head's ``HOST:PORT`` (or ``ray://HOST:PORT``), in
+    one line, within ``timeout`` seconds; None when something accepts a connection there
+    (``auto`` and other forms are left to Ray)."""
+    import socket
+
+    text = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = text.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit():
+        if address in ("auto", "local"):
+            return None
+        return f"not HOST:PORT ({address!r})"
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        return f"cannot resolve {host} ({getattr(exc, 'strerror', None) or exc})"
+    problem = "no address"
+    for family, kind, proto, _, where in infos:
+        with socket.socket(family, kind, proto) as probe:
+            probe.settimeout(timeout)
+            try:
+                probe.connect(where)
+            except OSError as exc:
+                problem = (f"no answer within {timeout:.0f}s" if isinstance(exc, TimeoutError)
+                           else exc.strerror or str(exc))
+                continue
+            speaks = _speaks_grpc(probe)
+            if speaks is None:
+                return None
+            problem = f"something listens there but {speaks}"
+            break
+    return f"{problem} (is the head running, and is the port its GCS port?)"
+
+
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+
+
+def _speaks_grpc(connection: Any) -> str | None:
+    """None when the peer answers the HTTP/2 preface with a SETTINGS frame, as a Ray
+    head's GCS (a gRPC server) does at once; else what it did instead. Ray would wait
+    minutes on a port that accepts connections and never answers."""
+    try:
+        connection.sendall(HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            chunk = connection.recv(9 - len(head))
+            if not chunk:
+                return "closed the connection without answering as a Ray head (gRPC)"
+            head += chunk
+    except TimeoutError:
+        return "gave no answer as a Ray head (gRPC) within the probe's time"
+    except OSError as exc:
+        return f"failed the Ray head's handshake ({exc.strerror or exc})"
+    if head[3] != 4:  # an HTTP/2 frame header: length (3), type (1); 4 = SETTINGS
+        return "does not answer as a Ray head (gRPC)"
+    return None
+
+
 class RayExecutor:
     """Submits jobs as Ray tasks; ``free`` is the room the cluster has for more cells
     (or ``slots`` when given), so that cells are claimed only when they can start."""
@@ -82,9 +160,9 @@ class RayExecutor:
                  resources: Callable[[Any], dict[str, float]] | None = None,
                  max_retries: int = DEFAULT_RETRIES, cpus: int | None = None,
                  run: Callable[[Any], dict[str, Any]] = harness_cell) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         ray = _import_ray()
         self.ray = ray
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         self.address = address
         self.slots = slots
         self.resources = resources or (lambda job: {"cpus": 1.0, "gpus": 0.0})
@@ -92,17 +170,23 @@ class RayExecutor:
         self.own = address is None
         options: dict[str, Any] = {"logging_level": "ERROR", "log_to_driver": False,
                                    "configure_logging": True}
+        if not self.own:
+            problem = unreachable(address)  # type: ignore[arg-type]
+            if problem is not None:  # Ray itself would retry for minutes
+                raise HarnessError(f"cannot connect to the Ray cluster at {address}: "
+                                   f"{problem}; nothing was run")
         try:
             if self.own:
                 from harness.runner.sweep import available_cores
 
-                ray.init(num_cpus=cpus or available_cores(), include_dashboard=False,
-                         **options)
+                # "local": a new instance of this run's own, whatever $RAY_ADDRESS or a
+                # stale ray_current_cluster file of an earlier `ray start` says
+                ray.init(address="local", num_cpus=cpus or available_cores(),
+                         include_dashboard=False, **options)
             else:
                 ray.init(address=address, **options)
         except Exception as exc:  # noqa: BLE001 - one line for the user
-            cause = f" ({exc.__cause__})" if exc.__cause__ is not None else ""
-            text = " ".join(f"{exc}{cause}".split())[:400]
+            text = _one_line(exc)
             where_ = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise HarnessError(f"cannot connect to {where_}: {text}") from None
         self._remote = ray.remote(run)

@@ -44,7 +44,7 @@ def status_command(args: argparse.Namespace) -> int:
 
 
 def _grid_ids(spec: Any) -> list[str] | None:
-    from harness.runner.grid import expand
+    from harness.cells.grid import expand
 
     try:
         return [c.cell_id for c in expand(spec)]
@@ -99,8 +99,10 @@ def _folder_status(spec: Any) -> int:
     parts = [f"{counts[s]} {s}" for s in ("ok", "failed", "skipped") if counts[s]]
     parts += [f"{len(held)} running"] if held else []
     parts += [f"{missing} to do"] if missing else []
-    print(f"{spec.name}: {', '.join(parts) or 'nothing'} of {len(ids)} cells "
-          f"(results {store.root})")
+    from harness.spec.paths import where
+
+    print(f"{spec.name}: {', '.join(parts) or 'nothing'} of {len(ids)} cells")
+    print(f"  {where(spec)}")
     for cell_id, holder in held:
         print(f"  running {cell_id}  {holder}")
     return 0
@@ -129,8 +131,8 @@ def export_results(url: str, source: str, dest: Path, data_dir: str | None = Non
     grid = dict(row["grid"])
     body = row["body"]
     if spec is not None:
-        from harness.runner.data import CellData
-        from harness.runner.grid import expand
+        from harness.cells.data import CellData
+        from harness.cells.grid import expand
 
         data = CellData.for_spec(spec, data_dir)
         grid["cells"] = [c.cell_id for c in expand(spec, None, data)]

@@ -4,9 +4,11 @@ Layout: ``.harness`` (the marker: harness made this folder), ``spec.yaml`` (the 
 last run), ``grid.json`` (the cell ids of that run's full grid and its data files: what
 ``harness report RESULTS`` selects), ``cells/<cell_id>.json`` (one record per cell, the
 contract shared with harness.report; records of other configurations stay here too and
-reports leave them out), ``claims/<cell_id>.lock`` (cells being computed, see
-harness.runner.claims), ``journal.jsonl`` (one line per cell started, recorded, lost or
-discarded: the audit trail), ``optuna.db`` (tuning studies), ``tracking.json`` (the
+reports leave them out; a final record replaced by a new computation of its cell, after
+its code changed, is moved to ``cells/replaced/<cell_id>.<finished>.json``),
+``claims/<cell_id>.lock`` (cells being computed, see harness.runner.claims),
+``journal.jsonl`` (one line per cell started, recorded, lost or discarded: the audit
+trail), ``optuna.db`` (tuning studies), ``tracking.json`` (the
 MLflow parent run) and ``checkpoints/<cell_id>/`` (training checkpoints of a cell that is
 running or was interrupted). Every write is atomic, so a kill at any moment leaves either
 the old or the new file, never a torn one.
@@ -23,24 +25,35 @@ from typing import Any
 
 import yaml
 
-from harness.atomic import atomic_write_json, atomic_write_text
-from harness.runner.ownership import MARKER, Layout, claim_folder, clear_folder, is_marked
-from harness.runner.record import record_problem, utc_now
+from harness.atomic import (
+    LinkRefused,
+    append_no_follow,
+    atomic_write_json,
+    atomic_write_text,
+    link_problem,
+    stale_temp,
+)
+from harness.cells.folder import CELLS_DIR, GRID_FILE, read_grid
+from harness.cells.record import cell_problem, record_problem, utc_now
+from harness.jsonfile import read_json
+from harness.runner.ownership import MARKER, Layout, claim_folder, is_marked
 
-CELLS_DIR = "cells"
 STALE_DIR = "stale"  # where earlier versions archived other configurations' records
+REPLACED_DIR = "replaced"  # final records replaced by a recomputation (their code changed)
+RECORD_NAME = "[0-9a-f]" * 16 + ".json"  # cells/<cell id>.json: what --fresh deletes there
 CHECKPOINTS_DIR = "checkpoints"
 CLAIMS_DIR = "claims"
-GRID_FILE = "grid.json"
 
 RESULTS_LAYOUT: Layout = {
     "spec.yaml": None, GRID_FILE: None, "tracking.json": None, "journal.jsonl": None,
     "optuna.db": None, "optuna.db-*": None, "report.md": None, "report.csv": None,
-    "plot.png": None, CHECKPOINTS_DIR: None,
-    CELLS_DIR: {"*.json": None, STALE_DIR: {"*.json": None}},
+    "report.html": None, "plot.png": None, CHECKPOINTS_DIR: None,
+    "plots": {"*.png": None, "*.svg": None, "*.pdf": None},
+    CELLS_DIR: {RECORD_NAME: None, STALE_DIR: {RECORD_NAME: None},
+                REPLACED_DIR: {"[0-9a-f]*.json": None}},
     CLAIMS_DIR: {"*.lock": None, "*.takeover": None},
 }
-OUTPUT_LAYOUT: Layout = {"mlflow.db": None, "mlflow.db-*": None}
+OUTPUT_LAYOUT: Layout = {"mlflow.db": None, "mlflow.db-*": None, "mlartifacts": None}
 
 
 def is_final(record: dict[str, Any]) -> bool:
@@ -63,11 +76,16 @@ class ResultsStore:
         self.root = root
         self.cells_dir = root / CELLS_DIR
         self.claims_dir = root / CLAIMS_DIR
+        self._warned: set[tuple[Path, str]] = set()
+        self._journal_refused = False
 
     @classmethod
     def for_spec(cls, spec: Any) -> ResultsStore:
-        """``<output_dir>/<name>/``, output_dir relative to the current directory."""
-        return cls(Path(spec.output_dir) / spec.name)
+        """``<output_dir>/<name>/``, a relative output_dir taken from the spec's project
+        folder (harness.spec.paths)."""
+        from harness.spec.paths import results_folder
+
+        return cls(results_folder(spec))
 
     # ---- paths ----------------------------------------------------------------------
     @property
@@ -107,102 +125,184 @@ class ResultsStore:
         claim_folder(output, "output_dir", OUTPUT_LAYOUT, adopt_if=ours)
         claim_folder(self.root, "results folder (name or output_dir)", RESULTS_LAYOUT)
 
-    def clear(self) -> list[str]:
-        """``--fresh``: delete what harness wrote here; return what was kept (not ours)."""
-        return clear_folder(self.root, RESULTS_LAYOUT)
-
-    def prepare(self, spec: Any, grid: list[str], data: dict[str, Any]) -> None:
-        """Create the layout, save the spec and its grid, drop temp files of a killed run
-        and bring back records that earlier versions moved to cells/stale/."""
+    def prepare(self, spec: Any, grid: list[str], data: dict[str, Any],
+                expect: dict[str, dict[str, Any]] | None = None) -> None:
+        """Refuse a folder where something harness writes is a symbolic link (or a record
+        path is a folder), create the layout, save the spec and its grid (with what each
+        cell's record must say, ``expect``: harness.cells.record.expectation), drop temp
+        files whose writer is gone and bring back records that earlier versions moved to
+        cells/stale/."""
+        problem = unsafe_entry(self.root)
+        if problem is not None:
+            raise LinkRefused(f"{problem}; nothing was run")
         self.cells_dir.mkdir(parents=True, exist_ok=True)
         self.claims_dir.mkdir(exist_ok=True)
+        from harness.runner.claims import claim_timeout
+
         for leftover in list(self.cells_dir.glob(".*.tmp")) + list(self.root.glob(".*.tmp")):
-            leftover.unlink(missing_ok=True)
+            if stale_temp(leftover, claim_timeout()):  # never a live run's temp file
+                leftover.unlink(missing_ok=True)
         stale = self.cells_dir / STALE_DIR
         for path in stale.glob("*.json"):
             if not (self.cells_dir / path.name).exists():
                 os.replace(path, self.cells_dir / path.name)
         if stale.is_dir() and not any(stale.iterdir()):
             stale.rmdir()
-        text = yaml.safe_dump(spec.model_dump(mode="json", by_alias=True), sort_keys=False)
+        from harness.masking import masked_spec
+
+        body = masked_spec(spec.model_dump(mode="json", by_alias=True))
+        text = yaml.safe_dump(body, sort_keys=False)
         atomic_write_text(self.root / "spec.yaml", text)
-        atomic_write_json(self.root / GRID_FILE, {"spec": spec.name, "cells": grid,
-                                                  "data": data})
+        saved: dict[str, Any] = {"spec": spec.name, "cells": grid, "data": data}
+        if expect is not None:
+            saved["expect"] = expect
+        atomic_write_json(self.root / GRID_FILE, saved)
 
     def writable(self) -> str | None:
         """None when files can be written here, else why not (one line)."""
-        probe = self.root / f".write-probe-{os.getpid()}.tmp"
+        from harness.atomic import fresh_file, temp_prefix
+
+        probe = self.root / f"{temp_prefix('write-probe')}probe.tmp"
         try:
-            probe.write_text("")
+            with fresh_file(probe):
+                pass
             probe.unlink()
         except OSError as exc:
             return f"{self.root}: cannot write ({exc.strerror or exc})"
         return None
 
     # ---- records --------------------------------------------------------------------
-    def read_record(self, cell_id: str) -> dict[str, Any] | None:
-        """The cell's record, or None when it has none; an unreadable or incomplete one
-        counts as none (with a warning), so the cell is rerun."""
+    def read_record(self, cell_id: str, expect: dict[str, Any] | None = None
+                    ) -> dict[str, Any] | None:
+        """The cell's record, or None when it has none; an unreadable or incomplete one,
+        or one that is not the record of the cell ``expect`` describes
+        (harness.cells.record.expectation), counts as none (with a warning, once), so
+        the cell is rerun."""
         path = self.record_path(cell_id)
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return None
+            record = read_json(path)
+        except (FileNotFoundError, IsADirectoryError):
+            return None  # a folder there is refused by prepare, in one line
         except (OSError, ValueError) as exc:
-            print(f"warning: {path}: unreadable record ({exc}); the cell is rerun",
-                  file=sys.stderr)
+            self._warn(path, f"unreadable record ({exc})")
             return None
         problem = record_problem(record, cell_id)
         if problem is not None:
-            print(f"warning: {path}: incomplete record ({problem}); the cell is rerun",
-                  file=sys.stderr)
+            self._warn(path, f"incomplete record ({problem})")
+            return None
+        problem = cell_problem(record, expect) if expect is not None else None
+        if problem is not None:
+            self._warn(path, f"not this cell's record ({problem})")
             return None
         return record
 
-    def final_record(self, cell_id: str) -> dict[str, Any] | None:
+    def _warn(self, path: Path, problem: str) -> None:
+        if (path, problem) not in self._warned:
+            self._warned.add((path, problem))
+            print(f"warning: {path}: {problem}; the cell is rerun", file=sys.stderr)
+
+    def final_record(self, cell_id: str, expect: dict[str, Any] | None = None
+                     ) -> dict[str, Any] | None:
         """The cell's record if it ends the cell (see ``is_final``), else None."""
-        record = self.read_record(cell_id)
+        record = self.read_record(cell_id, expect)
         return record if record is not None and is_final(record) else None
 
     def write_record(self, record: dict[str, Any]) -> Path:
+        """Write the cell's record; a final record of another computation already there
+        (its code changed, see harness.runner.resume) is first moved to
+        ``cells/replaced/``, never overwritten."""
         path = self.record_path(record["cell_id"])
+        self._keep_replaced(path, record)
         atomic_write_json(path, record)
         return path
 
+    def _keep_replaced(self, path: Path, record: dict[str, Any]) -> None:
+        try:
+            old = read_json(path)
+        except (OSError, ValueError):
+            return
+        if not isinstance(old, dict) or not is_final(old) or \
+                old.get("finished") == record.get("finished"):
+            return  # nothing there, a retried failure, or the same record updated
+        stamp = "".join(c for c in str(old.get("finished") or "") if c.isdigit()) or "old"
+        folder = self.cells_dir / REPLACED_DIR
+        folder.mkdir(exist_ok=True)
+        os.replace(path, folder / f"{record['cell_id']}.{stamp}.json")
+
     def grid(self) -> dict[str, Any] | None:
         """grid.json of the last run (None in folders made before it existed)."""
-        try:
-            data = json.loads((self.root / GRID_FILE).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) and isinstance(data.get("cells"), list) else None
+        return read_grid(self.root)
 
     # ---- journal --------------------------------------------------------------------
     def journal(self, event: str, cell_id: str | None = None, **fields: Any) -> None:
         """Append one line to journal.jsonl (a single O_APPEND write: lines of concurrent
-        runs never interleave)."""
+        runs never interleave; never through a symbolic link)."""
         entry = {"time": utc_now(), "event": event, "cell_id": cell_id,
                  "host": socket.gethostname(), "pid": os.getpid(), **fields}
         line = (json.dumps(entry, sort_keys=False) + "\n").encode("utf-8")
         try:
-            fd = os.open(self.root / "journal.jsonl", os.O_WRONLY | os.O_CREAT | os.O_APPEND,
-                         0o644)
-            try:
-                os.write(fd, line)
-            finally:
-                os.close(fd)
+            append_no_follow(self.root / "journal.jsonl", line)
+        except LinkRefused as exc:
+            if not self._journal_refused:  # once: the audit trail must never cost a result
+                self._journal_refused = True
+                print(f"warning: {exc}; the journal is not written", file=sys.stderr)
         except OSError:
             pass  # the audit trail must never cost a result
 
     # ---- tracking state -------------------------------------------------------------
     def read_tracking(self) -> dict[str, Any]:
         try:
-            return json.loads(self.tracking_path.read_text(encoding="utf-8"))
+            state = read_json(self.tracking_path)
         except (OSError, ValueError):
             return {}
+        return state if isinstance(state, dict) else {}
 
     def write_tracking(self, state: dict[str, Any]) -> None:
         atomic_write_json(self.tracking_path, state)
+
+
+def unsafe_entry(root: Path) -> str | None:
+    """One line naming the first entry harness writes in results folder ``root`` that is
+    a symbolic link (or a record path that is a folder), else None. The folder itself may
+    be a link (where a user keeps results is the user's choice); what harness writes
+    inside it never is."""
+    if not root.is_dir():
+        return None
+    for path in _written(root, RESULTS_LAYOUT):
+        problem = link_problem(path)
+        if problem is not None:
+            return problem
+    for path in (root / CELLS_DIR).glob("*.json"):
+        if not path.is_symlink() and not path.is_file():
+            return (f"{path}: is not a file, where harness keeps a cell's record; remove it "
+                    "(harness did not make it)")
+    return None
+
+
+def _written(folder: Path, layout: Layout) -> list[Path]:
+    """The entries of ``folder`` whose names ``layout`` says harness writes (inside
+    subfolders too; everything inside a subfolder that is wholly harness's)."""
+    import fnmatch
+
+    out: list[Path] = []
+    try:
+        entries = sorted(folder.iterdir())
+    except OSError:
+        return out
+    for entry in entries:
+        pattern = next((k for k in (*layout, MARKER) if fnmatch.fnmatchcase(entry.name, k)),
+                       None)
+        if pattern is None:
+            continue
+        out.append(entry)
+        if entry.is_symlink() or not entry.is_dir():
+            continue
+        inner = layout.get(pattern)
+        if inner is not None:
+            out += _written(entry, inner)
+        else:
+            out += sorted(entry.rglob("*"))
+    return out
 
 
 __all__ = ["MARKER", "RESULTS_LAYOUT", "ResultsStore", "is_final", "looks_like_results"]

@@ -1,5 +1,6 @@
 """Run a spec's grid: check the data, claim cells, execute (in-process or in worker
-processes), record, track, report.
+processes), record, track (``harness run`` itself, with its report, is
+harness.runner.command).
 
 Guarantees (tested with real processes and signals, see the README):
 
@@ -33,7 +34,6 @@ cluster is the same cell, with the same numbers, as one computed here.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -43,9 +43,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.cells.code import CodeIdentity
+from harness.cells.data import CellData
+from harness.cells.grid import Cell, GridError, expand, normalize_only
+from harness.cells.record import Provenance
 from harness.errors import HarnessError
 from harness.runner.claims import Claim, ClaimStore, FileClaims
-from harness.runner.data import CellData
 from harness.runner.execute import (
     CHECKPOINT_ENV,
     CellJob,
@@ -54,11 +57,11 @@ from harness.runner.execute import (
     one_line,
     run_job,
 )
-from harness.runner.grid import Cell, GridError, expand
+from harness.runner.fresh import clear_fresh
 from harness.runner.group import GroupJob, Work, plan_units, run_group_job
 from harness.runner.pool import Outcome, WorkerPool
 from harness.runner.progress import SweepProgress
-from harness.runner.record import Provenance
+from harness.runner.resume import Resume, recorded
 from harness.runner.stopping import stop_on_signals
 from harness.runner.store import ResultsStore, is_final
 
@@ -112,6 +115,7 @@ def run_spec(
     address: str | None = None,
     store: str | None = None,
     enqueue_only: bool = False,
+    reuse_changed_code: bool = False,
     groups: bool = True,
 ) -> SweepSummary:
     """Run (or resume) ``spec``'s grid and return a summary; see the module docstring.
@@ -123,6 +127,9 @@ def run_spec(
     has room for). ``store``: a PostgreSQL URL (else the
     spec's ``store``, else the results folder's file claims). ``enqueue_only``: put the
     selected cells in the store's cells table for ``harness worker`` and return.
+    ``fresh``: clear earlier results first (only the selected cells when ``only`` is
+    given; harness.runner.fresh). ``reuse_changed_code``: resume records whose task or
+    method code changed instead of recomputing them (harness.runner.resume).
     ``groups``: cells of a task that supplies "cell_groups" train together, and tuning
     trials in batches (False: each cell, each trial its own program; same numbers)."""
     if executor not in EXECUTORS:
@@ -137,6 +144,11 @@ def run_spec(
         raise GridError(f"--workers {workers}: must be at least 1")
     if threads is not None and threads < 1:
         raise GridError(f"--threads {threads}: must be at least 1")
+    from harness.spec.requirements import missing_requirements
+
+    unmet = missing_requirements(spec)  # else every cell would fail on it
+    if unmet:
+        raise HarnessError(f"{unmet[0]}; nothing was run")
     clock = time.perf_counter()
     data = CellData.for_spec(spec, data_dir)
     cells = expand(spec, only, data)  # bad filters and missing data fail here
@@ -144,11 +156,9 @@ def run_spec(
     check_data(spec, cells, data)
     store: ResultsStore = ResultsStore.for_spec(spec)
     summary = SweepSummary(results_dir=store.root)
+    resume = Resume(CodeIdentity(), reuse_changed_code)
     if not fresh and store.root.is_dir():
-        for cell in cells:
-            record = store.final_record(cell.cell_id)
-            if record is not None:
-                summary.records[cell.cell_id] = record
+        summary.records.update(recorded(store, resume, cells))
         if len(summary.records) == len(cells) and store.writable() is not None:
             summary.read_only = store.writable()
             summary.resumed = len(cells)
@@ -156,7 +166,7 @@ def run_spec(
             return summary
     store.claim_folders()
     if fresh:
-        kept = store.clear()
+        kept = clear_fresh(store, cells, grid, scoped=bool(normalize_only(only)))
         summary.records.clear()
         if kept:
             print(f"note: --fresh kept {len(kept)} file(s) harness did not make in "
@@ -164,7 +174,8 @@ def run_spec(
     problem = store.writable()
     if problem:
         raise HarnessError(f"{problem}; nothing was run")
-    store.prepare(spec, [c.cell_id for c in grid], _data_summary(grid))
+    store.prepare(spec, [c.cell_id for c in grid], _data_summary(grid),
+                  {c.cell_id: resume.expect(c) for c in grid})
     shared = None
     if store_url:
         from harness.runner.dbstore import CellStore, DbClaims, SharedResults
@@ -172,13 +183,16 @@ def run_spec(
         shared = CellStore(store_url)
         try:
             store = SharedResults(store.root, shared, spec.name)
-            _enqueue(spec, shared, store, cells, grid, summary, data, tracking_uri, fresh)
+            _enqueue(spec, shared, store, cells, grid, summary, data, tracking_uri, fresh,
+                     resume, bool(normalize_only(only)))
         except BaseException:
             shared.close()
             raise
         claims: ClaimStore = DbClaims(shared, spec.name, {c.cell_id for c in grid})
     else:
         claims = FileClaims(store.claims_dir)
+    for line in resume.notes(store):
+        print(line, file=sys.stderr)
     summary.resumed = len(summary.records)
     pending = [c for c in cells if c.cell_id not in summary.records]
     parallel = executor == "ray" or (workers or 1) > 1
@@ -216,7 +230,7 @@ def run_spec(
     recorder = _Recorder(store, claims, tracker, summary,
                          background=isinstance(claims, FileClaims))
     jobs = _JobFactory(spec, store, claims, data, threads or spec.threads, workers or 1,
-                       executor, groups=groups)
+                       executor, resume.code, groups=groups)
     jobs.tuning_cells = [c for c in pending if c.tuned]
     executor_ = runner
     try:
@@ -224,7 +238,7 @@ def run_spec(
                 len(cells), summary.resumed, spec.metric, progress_console) as bar:
             recorder.bar = executor_.bar = jobs.bar = bar
             recorder.track_untracked()
-            _schedule(units, store, claims, executor_, recorder, jobs, bar)
+            _schedule(units, store, claims, executor_, recorder, jobs, bar, resume)
             bar.describe("done")
     except BaseException:
         executor_.terminate()
@@ -243,26 +257,39 @@ def run_spec(
 
 def _enqueue(spec: Any, shared: Any, store: Any, cells: list[Cell], grid: list[Cell],
              summary: SweepSummary, data: CellData, tracking_uri: str | None,
-             fresh: bool) -> None:
+             fresh: bool, resume: Resume, scoped: bool) -> None:
     """Save the spec in the shared store and add its selected cells to the cells table
-    (final records of the folder as done); then the store's records of cells the folder
-    lacks are read (written into the folder too)."""
+    (final records of the folder as done; done cells whose code changed pending again);
+    then the store's records of cells the folder lacks are read (written into the folder
+    too)."""
     from harness.runner.dbstore import spec_version
     from harness.tracking import tracking_uri as resolve_tracking
 
     if fresh:
-        shared.clear(spec.name)
-    body = spec.model_dump(mode="json", by_alias=True)
+        shared.clear(spec.name, [c.cell_id for c in cells] if scoped else None)
+    else:
+        stale = []
+        for cell in cells:
+            done = shared.final_record(spec.name, cell.cell_id)
+            if done is not None and cell.cell_id not in summary.records and \
+                    not resume.usable(cell, done):
+                stale.append(cell.cell_id)
+        if stale:
+            shared.clear(spec.name, stale)
+    from harness.masking import masked_spec
+
+    body = masked_spec(spec.model_dump(mode="json", by_alias=True))
     version = spec_version(body)
     uri = resolve_tracking(spec, tracking_uri) if spec.tracking.enabled else None
     shared.save_spec(spec.name, version, body,
                      {"cells": [c.cell_id for c in grid], "data": _data_summary(grid)},
-                     str(store.root.resolve()), data.data_dir, uri)
+                     str(store.root.resolve()),
+                     str(Path(data.data_dir).resolve()) if data.data_dir else None, uri)
     ordered = sorted(cells, key=lambda c: -c.size)
     shared.enqueue(spec.name, version, ordered, dict(summary.records))
     for cell in cells:
         if cell.cell_id not in summary.records:
-            record = store.final_record(cell.cell_id)
+            record = resume.final(store, cell)
             if record is not None:
                 summary.records[cell.cell_id] = record
 
@@ -353,10 +380,11 @@ def _data_summary(cells: Iterable[Cell]) -> dict[str, Any]:
 # ---- scheduling -------------------------------------------------------------------------
 def _schedule(units: list[list[Cell]], store: ResultsStore, claims: ClaimStore,
               executor: Executor, recorder: _Recorder, jobs: _JobFactory,
-              bar: SweepProgress) -> None:
+              bar: SweepProgress, resume: Resume) -> None:
     """Claim and run units of cells (a cell, or a group trained as one program) until none
-    is left; wait for cells other runs hold. A group runs the cells of its unit whose
-    claims this run got; the others stay queued."""
+    is left; wait for cells other runs hold (and read their records when ``resume``
+    accepts them). A group runs the cells of its unit whose claims this run got; the
+    others stay queued."""
     queue = [list(unit) for unit in units]
     announced = False
     while queue or executor.running:
@@ -364,7 +392,7 @@ def _schedule(units: list[list[Cell]], store: ResultsStore, claims: ClaimStore,
         for unit in list(queue):
             if executor.free_for(len(queue)) <= 0:
                 break
-            claimed = _claim(unit, store, claims, recorder)
+            claimed = _claim(unit, store, claims, recorder, resume)
             if not unit:
                 queue.remove(unit)
             if not claimed:
@@ -394,15 +422,16 @@ def _schedule(units: list[list[Cell]], store: ResultsStore, claims: ClaimStore,
 
 
 def _claim(unit: list[Cell], store: ResultsStore, claims: ClaimStore,
-           recorder: _Recorder) -> list[tuple[Cell, Claim]]:
-    """Claim what ``unit`` still needs: cells finished meanwhile are read (and leave the
-    unit), cells claimed here leave it with their claim, cells another run holds stay."""
+           recorder: _Recorder, resume: Resume) -> list[tuple[Cell, Claim]]:
+    """Claim what ``unit`` still needs: cells finished meanwhile (with a record ``resume``
+    accepts) are read and leave the unit, cells claimed here leave it with their claim,
+    cells another run holds stay."""
     claimed = []
     for cell in list(unit):
-        done = store.final_record(cell.cell_id)
+        done = resume.final(store, cell)
         claim = None if done is not None else claims.acquire(cell.cell_id)
         if done is None and claim is not None:
-            done = store.final_record(cell.cell_id)  # finished just before the claim
+            done = resume.final(store, cell)  # finished just before the claim
             if done is not None:
                 claims.release(claim)
         if done is not None:
@@ -718,13 +747,14 @@ class _JobFactory:
 
     def __init__(self, spec: Any, store: ResultsStore, claims: ClaimStore, data: CellData,
                  threads: int | None, workers: int, executor: str = "local",
-                 groups: bool = True) -> None:
+                 code: CodeIdentity | None = None, groups: bool = True) -> None:
         self.spec, self.store, self.claims, self.data = spec, store, claims, data
         self.threads, self.workers, self.executor = threads, workers, executor
         self.groups = groups
         # The sweep's tuned cells: their studies are tuned together, trials batched.
         self.tuning_cells: list[Cell] = []
         self.provenance = Provenance.collect()
+        self.code = code or CodeIdentity()
         self.user_checkpoints = os.environ.get(CHECKPOINT_ENV) or None
         self.tuned: dict[tuple[str, int], LambdaChoice] = {}
         self.bar: SweepProgress | None = None
@@ -739,7 +769,7 @@ class _JobFactory:
         return CellJob(self.spec.name, cell.cell_id, dict(cell.config), choice,
                        self.data.data_dir, self.provenance, dict(cell.data),
                        self._threads(cell, resources), tuple(self.spec.plugins), checkpoints,
-                       resources)
+                       resources, self.code.of_cell(cell.config))
 
     def _checkpoints(self, cell: Cell) -> str | None:
         """The user's $HARNESS_CHECKPOINT_DIR as is (never cleaned); else None when the
@@ -821,61 +851,8 @@ def _tuning_line(name: str, choice: LambdaChoice, metric: str) -> str:
             f"{choice.tune_s:.1f}s)")
 
 
-# ---- the command ------------------------------------------------------------------------
-def run_command(args: argparse.Namespace) -> int:
-    """``harness run``: load the spec with --set overrides, run it, print a summary, report."""
-    from harness.spec import load_spec
-
-    spec = load_spec(args.spec, overrides=dict(args.overrides) or None)
-    cores = available_cores()
-    executor = getattr(args, "executor", "local")
-    if executor == "local" and (args.workers or 1) > cores:
-        print(f"warning: --workers {args.workers} is more than the {cores} core(s) available; "
-              "cells will compete for them", file=sys.stderr)
-    enqueue = getattr(args, "enqueue", False)
-    try:
-        summary = run_spec(spec, only=list(args.only), workers=args.workers,
-                           tracking_uri=args.tracking_uri, data_dir=args.data_dir,
-                           fresh=args.fresh, threads=args.threads, executor=executor,
-                           address=getattr(args, "address", None),
-                           store=getattr(args, "store", None), enqueue_only=enqueue,
-                           groups=not getattr(args, "no_groups", False))
-    except GridError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if enqueue:
-        left = len(summary.records)
-        print(f"{spec.name}: {left} cell(s) already recorded, the rest queued in the store "
-              "for `harness worker`; `harness status` shows progress")
-        return 0
-    print(f"{spec.name}: {summary.line()}")
-    for record in summary.records.values():
-        if record["status"] == "failed":
-            print(f"  failed: {record['label']} size={record['size']} seed={record['seed']}: "
-                  f"{record['reason']}")
-    print(f"results: {summary.results_dir}")
-    if summary.read_only:
-        print(f"note: {summary.read_only}: every cell was already recorded; nothing written")
-    elif not args.no_report:
-        _report(summary.results_dir, print)
-    return summary.exit_code
-
-
 def available_cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def _report(results_dir: Path, say: Callable[[str], None]) -> None:
-    from harness.report.command import write_default_report
-
-    try:
-        paths = write_default_report(results_dir)
-    except Exception as exc:  # noqa: BLE001 - the results are safe; only the report failed
-        say(f"report: failed ({one_line(f'{type(exc).__name__}: {exc}')}); "
-            f"try `harness report {results_dir}`")
-        return
-    for path in paths:
-        say(f"report: {path}")

@@ -151,9 +151,9 @@ class Worker:
         return self.contexts[key]
 
     def _build(self, spec_name: str, version: str) -> _Context:
-        from harness.runner.data import CellData
+        from harness.cells.data import CellData
+        from harness.cells.grid import expand
         from harness.runner.dbstore import DbClaims, SharedResults
-        from harness.runner.grid import expand
         from harness.runner.ownership import is_marked
         from harness.runner.sweep import (
             SweepSummary,
@@ -163,6 +163,7 @@ class Worker:
             check_data,
         )
         from harness.spec.loader import load_plugins_of, validate_spec
+        from harness.spec.requirements import missing_requirements
         from harness.tracking import open_tracker
 
         row = self.cells.spec_row(spec_name, version)
@@ -179,6 +180,9 @@ class Worker:
             body = copy.deepcopy(row["body"])
             load_plugins_of(body, None)
             spec = validate_spec(body, f"store spec {spec_name}")
+            unmet = missing_requirements(spec)
+            if unmet:
+                raise HarnessError(unmet[0])
             data = CellData.for_spec(spec, row["data_dir"])
             grid = expand(spec, None, data)
             check_data(spec, grid, data)
@@ -207,10 +211,24 @@ class Worker:
         self.cells.close()
 
 
+def argument_problem(args: argparse.Namespace) -> str | None:
+    """One line when an argument of ``harness worker`` is out of range, else None."""
+    if args.threads is not None and args.threads < 1:
+        return f"--threads {args.threads}: must be at least 1"
+    if args.max_cells is not None and args.max_cells < 1:
+        return f"--max-cells {args.max_cells}: must be at least 1"
+    if not args.poll > 0:
+        return f"--poll {args.poll}: must be a positive number of seconds"
+    return None
+
+
 def worker_command(args: argparse.Namespace) -> int:
     """``harness worker``: see the module docstring."""
     from harness.runner.stopping import stop_on_signals
 
+    problem = argument_problem(args)
+    if problem is not None:  # before the store is touched: nothing is claimed or failed
+        raise HarnessError(problem)
     worker = Worker(args.store, spec=args.spec, threads=args.threads,
                     until_empty=args.until_empty, poll=args.poll, max_cells=args.max_cells,
                     say=lambda text: print(text, flush=True),

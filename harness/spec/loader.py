@@ -35,7 +35,9 @@ def load_spec(path: str | Path, overrides: dict[str, Any] | None = None) -> Any:
     if overrides:
         data = apply_overrides(data, overrides)
     load_plugins_of(data, path)
-    return validate_spec(data, str(path))
+    spec = validate_spec(data, str(path))
+    spec._spec_file = path.resolve()  # relative paths start at its project folder
+    return spec
 
 
 def load_plugins_of(data: dict[str, Any], path: Path | None) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import functools
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -18,6 +19,7 @@ from pydantic import (
     Field,
     NonNegativeInt,
     PositiveInt,
+    PrivateAttr,
     ValidationError,
     create_model,
     field_validator,
@@ -26,6 +28,7 @@ from pydantic import (
 
 from harness.registry import METHODS, TASKS
 from harness.spec.lambdas import LambdaSpec, TuneLambda
+from harness.spec.plot import PlotSettings
 from harness.spec.strict import StrictModel
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -108,6 +111,21 @@ class MethodEntryBase(StrictModel):
     resources: ResourcesOverride | None = Field(
         None, description="this method's cells' resources over the task's (operational)"
     )
+
+    @field_validator("label")
+    @classmethod
+    def _printable_label(cls, value: str | None) -> str | None:
+        """A label is a column of every table: a newline or another control character
+        would break the report's rows, so it is refused here, at validate."""
+        if value is not None:
+            bad = next((ch for ch in value if unicodedata.category(ch).startswith("C")),
+                       None)
+            if bad is not None:
+                raise ValueError(f"{value!r} holds a control character ({bad!r}); a label "
+                                 "is one line of printable text")
+            if not value.strip():
+                raise ValueError("a label must not be empty")
+        return value
 
     @property
     def display(self) -> str:
@@ -198,12 +216,22 @@ def _spec_model(tasks_version: int, methods_version: int) -> type[BaseModel]:
             description="shared store of cells, leases and results (operational): "
             "postgresql+psycopg://USER@HOST:PORT/DB; --store overrides it",
         )
+        plot: PlotSettings = Field(
+            default_factory=PlotSettings,
+            description="the report's figures: title, size-axis scale, which methods, "
+            "legend and axis labels (presentation: not in the cell id)",
+        )
+        # The file this spec was read from (harness.spec.load_spec); relative paths of
+        # the spec are taken from its project folder (harness.spec.paths).
+        _spec_file: Any = PrivateAttr(default=None)
 
         @field_validator("store")
         @classmethod
         def _store_url(cls, value: str | None) -> str | None:
             if value is not None and not re.match(STORE_PATTERN, value):
-                raise ValueError(f"{value!r} is not a PostgreSQL URL; expected "
+                from harness.masking import mask
+
+                raise ValueError(f"{mask(value)!r} is not a PostgreSQL URL; expected "
                                  "postgresql+psycopg://USER@HOST:PORT/DB")
             return value
 
@@ -237,6 +265,9 @@ def _spec_model(tasks_version: int, methods_version: int) -> type[BaseModel]:
                     f"metric: unknown metric {self.metric!r} for task '{self.task.name}'; "
                     f"known: {', '.join(known)}"
                 )
+            plot_problems = self.plot.problems(labels, known)
+            if plot_problems:
+                raise ValueError("\n".join(plot_problems))
             return self
 
     return Spec

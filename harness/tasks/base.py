@@ -18,7 +18,9 @@ A task subclasses ``Task`` and implements:
    several cells (members differing only in method, size, lambda or seed) as one
    program, yielding each member's metrics (or its exception) as soon as it is known,
    with the numbers that member's ``run`` gives alone (``lambdas``: members differing
-   only in lambda may batch it, within float rounding). The default runs them one by one.
+   only in lambda may batch it, within float rounding), and each member's learning
+   curve to its own ``curve`` sink (``harness.tasks.groups.report_curve``: a member's
+   curve is the one it has alone). The default runs them one by one.
 5. A params model (a ``harness.tasks.config.TaskParams`` subclass, in a light module):
    its ``metrics``, ``higher_is_better``, ``data_files`` / ``check_data`` for the files a
    cell reads, and ``contract_params`` (tiny settings for tests/contract).
@@ -70,7 +72,7 @@ from torch import Tensor
 
 from harness.methods.base import Method
 from harness.methods.induced import Induced
-from harness.tasks.kit import Progress, make_generator, stable_seed
+from harness.tasks.kit import CurveSink, Progress, make_generator, stable_seed
 
 __all__ = ["CellRequest", "GroupMember", "MemberResult", "Progress", "Task", "Views",
            "make_generator", "pick_device", "stable_seed"]
@@ -92,10 +94,13 @@ class CellRequest:
 
 @dataclass(frozen=True)
 class GroupMember:
-    """One cell of a group: its method (with its lambda) and its request."""
+    """One cell of a group: its method (with its lambda), its request, and where its
+    learning curve goes (the runner's ``CellProgress.curve`` of that cell; None: nobody
+    listens, e.g. a tuning trial)."""
 
     method: Method
     request: CellRequest
+    curve: CurveSink | None = None
 
 
 # A member's outcome: {metric: (runs,) array}, or the exception its run raised.
@@ -143,6 +148,12 @@ class Views(ABC):
         """``reduce`` before the sum over runs: (runs,)."""
         raise NotImplementedError(f"{type(self).__name__} does not reduce per run")
 
+    def term_shape(self, primary_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """The shape a method's term must have, one value per regularised item: by
+        default the primary loss's per-item shape. A task whose term covers other items
+        says which (None: only the number of dimensions is known)."""
+        return primary_shape
+
     def noise(self, ratio: float) -> Tensor:
         """The targets under the task's own noising (only for ``noising == "task"``)."""
         raise NotImplementedError(f"{type(self).__name__} has no task-specific noising")
@@ -185,7 +196,7 @@ class Task(ABC):
         alone. This default runs them one after the other (any task can be handed a
         group)."""
         for index, member in enumerate(members):
-            part = None if progress is None else _share(progress, index, len(members))
+            part = _MemberProgress(progress, index, len(members), member.curve)
             try:
                 yield index, self.run(member.method, member.request, part)
             except Exception as exc:  # noqa: BLE001 - the member's own outcome
@@ -199,6 +210,16 @@ def pick_device(choice: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def _share(progress: Progress, index: int, count: int) -> Progress:
-    """The progress callback of member ``index`` of ``count`` run one after another."""
-    return lambda fraction: progress((index + fraction) / count)
+class _MemberProgress:
+    """The progress callback of member ``index`` of ``count`` run one after another: its
+    share of the group's progress, and its own learning curve (``curve``, as the
+    runner's callback of a cell alone has one)."""
+
+    def __init__(self, progress: Progress | None, index: int, count: int,
+                 curve: CurveSink | None) -> None:
+        self.progress, self.index, self.count = progress, index, count
+        self.curve = curve
+
+    def __call__(self, fraction: float) -> None:
+        if self.progress is not None:
+            self.progress((self.index + fraction) / self.count)

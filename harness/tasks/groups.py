@@ -15,6 +15,11 @@ numbers are then within float rounding of their runs alone, not bit-identical: t
 vectorised loops compute the last few elements of a tensor by a scalar path whose exp and
 log may differ from the vector path in the last bit, and in a batch of lambdas a run's
 elements move between the two.
+
+Each member's learning curve goes to its own sink (``GroupMember.curve``,
+``report_curve``): the values its training's loss gives, the same as alone. A slot of
+batched lambdas mixes its members' losses and reports none (tuning trials have no
+curves).
 """
 
 from __future__ import annotations
@@ -27,8 +32,10 @@ import torch
 
 from harness.methods.base import Method
 from harness.tasks.base import CellRequest, GroupMember, MemberResult
+from harness.tasks.kit import CurveSink
 
-__all__ = ["GroupMember", "MemberResult", "Slot", "by_size", "training_slots"]
+__all__ = ["GroupMember", "MemberResult", "Slot", "by_size", "curve_sinks", "report_curve",
+           "training_slots"]
 
 
 @dataclass
@@ -102,3 +109,20 @@ def by_size(members: Sequence[GroupMember]) -> list[list[int]]:
     for index, member in enumerate(members):
         sizes.setdefault(member.request.size, []).append(index)
     return [sizes[size] for size in sorted(sizes, reverse=True)]
+
+
+def curve_sinks(members: Sequence[GroupMember], slot: Slot) -> list[CurveSink]:
+    """Where the learning curve of ``slot``'s training goes: its members' sinks (none for
+    a slot of batched lambdas, whose loss is its members' together)."""
+    if slot.copies > 1:
+        return []
+    return [sink for index in slot.members if (sink := members[index].curve) is not None]
+
+
+def report_curve(sinks: Sequence[CurveSink], step: int, **values: float | torch.Tensor
+                 ) -> None:
+    """One learning-curve point (after ``step`` epochs; means over the replicates, as a
+    cell alone reports it) to each of ``sinks``; tensors are read once."""
+    read = {name: float(value) for name, value in values.items()}
+    for sink in sinks:
+        sink(step, 0, dict(read))

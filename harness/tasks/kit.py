@@ -9,7 +9,8 @@
   gradients clipped separately), built on it.
 - ``GroupMean``: an induced table, the mean of predictions over the positions that share
   a short context (index_add_ of the rows and of the counts).
-- ``ProgressMeter``: a cell's progress over its replicates, reported at most ~100 times.
+- ``ProgressMeter``: a cell's progress over its replicates, reported at most ~100 times,
+  and its learning curves (``due``/``curve``: per-epoch metrics, ~100 points a cell).
 - ``require_finite``: one check (and one device synchronisation) for NaN/inf;
   ``FiniteWatch``: the same check kept on the device step after step, read once.
 - ``stable_seed`` and ``make_generator``: named random streams, stable across processes.
@@ -32,6 +33,8 @@ from harness.errors import Diverged
 
 T = TypeVar("T")
 Progress = Callable[[float], None]
+# Where a cell's learning-curve points go: (step, replicate, {metric: value}).
+CurveSink = Callable[[int, int, dict[str, float]], None]
 
 
 def stable_seed(*parts: object) -> int:
@@ -182,14 +185,41 @@ class GroupMean:
         return self.sums.div_(self.counts.clamp_min(1.0)[:, None])
 
 
+CURVE_POINTS = 100  # learning-curve points a cell reports at most (per metric)
+
+
+def curve_due(step: int, total: int) -> bool:
+    """Whether the 0-based ``step`` of ``total`` is a learning-curve point (about
+    CURVE_POINTS of them, the last included)."""
+    every = max(1, -(-total // CURVE_POINTS))
+    return (step + 1) % every == 0 or step + 1 == total
+
+
 class ProgressMeter:
     """Reports a cell's progress, (replicate + fraction of its training) / replicates,
-    to the runner's callback, at most once per 1% (tasks call ``update`` every step)."""
+    to the runner's callback, at most once per 1% (tasks call ``update`` every step).
+
+    Learning curves go the same way: a task calls ``curve(step, name=value, ...)`` at the
+    epochs where ``due`` says so (about CURVE_POINTS of them, the last included); the
+    runner's callback keeps them for the record (its ``curve`` method), and MLflow shows
+    them as step metrics. ``due`` is False when nobody listens (tuning trials, a plain
+    callback), so a task reads no value it would not otherwise read."""
 
     def __init__(self, progress: Progress | None, runs: int = 1) -> None:
         self.progress, self.runs = progress, max(1, runs)
         self.run = 0
         self._last = -1.0
+        self._sink = getattr(progress, "curve", None)
+
+    def due(self, step: int, total: int) -> bool:
+        """Whether the 0-based ``step`` of ``total`` is a learning-curve point."""
+        return self._sink is not None and curve_due(step, total)
+
+    def curve(self, step: int, **values: float | torch.Tensor) -> None:
+        """Per-epoch metrics of the current replicate (or the mean over batched ones)
+        after ``step`` epochs; tensors are read here (one host read each)."""
+        if self._sink is not None:
+            self._sink(step, self.run, {k: float(v) for k, v in values.items()})
 
     def start(self, run: int) -> ProgressMeter:
         self.run = run

@@ -6,7 +6,7 @@ without it). For each task x method pair, through the runner's own path (a spec,
 a job, a record):
 
 - a method that does not apply is skipped with a one-line reason;
-- the record of a cell validates (``harness.runner.record.CellRecord``);
+- the record of a cell validates (``harness.cells.record.CellRecord``);
 - the same seed gives the same numbers;
 - a method whose lambda is 0 gives the numbers of its base: the baseline, or ``mlm`` on a
   task with an auxiliary loss branch for a method that trains it (a regulariser there
@@ -54,11 +54,11 @@ def record(task: str, method: str, lam: float | None = None, attempt: int = 0
            ) -> dict[str, Any]:
     """The record of the pair's one cell, run as a sweep runs it (cached per process;
     ``attempt`` makes an independent rerun)."""
+    from harness.cells.data import CellData
+    from harness.cells.grid import expand
+    from harness.cells.record import Provenance
     from harness.errors import DataError
-    from harness.runner.data import CellData
     from harness.runner.execute import CellJob, fixed_lambda, run_job
-    from harness.runner.grid import expand
-    from harness.runner.record import Provenance
     from harness.runner.sweep import check_data
 
     spec = _spec(task, method, lam)
@@ -80,7 +80,7 @@ def applies(task: str, method: str) -> bool:
 
 @pytest.mark.parametrize(("task", "method"), PAIRS)
 def test_a_record_validates_and_a_skip_has_a_reason(task: str, method: str) -> None:
-    from harness.runner.record import record_problem
+    from harness.cells.record import record_problem
 
     out = record(task, method)
     assert record_problem(out, out["cell_id"]) is None

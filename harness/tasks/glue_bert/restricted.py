@@ -9,8 +9,11 @@ concatenated, so the short context of a segment's first word is [CLS] (or the [S
 before a second segment), as in training:
 
 - ``"train"``: the full training files of the spec's GLUE tasks (one bigram for all of
-  them; the paper used BERT's pre-training corpus, Wikipedia, which is not available
-  offline);
+  them);
+- a general-text corpus by name (``auto``, ``ptb``, ``wikitext2``, ``wikitext103``; see
+  ``general_text``): its training file, each line made WordPiece text as for the MLM
+  head's adaptation (``<unk>`` becomes the tokenizer's unknown token). This is the
+  paper's choice in kind: it used BERT's pre-training corpus, Wikipedia;
 - a path to a local text file: one sentence or document a line.
 
 Built once per process and corpus, and cached (every cell and replicate shares it).
@@ -25,6 +28,8 @@ import torch
 
 from harness.data.glue import load_glue
 from harness.ngram.kneser_ney import KneserNeyBigram
+from harness.tasks.glue_bert.config import GENERAL_CORPORA
+from harness.tasks.glue_bert.general_text import general_files, read_lines
 
 _BIGRAMS: dict[tuple, KneserNeyBigram] = {}
 _CHUNK = 4096
@@ -50,18 +55,23 @@ def _ids(tokenizer: Any, text_a: list[str], text_b: list[str] | None) -> list[in
 
 def corpus_stream(tokenizer: Any, source: str, tasks: list[str], data_dir: str | None
                   ) -> torch.Tensor:
-    """The WordPiece token stream of ``source`` ("train" or a text file)."""
+    """The WordPiece token stream of ``source`` ("train", a general corpus, a text file)."""
     if source == "train":
         ids: list[int] = []
         for task in tasks:
             split = load_glue(task, "train", data_dir)
             ids.extend(_ids(tokenizer, split.text_a, split.text_b))
         return torch.tensor(ids, dtype=torch.long)
+    if source in GENERAL_CORPORA:
+        root = None if data_dir is None else Path(data_dir).expanduser()
+        lines = read_lines(general_files(source, root)["train"], tokenizer.unk_token)
+        return torch.tensor(_ids(tokenizer, lines, None), dtype=torch.long)
     path = Path(source).expanduser()
     if not path.is_file():
         raise FileNotFoundError(
             f"bigram_corpus {source!r}: no such file (use 'train' for the GLUE training "
-            f"text, or a path to a local text file, one sentence or document a line)")
+            f"text, a corpus name ({', '.join(GENERAL_CORPORA)}), or a path to a local "
+            f"text file, one sentence or document a line)")
     lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     return torch.tensor(_ids(tokenizer, [line for line in lines if line], None),
                         dtype=torch.long)

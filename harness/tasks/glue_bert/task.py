@@ -15,6 +15,11 @@ Methods (the names are the registry's):
   evaluation, which the GLUE metrics (read from the classification head) never use, so
   its training and numbers would be exactly those of ``mlm`` at full cost.
 
+When the checkpoint ships no MLM head and the spec sets ``mlm_head``, the head is first
+adapted on general text (``head``: once per checkpoint, corpus and settings, cached and
+shared by every method and seed) and installed in every replicate that trains the MLM
+branch; every cell records its held-out MLM loss as ``mlm_head_loss``.
+
 A cell fine-tunes once per GLUE task in ``params.tasks`` and per replicate (``runs``),
 each time from the pretrained checkpoint with freshly, seeded heads, on the cell's
 training subset (the same for every method and replicate), and evaluates on the dev set
@@ -27,19 +32,23 @@ the method, so cells are paired. Returns ``<task>_<metric>`` per replicate and `
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from harness.data.glue import num_labels
+from harness.errors import DataError
 from harness.methods.base import Method
 from harness.tasks.base import CellRequest, Progress, Task, make_generator, stable_seed
 from harness.tasks.glue_bert.config import EVAL_SUFFIX, PAPER_METRIC, GlueBertParams
 from harness.tasks.glue_bert.corpus import encode, evaluation_splits
 from harness.tasks.glue_bert.evaluate import glue_metrics
+from harness.tasks.glue_bert.general_text import general_files
+from harness.tasks.glue_bert.head import AdaptedHead, adapted_head, check_bar, head_cache, install
 from harness.tasks.glue_bert.induced import StaleModel, context_multiset
-from harness.tasks.glue_bert.model import LoadedBert, load_bert
+from harness.tasks.glue_bert.model import LoadedBert, load_bert, token_id
 from harness.tasks.glue_bert.restricted import wordpiece_bigram
 from harness.tasks.glue_bert.train import (
     Generators,
@@ -79,6 +88,8 @@ class GlueBertTask(Task):
                                attn_implementation=p.attn_implementation)
         loaded.model.amp_dtype = torch.bfloat16 if p.precision == "bf16" else None
         loaded.model.pooling = p.pooling
+        if p.mask_token is not None:
+            loaded.model.mask_token_id = token_id(loaded.tokenizer, p.mask_token)
         return loaded
 
     def context(self, loaded: LoadedBert, train, method: Method, seed_parts: tuple
@@ -97,16 +108,44 @@ class GlueBertTask(Task):
             steps_per_epoch=steps_per_epoch(len(train), p.batch_size),
         )
 
+    def adapted_head(self) -> AdaptedHead | None:
+        """The MLM head adapted on general text (``params.mlm_head``; cached, computed once
+        across processes), or None when the spec asks for none or the checkpoint ships a
+        head of its own."""
+        p = self.params
+        if p.mlm_head is None:
+            return None
+        loaded = self.load_model(("mlm-head",))
+        if not loaded.fresh_mlm_head:
+            return None
+        loaded.model.amp_dtype = None  # the head is adapted in float32 whatever `precision`
+        root = None if self.data_dir is None else Path(self.data_dir).expanduser()
+        files = general_files(p.mlm_head.corpus, root)
+        head, _ = adapted_head(loaded.model, loaded.tokenizer, loaded.checkpoint,
+                               {"train": files["train"], "valid": files["valid"]},
+                               p.mlm_head, p.mlm_probability, head_cache(p.mlm_head_cache))
+        return head
+
     # ---- a cell --------------------------------------------------------------------
     def run(self, method: Method, request: CellRequest, progress: Progress | None = None
             ) -> dict[str, np.ndarray]:
         p = self.params
+        head = self.adapted_head()
+        settings = p.mlm_head
+        if head is not None and settings is not None and settings.require_target and (
+                trains_mlm(method)):
+            check_bar(head, settings.target_loss)
         results: dict[str, list[float]] = {}
         total = len(p.tasks) * request.runs
         for t, glue_task in enumerate(p.tasks):
             train_split, evals = evaluation_splits(glue_task, request.size, request.seed,
                                                    request.split, self.data_dir,
                                                    p.valid_fraction)
+            if request.split == "test" and len(train_split) < request.size and \
+                    p.sizes_beyond_data == "error":
+                raise DataError(f"size {request.size} is more than the {len(train_split)} "
+                                f"{glue_task} training examples (sizes_beyond_data: all "
+                                "trains on all of them)")
             cut = p.eval_examples
             evals = {name: split.select(np.arange(cut)) if cut is not None and cut < len(split)
                      else split for name, split in evals.items()}
@@ -118,11 +157,13 @@ class GlueBertTask(Task):
                         progress((done + fraction) / total)
 
                 values = self.fine_tune(glue_task, method, request, run, train_split,
-                                        evals, report)
+                                        evals, report, head)
                 for name, value in values.items():
                     results.setdefault(name, []).append(value)
         per_task = [results[f"{t}_{PAPER_METRIC[t]}"] for t in p.tasks]
         results["score"] = list(np.mean(np.asarray(per_task, dtype=float), axis=0))
+        if head is not None:
+            results["mlm_head_loss"] = [head.valid_loss] * request.runs
         return {k: np.asarray(v, dtype=float) for k, v in results.items()}
 
     def prepare(self, glue_task: str, method: Method, seed_parts: tuple, train_split: Any
@@ -137,12 +178,16 @@ class GlueBertTask(Task):
         return loaded, ctx, gens
 
     def fine_tune(self, glue_task: str, method: Method, request: CellRequest, run: int,
-                  train_split: Any, evals: Any, progress: Progress) -> dict[str, float]:
+                  train_split: Any, evals: Any, progress: Progress,
+                  head: AdaptedHead | None = None) -> dict[str, float]:
         """Fine-tune one replicate on one GLUE task; its metrics on the evaluation set(s)
-        ``evals`` ({GLUE eval split name: examples}, or one GlueSplit: the dev set)."""
+        ``evals`` ({GLUE eval split name: examples}, or one GlueSplit: the dev set).
+        ``head``: the adapted MLM head, installed when the method trains the MLM branch."""
         p, dev = self.params, self.device
         seed_parts = (glue_task, request.seed, request.size, run)
         loaded, ctx, gens = self.prepare(glue_task, method, seed_parts, train_split)
+        if head is not None and trains_mlm(method):
+            install(loaded.model, head.state)
         if loaded.fresh_mlm_head and p.head_warmup_steps and trains_mlm(method):
             key = (loaded.checkpoint, seed_parts, request.split,
                    p.model_dump(exclude={"tasks"}))

@@ -126,6 +126,11 @@ class GlueViews(Views):
     def reduce(self, per_item: Tensor) -> Tensor:
         return per_item.mean()
 
+    def term_shape(self, primary_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+        """A term covers the regularised positions (``chosen``), not the masked ones of
+        the primary loss; unknown (None) when the term did not choose them."""
+        return None if self._chosen is None else (len(self._chosen[0]),)
+
     # ---- the regularised positions -------------------------------------------------
     def chosen(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """(rows, cols) (n_imm,) of the regularised positions in row-major order, the

@@ -30,8 +30,15 @@ from harness.tasks.base import CellRequest, Progress, Task, Views, make_generato
 from harness.tasks.grid_rl.config import GridRlParams
 from harness.tasks.grid_rl.env import Grid
 from harness.tasks.grid_rl.pomdp import restricted_policy
-from harness.tasks.groups import GroupMember, MemberResult, Slot, training_slots
-from harness.tasks.kit import ProgressMeter, Snapshot
+from harness.tasks.groups import (
+    GroupMember,
+    MemberResult,
+    Slot,
+    curve_sinks,
+    report_curve,
+    training_slots,
+)
+from harness.tasks.kit import ProgressMeter, Snapshot, curve_due
 
 
 class GridRlTask(Task):
@@ -119,12 +126,19 @@ class GridRlTask(Task):
         uniforms = torch.rand(runs, m, steps, generator=gen, dtype=torch.float64)
         return starts.numpy(), uniforms.numpy()
 
+    def skip(self, method: Method) -> str | None:
+        if getattr(method.params, "probability", "lambda_ratio") != "lambda_ratio":
+            return ("noising's probability does not apply here: grid_rl's noising is the "
+                    "single-sample term, weighted by lambda, with no coin")
+        return None
+
     # ---- training -------------------------------------------------------------------
     def run(
         self, method: Method, request: CellRequest, progress: Progress | None = None
     ) -> dict[str, np.ndarray]:
         """One cell: a group of one (the same program as in any group)."""
-        ((_, result),) = self.run_group([GroupMember(method, request)], progress)
+        member = GroupMember(method, request, getattr(progress, "curve", None))
+        ((_, result),) = self.run_group([member], progress)
         if isinstance(result, Exception):
             raise result
         return result
@@ -151,6 +165,7 @@ class GridRlTask(Task):
                 self.device, "grid_rl-method", seed, epochs, slot.method.name))
             slot.extra["arange"] = torch.arange(slot.stop - slot.start,
                                                 device=self.device)[:, None]
+            slot.extra["curve"] = curve_sinks(members, slot)
         batch = _Batch(slots, p.lr)
         total = max(slot.request.size for slot in slots)
         meter = ProgressMeter(progress)
@@ -178,7 +193,7 @@ class GridRlTask(Task):
         visited_t = torch.from_numpy(visited[:, 0]).to(self.device)
         actions_t = torch.from_numpy(actions[:, 0]).to(self.device)
         rewards_t = torch.from_numpy(rewards[:, 0]).to(self.device, torch.float32)
-        loss = None
+        loss, parts = None, []
         for slot, log_pi in zip(batch.slots, log_pis, strict=True):
             rows = batch.rows(slot)
             returns = rewards_t[rows] @ self.discount_matrix
@@ -189,8 +204,15 @@ class GridRlTask(Task):
                                 slot.extra["arange"], actions_t[rows], returns,
                                 slot.request.size, epoch)
             part = slot.method.loss(views, epoch)
+            parts.append(part)
             loss = part if loss is None else loss + part
         batch.step(loss)
+        for slot, part in zip(batch.slots, parts, strict=True):
+            if slot.extra["curve"] and curve_due(epoch, slot.request.size):
+                rows = batch.rows(slot)  # means over the training's replicates
+                report_curve(slot.extra["curve"], epoch + 1,
+                             train_loss=part.detach() / slot.request.runs,
+                             train_reward=float(rewards[rows, 0].sum(-1).mean()))
 
     def _results(self, members: Sequence[GroupMember], slot: Slot
                  ) -> Iterator[tuple[int, MemberResult]]:

@@ -19,8 +19,15 @@ from harness.errors import Diverged
 from harness.methods.base import Method
 from harness.methods.induced import Induced, crosstalk_cross_entropy
 from harness.tasks.base import CellRequest, Progress, Task, Views, make_generator
-from harness.tasks.groups import GroupMember, MemberResult, by_size, training_slots
-from harness.tasks.kit import ProgressMeter, Snapshot
+from harness.tasks.groups import (
+    GroupMember,
+    MemberResult,
+    by_size,
+    curve_sinks,
+    report_curve,
+    training_slots,
+)
+from harness.tasks.kit import ProgressMeter, Snapshot, curve_due
 from harness.tasks.logistic.config import LogisticParams
 from harness.tasks.logistic.geometry import bayes_restricted
 
@@ -62,7 +69,8 @@ class LogisticTask(Task):
         self, method: Method, request: CellRequest, progress: Progress | None = None
     ) -> dict[str, np.ndarray]:
         """One cell: a group of one (the same program as in any group)."""
-        ((_, result),) = self.run_group([GroupMember(method, request)], progress)
+        member = GroupMember(method, request, getattr(progress, "curve", None))
+        ((_, result),) = self.run_group([member], progress)
         if isinstance(result, Exception):
             raise result
         return result
@@ -96,19 +104,26 @@ class LogisticTask(Task):
         x_all = torch.cat([slot.extra["state"].x for slot in slots])
         weight = torch.zeros(x_all.shape[0], 3, device=self.device, requires_grad=True)
         bias = torch.zeros(x_all.shape[0], device=self.device, requires_grad=True)
+        sinks = [curve_sinks(members, slot) for slot in slots]
         for step in range(p.epochs):
             logits = torch.einsum("rnd,rd->rn", x_all, weight) + bias[:, None]
-            loss = None
+            loss, parts = None, []
             for slot in slots:
                 rows = slot.rows
                 views = LogisticViews(slot.extra["state"], weight[rows], bias[rows], step,
                                       logits[rows])
                 part = slot.method.loss(views, step)
+                parts.append(part)
                 loss = part if loss is None else loss + part
             g_weight, g_bias = torch.autograd.grad(loss, (weight, bias))
             with torch.no_grad():
                 weight -= p.lr * g_weight
                 bias -= p.lr * g_bias
+            if curve_due(step, p.epochs):  # each training's objective, mean over its runs
+                for slot, part, to in zip(slots, parts, sinks, strict=True):
+                    if to:
+                        report_curve(to, step + 1,
+                                     train_loss=part.detach() / slot.request.runs)
             meter.update((step + 1) / p.epochs)
         weight, bias = weight.detach(), bias.detach()
         for slot in slots:

@@ -18,7 +18,8 @@ section), fingerprinted too. Its own perplexities on the evaluation streams are 
 as ``restricted_ppl_valid`` and ``restricted_ppl_test`` (Table 5's first row).
 
 The dataset-size axis: a cell's ``size`` is the number of training tokens (the first
-``size`` tokens of the training file; a size at least the stream length means all of it).
+``size`` tokens of the training file, ``<eos>`` included; the file's length is the
+largest size, and a larger one is an error before any training).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from pydantic import (
 
 from harness.errors import DataError
 from harness.spec.strict import StrictModel
-from harness.tasks.config import TaskParams
+from harness.tasks.config import SizeLimit, TaskParams
 
 CorpusName = Literal["ptb", "wikitext2", "wikitext103"]
 CORPUS_NAMES: tuple[str, ...] = ("ptb", "wikitext2", "wikitext103")
@@ -79,6 +80,9 @@ class PtbLstmParams(TaskParams):
     paired_replicates: ClassVar[bool] = True  # replicate i: same init/dropout seeds, any method
     operational: ClassVar[frozenset[str]] = frozenset(
         {"checkpoint", "checkpoint_dir", "stale_cache_mib"})
+    # The noising cells' ids carry the coin form even at its default: the default became
+    # Xie et al.'s one coin, so results of the earlier two-coin default are not reused.
+    method_identity: ClassVar[dict[str, tuple[str, ...]]] = {"noising": ("noising_coins",)}
 
     corpus: CorpusName | CorpusFiles = Field(
         "ptb",
@@ -157,15 +161,32 @@ class PtbLstmParams(TaskParams):
         "each), so that steps do not recompute them; the same numbers either way "
         "(operational)",
     )
-    noising_variant: Literal["kn", "unigram", "blank"] = Field(
+    noising_variant: Literal["kn", "mbgkn", "unigram", "blank"] = Field(
         "kn",
-        description="Xie et al. noising: kn = gamma(x) = gamma0 N1+(x.)/c(x), input and "
-        "target replaced by KN-continuation draws; unigram = constant gamma0, unigram "
-        "draws; blank = constant gamma0, inputs replaced by a blank token",
+        description="the scheme of Xie et al.'s noising (their code's --ngram_scheme / "
+        "--scheme): kn = input and target replaced by draws from the continuation "
+        "distribution N1+(.w)/N1+(..), at rate gamma0 N1+(x.)/c(x); mbgkn = the same draws "
+        "at rate gamma0 (D1 N1(x.) + D2 N2(x.) + D3+ N3+(x.))/c(x); unigram = the input "
+        "replaced by a unigram draw, at rate gamma0; blank = the input replaced by a blank "
+        "token, at rate gamma0 (harness.tasks.ptb_lstm.noising)",
+    )
+    noising_coins: Literal["one", "two"] = Field(
+        "one",
+        description="one = Xie et al.'s code: one coin per position, whose firing replaces "
+        "what the scheme replaces; two = the harness's earlier form: independent coins "
+        "for input and target, kn drawing from the KN bigram's discounted lower order and "
+        "unigram replacing the target too",
+    )
+    noising_discounting: bool | None = Field(
+        None,
+        description="scale gamma0 by the input word's discount (their code's "
+        "--absolute_discounting); null = the scheme's own: on for kn and mbgkn, off for "
+        "unigram and blank",
     )
     noising_gamma0: NonNegativeFloat | None = Field(
-        None,
-        description="gamma0 of noising; null = r = lambda / (1 + lambda) of the method",
+        None, le=1.0,
+        description="gamma0 of noising, at most 1; null = the noising method's probability, "
+        "r = lambda / (1 + lambda) (lambda 0.25: gamma0 0.2)",
     )
     eval_tokens: PositiveInt | None = Field(
         None,
@@ -234,6 +255,10 @@ class PtbLstmParams(TaskParams):
                                    "section)")
         return path
 
+    def expected_metrics(self) -> tuple[str, ...]:
+        """Every declared metric; the batch-1 stream perplexity only with stream_eval."""
+        return tuple(m for m in self.metrics if self.stream_eval or m != "test_ppl_stream")
+
     def data_files(self, root: Path | None) -> dict[str, Path | str]:
         """The corpus's three splits and, with ``restricted_arpa``, the ARPA file."""
         from harness.data.corpora import corpus_files
@@ -243,6 +268,12 @@ class PtbLstmParams(TaskParams):
         if arpa is not None:
             files["restricted_arpa"] = arpa
         return files
+
+    def size_limits(self, files: dict[str, Path | str]) -> list[SizeLimit]:
+        """A size is a number of training tokens: at most the training file's."""
+        from harness.data.corpora import token_count
+
+        return [SizeLimit(token_count(files["train"]), "training tokens", str(files["train"]))]
 
     def check_data(self, files: dict[str, Path | str], sizes: Sequence[int]) -> None:
         """Each size needs two columns of ``batch_size`` rows; each evaluation stream two

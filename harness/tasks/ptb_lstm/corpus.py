@@ -5,8 +5,8 @@ The corpus is read from exactly the files the task's params declare
 ``harness.data.corpora``. The restricted model is the modified Kneser-Ney bigram of the
 training prefix (``harness.ngram.kneser_ney``) or, with ``restricted_arpa``, an ARPA bigram
 file mapped onto the corpus vocabulary (``harness.ngram.arpa``); Xie et al.'s noising
-variants still read their counts (N1+(x.), c(x), the KN continuation) from the training
-prefix, as they are statistics of the data, not of the restricted model.
+variants still read their counts (N1+(x.), c(x), the continuation counts) from the
+training prefix, as they are statistics of the data, not of the restricted model.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def build_bigram(train, vocab_size: int) -> KneserNeyBigram:  # noqa: ANN001 - a
 
 class ArpaRestricted:
     """An ARPA bigram as the restricted model: rows, probabilities and perplexity from
-    the file; the count statistics noising reads from the training prefix's KN fit."""
+    the file; ``counts``, the training prefix's KN fit, gives noising its statistics."""
 
     def __init__(self, arpa: ArpaBigram, counts: KneserNeyBigram) -> None:
         self.arpa, self.counts = arpa, counts
@@ -64,18 +64,6 @@ class ArpaRestricted:
 
     def perplexity(self, stream: Tensor, start_id: int | None = None) -> float:
         return stream_perplexity(self.arpa, stream, start_id)
-
-    def follow_types(self) -> Tensor:
-        return self.counts.follow_types()
-
-    def context_counts(self) -> Tensor:
-        return self.counts.context_counts()
-
-    def continuation(self) -> Tensor:
-        return self.counts.continuation()
-
-    def unigram(self) -> Tensor:
-        return self.counts.unigram()
 
 
 def check_arpa(path: Path) -> None:

@@ -31,13 +31,20 @@ def mixes(method: Method) -> bool:
 
 def _nll(method: Method, bigram: Any, logits: Tensor, inputs: Tensor, targets: Tensor
          ) -> Tensor:
-    if not mixes(method):
-        logp = torch.log_softmax(logits, -1)
-        return -logp.gather(-1, targets[..., None]).sum()
-    words, index = torch.unique(inputs, return_inverse=True)
-    rows = bigram.rows(words.cpu()).to(logits.device)[index]
-    probs = method.predict(torch.softmax(logits, -1), rows)
-    return -probs.gather(-1, targets[..., None]).clamp_min(1e-30).log().sum()
+    """Summed negative log-likelihood of ``targets``: of the model's own prediction by
+    log_softmax, or of the method's mixed prediction. A mixing method whose prediction
+    is the model's own (``predict`` returns its input: interpolation at r = 0) takes the
+    log_softmax path too, so it equals the baseline exactly (log of a softmax differs
+    from log_softmax in the last bits, differently on different processors)."""
+    if mixes(method):
+        words, index = torch.unique(inputs, return_inverse=True)
+        rows = bigram.rows(words.cpu()).to(logits.device)[index]
+        q = torch.softmax(logits, -1)
+        probs = method.predict(q, rows)
+        if probs is not q:
+            return -probs.gather(-1, targets[..., None]).clamp_min(1e-30).log().sum()
+    logp = torch.log_softmax(logits, -1)
+    return -logp.gather(-1, targets[..., None]).sum()
 
 
 @torch.no_grad()

@@ -67,6 +67,14 @@ class PtbLstmTask(Task):
 
     # ---- pieces --------------------------------------------------------------------
     def train_stream(self, size: int) -> torch.Tensor:
+        """The first ``size`` training tokens (a size beyond the file is an error, never
+        a shorter stream recorded under a larger size)."""
+        have = len(self.corpus.train)
+        if size > have:
+            from harness.errors import DataError
+
+            raise DataError(f"size {size} is more than the {have} training tokens of the "
+                            "corpus's training file")
         return self.corpus.train[:size].to(self.device)
 
     def build_model(self, seed_parts: tuple, input_vocab: int | None = None) -> LstmLm:

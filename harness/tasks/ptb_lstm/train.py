@@ -35,6 +35,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from harness.atomic import fresh_file, refuse_link
 from harness.errors import Diverged
 from harness.methods.base import Method
 from harness.tasks.kit import FiniteWatch, ProgressMeter, clip_norm_, model_copy
@@ -104,7 +105,9 @@ class Trainer:
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        torch.save(blob, tmp)
+        refuse_link(self.path)
+        with fresh_file(tmp) as handle:  # never written through a link
+            torch.save(blob, handle)
         os.replace(tmp, self.path)
 
     def load(self) -> bool:
@@ -191,6 +194,9 @@ class Trainer:
             self.save()
             if self.progress is not None:
                 self.progress.update(min(1.0, self.state.epoch / self.p.max_epochs))
+        if self.progress is not None:  # the whole history: also the epochs before a resume
+            for epoch, val in enumerate(self.state.history, 1):
+                self.progress.curve(epoch, val_ppl=val)
         if self.state.best_weights is not None:
             self.model.load_state_dict(self.state.best_weights)
         return self.state

@@ -18,7 +18,8 @@
 - ``stale_correction(refresh)``: Q_stale(.|x_t) / Qbar_stale(.|x_{t-1}) from a snapshot;
   ``stale_target(refresh)``: that correction times the KN row, formed from per-word
   ratios kept by the refresh (``harness.tasks.ptb_lstm.stale``).
-- ``noise(ratio)``: Xie et al.'s noising of inputs and targets (``noising = "task"``).
+- ``noise(ratio)``: Xie et al.'s noising of inputs and targets (``noising = "task"``,
+  ``harness.tasks.ptb_lstm.noising``).
 
 The trainer computes the regularised methods' gradients through
 ``harness.tasks.ptb_lstm.objectives``, which reads these views.
@@ -39,7 +40,9 @@ from harness.ngram.kneser_ney import KneserNeyBigram
 from harness.tasks.base import Views
 from harness.tasks.kit import GroupMean, Snapshot
 from harness.tasks.ptb_lstm.config import PtbLstmParams
+from harness.tasks.ptb_lstm.corpus import ArpaRestricted
 from harness.tasks.ptb_lstm.model import LstmLm, State, detach_state
+from harness.tasks.ptb_lstm.noising import NoisingCounts, noise_batch
 from harness.tasks.ptb_lstm.plan import BatchPlan, plan_batch
 from harness.tasks.ptb_lstm.sampler import ContextSampler
 from harness.tasks.ptb_lstm.stale import StaleModel
@@ -126,6 +129,7 @@ class TrainContext:
     plans: list[BatchPlan] | None = None
     snapshot: Snapshot[StaleModel] = field(default_factory=Snapshot)  # when ``stale`` was taken
     _kn: DeviceBigram | None = field(default=None, repr=False)
+    _noising: NoisingCounts | None = field(default=None, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -143,6 +147,14 @@ class TrainContext:
         """P(.|w) of the restricted model for ``words``, on the training device (the
         bigram forms its rows on the host)."""
         return self.bigram.rows(words.cpu()).to(self.device)
+
+    def noising_counts(self) -> NoisingCounts:
+        """The training text's counts that noising reads, on the training device (from the
+        KN fit of the prefix, also when the restricted model is an ARPA file)."""
+        if self._noising is None:
+            kn = self.bigram.counts if isinstance(self.bigram, ArpaRestricted) else self.bigram
+            self._noising = NoisingCounts.of(kn).to(self.device)
+        return self._noising
 
     def kn(self) -> DeviceBigram | None:
         """The KN bigram's parts on the training device (None for other bigrams)."""
@@ -275,40 +287,14 @@ class LmViews(Views):
 
     # ---- Xie et al. noising -----------------------------------------------------------
     def noise(self, ratio: float) -> Tensor:
-        """Noise inputs and targets; returns the targets to train on. Must precede log_q."""
+        """Noise inputs and targets (``harness.tasks.ptb_lstm.noising``); returns the
+        targets to train on. gamma0 is ``noising_gamma0``, else ``ratio`` (the method's
+        noising probability). Must precede the main forward."""
         if self._main is not None:
             raise RuntimeError("noise() must be called before the main forward")
         p = self.ctx.params
         gamma0 = p.noising_gamma0 if p.noising_gamma0 is not None else ratio
-        x, y, gen = self.inputs, self.targets, self.generator
-        kn = self.ctx.kn()
-        if kn is None:  # another bigram: its parts from the host
-            kn = _HostParts(self.ctx.bigram, x.device)
-        if p.noising_variant == "kn":
-            follow = kn.follow_types[x]
-            count = kn.context_counts[x].clamp_min(1.0)
-            gamma = (gamma0 * follow / count).clamp_max(1.0)
-            dist = kn.continuation
-        else:
-            gamma = torch.full(x.shape, min(gamma0, 1.0), device=x.device)
-            dist = kn.unigram
-        flip_in = torch.rand(x.shape, generator=gen, device=x.device) < gamma
-        if p.noising_variant == "blank":
-            assert self.ctx.blank_id is not None
-            self.model_inputs = torch.where(flip_in, torch.full_like(x, self.ctx.blank_id), x)
-            return y
-        flip_out = torch.rand(x.shape, generator=gen, device=x.device) < gamma
-        draw_in = torch.multinomial(dist, x.numel(), replacement=True, generator=gen)
-        draw_out = torch.multinomial(dist, x.numel(), replacement=True, generator=gen)
-        self.model_inputs = torch.where(flip_in, draw_in.view_as(x), x)
-        return torch.where(flip_out, draw_out.view_as(y), y)
-
-
-class _HostParts:
-    """Noising's bigram parts for a bigram that is not a KneserNeyBigram."""
-
-    def __init__(self, bigram: Any, device: torch.device) -> None:
-        self.follow_types = bigram.follow_types().to(device)
-        self.context_counts = bigram.context_counts().to(device)
-        self.continuation = bigram.continuation().to(device)
-        self.unigram = bigram.unigram().to(device)
+        self.model_inputs, targets = noise_batch(p, self.ctx.noising_counts(), self.inputs,
+                                                 self.targets, gamma0, self.generator,
+                                                 self.ctx.blank_id)
+        return targets

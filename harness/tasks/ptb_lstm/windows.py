@@ -35,6 +35,7 @@ from harness.methods.induced import EPS
 from harness.tasks.multiset import KeyedMultiset
 from harness.tasks.ptb_lstm.model import LstmLm
 from harness.tasks.ptb_lstm.plan import to_device
+from harness.tasks.ptb_lstm.token_lstm import stack_outputs
 
 
 @dataclass(frozen=True)
@@ -80,9 +81,8 @@ def word_groups(per_word: Tensor, chunk: int) -> list[tuple[int, int, int, int]]
 
 def window_predictions(model: LstmLm, windows: Tensor) -> Tensor:
     """Softmax of the last step of each window, run from a zero state without dropout, as
-    one batched forward: (N, V), differentiable."""
-    hidden, _ = model.hidden(windows, None, dropout=False)
-    return torch.softmax(model.decoder(hidden[:, -1]), -1)
+    one batched forward (``token_lstm.stack_outputs``): (N, V), differentiable."""
+    return torch.softmax(model.decoder(stack_outputs(model, windows, last_only=True)), -1)
 
 
 class DeviceWindows:

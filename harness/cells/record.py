@@ -4,7 +4,7 @@ the check that a record is complete."""
 from __future__ import annotations
 
 import platform
-import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -38,21 +38,6 @@ def summarize(values: Any) -> dict[str, float | int]:
     }
 
 
-def git_commit(cwd: str | None = None) -> str | None:
-    """HEAD of the repository around ``cwd`` ("-dirty" if it has changes), None outside one."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                              text=True, timeout=10)
-        if head.returncode != 0:
-            return None
-        status = subprocess.run(["git", "status", "--porcelain"], cwd=cwd,
-                                capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = head.stdout.strip()
-    return f"{commit}-dirty" if status.stdout.strip() else commit
-
-
 def versions() -> dict[str, str | None]:
     """Versions from package metadata (no import: mlflow alone takes seconds to import)."""
     out: dict[str, str | None] = {"python": platform.python_version()}
@@ -74,7 +59,12 @@ class Provenance:
 
     @classmethod
     def collect(cls) -> Provenance:
-        return cls(git_commit=git_commit(), versions=versions(), machine=machine())
+        """The harness's own commit (its source tree's, never the working directory's:
+        harness.cells.code), library versions and the machine."""
+        from harness.cells.code import harness_identity, legacy_commit
+
+        return cls(git_commit=legacy_commit(harness_identity()), versions=versions(),
+                   machine=machine())
 
 
 def machine() -> dict[str, Any]:
@@ -130,8 +120,36 @@ class CellRecord(BaseModel):
         return self
 
 
-def record_problem(data: Any, cell_id: str | None = None) -> str | None:
-    """Why ``data`` is not a complete record (of ``cell_id``), or None when it is."""
+# What a record must say about its cell: these fields equal the cell's (see ``expectation``).
+CELL_FIELDS = ("task", "method", "label", "size", "seed")
+
+
+def expectation(config: Mapping[str, Any], metric: str | None) -> dict[str, Any]:
+    """What a record of the cell with resolved ``config`` must hold: its task, method,
+    label, size and seed, and (when ok) the task's default ``metric``."""
+    return {"task": config["task"]["name"], "method": config["method"]["name"],
+            "label": config["method"]["label"], "size": config["size"],
+            "seed": config["seed"], "metric": metric}
+
+
+def default_metric(task: str) -> str | None:
+    """The first metric the task declares (every ok cell of it must have it); None for a
+    task that is not registered here or declares none."""
+    from harness.registry import TASKS
+
+    if task not in TASKS:
+        return None
+    try:
+        metrics = TASKS.config(task).metrics
+    except Exception:  # noqa: BLE001 - a plugin that does not load: nothing to expect
+        return None
+    return str(metrics[0]) if metrics else None
+
+
+def record_problem(data: Any, cell_id: str | None = None,
+                   expect: Mapping[str, Any] | None = None) -> str | None:
+    """Why ``data`` is not a complete record (of ``cell_id``, and of the cell described
+    by ``expect``: see ``cell_problem``), or None when it is."""
     try:
         record = CellRecord.model_validate(data)
     except ValidationError as exc:
@@ -140,4 +158,20 @@ def record_problem(data: Any, cell_id: str | None = None) -> str | None:
         return f"{where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}"
     if cell_id is not None and record.cell_id != cell_id:
         return f"it is the record of cell {record.cell_id}"
+    return None if expect is None else cell_problem(data, expect)
+
+
+def cell_problem(record: Mapping[str, Any], expect: Mapping[str, Any]) -> str | None:
+    """Why a complete ``record`` is not the record of the cell ``expect`` describes
+    (``expectation``): another task, method, label, size or seed, or an ok record
+    without the task's default metric; None when it is."""
+    for name in CELL_FIELDS:
+        want, have = expect.get(name), record.get(name)
+        if want is not None and have != want:
+            return f"it is the record of {name} {have!r}, this cell's is {want!r}"
+    metric = expect.get("metric")
+    metrics = record.get("metrics") or {}
+    if record.get("status") == "ok" and metric and metric not in metrics:
+        return (f"its metrics ({', '.join(metrics)}) lack {metric!r}, which task "
+                f"{record.get('task')!r} declares")
     return None

@@ -4,7 +4,7 @@ A cell's id hashes the resolved configuration that determines its numbers, so a 
 setting gives a new id (recomputed on resume) while reformatting the YAML does not. Task
 and method params still at their defaults are left out of the hash, so a release that adds
 a new setting (with a default that keeps the old behaviour) keeps earlier results valid.
-The sha256 of every data file the task reads is hashed too (``harness.runner.data``):
+The sha256 of every data file the task reads is hashed too (``harness.cells.data``):
 changed data means new cells; tasks that read no files keep the ids they always had.
 """
 
@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.runner.data import CellData
+from harness.cells.data import CellData
 
 ONLY_KEYS = ("method", "size", "seed")
 
@@ -62,7 +62,8 @@ def cell_config(spec: Any, entry: Any, size: int, seed: int, *, identity: bool =
     """The resolved configuration of one cell: everything that changes its numbers (task
     params include the entry's per-method ``task_params`` overrides). ``identity``: the
     form that is hashed into the cell id (params at their defaults and the task's
-    ``operational`` fields left out, the data files' hashes ``data`` added)."""
+    ``operational`` fields left out, but its ``method_identity`` fields for this method
+    kept; the data files' hashes ``data`` added)."""
     from harness.spec.models import task_params_for
 
     dumped = entry.model_dump(mode="json", by_alias=True)
@@ -71,6 +72,9 @@ def cell_config(spec: Any, entry: Any, size: int, seed: int, *, identity: bool =
     task_params = resolved.model_dump(
         mode="json", by_alias=True, exclude_defaults=identity,
         exclude=set(type(resolved).operational) if identity else None)
+    if identity:
+        kept = type(resolved).method_identity.get(entry.name, ())
+        task_params.update(resolved.model_dump(mode="json", by_alias=True, include=set(kept)))
     config: dict[str, Any] = {
         "task": {"name": spec.task.name, "params": task_params},
         "method": {

@@ -29,8 +29,11 @@ class CellData:
 
     @classmethod
     def for_spec(cls, spec: Any, cli: str | None = None) -> CellData:
-        """--data-dir, then the spec's data_dir, then $HARNESS_DATA_DIR."""
-        return cls(data_root(cli, spec.data_dir))
+        """--data-dir, then the spec's data_dir (a relative one taken from the spec's
+        project folder, harness.spec.paths), then $HARNESS_DATA_DIR."""
+        from harness.spec.paths import resolve
+
+        return cls(data_root(cli, resolve(spec, spec.data_dir)))
 
     @property
     def data_dir(self) -> str | None:
@@ -69,10 +72,13 @@ class CellData:
                 for role, where in sorted(self.files(params).items())}
 
     def check(self, params: Any, sizes: list[int]) -> None:
-        """The task's validation of its files, once per distinct params and sizes."""
+        """The task's validation of its files and of the sizes they allow, once per
+        distinct params and sizes."""
         key = self._key(params) + repr(sorted(sizes))
         if key not in self._checked:
-            params.check_data(self.files(params), sorted(sizes))
+            files = self.files(params)
+            params.check_data(files, sorted(sizes))
+            check_sizes(params.size_limits(files), sizes)
             self._checked.add(key)
 
     def changed(self, recorded: dict[str, dict[str, Any]]) -> str | None:
@@ -87,3 +93,15 @@ class CellData:
                 if now != entry["sha256"]:
                     return f"{path} changed"
         return None
+
+
+def check_sizes(limits: list[Any], sizes: list[int]) -> None:
+    """DataError (one line naming the sizes, the file and its length) when a size is
+    larger than the data allows (``TaskParams.size_limits``)."""
+    for limit in limits:
+        over = sorted(s for s in set(sizes) if s > limit.count)
+        if over:
+            names = ", ".join(str(s) for s in over)
+            raise DataError(f"sizes: {names} {'is' if len(over) == 1 else 'are'} more than "
+                            f"{limit.file} holds ({limit.count} {limit.unit}); a size is "
+                            f"that many {limit.unit}: use sizes of at most {limit.count}")
