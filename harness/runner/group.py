@@ -138,10 +138,35 @@ def run_group_job(group: GroupJob, progress: Any = None) -> Iterator[dict[str, A
             for index, result in task.run_group(members, progress):
                 done.add(index)
                 yield outcome(index, result)
-        except Exception as exc:  # noqa: BLE001 - the program failed: its cells with it
-            for index, job in enumerate(member_jobs):
-                if index not in done:
-                    yield record(job, exc, device=device)
+        except Exception as exc:  # noqa: BLE001 - the program failed
+            left = [index for index in range(len(members)) if index not in done]
+            if len(members) == 1:
+                yield record(member_jobs[0], exc, device=device)
+                return
+            # Which member raised is unknown (e.g. a plugin method's term of the wrong
+            # shape): each member not done trains alone, with the numbers it has in the
+            # group, so that one member's error fails that member only.
+            for index in left:
+                yield _alone(task, member_jobs[index], members[index], curves, outcome,
+                             index, record, device)
+
+
+def _alone(task: Any, job: CellJob, member: Any, curves: dict[str, Any],
+           outcome: Callable[[int, Any], dict[str, Any]], index: int,
+           record: Callable[..., dict[str, Any]], device: str) -> dict[str, Any]:
+    """Member ``index`` of a failed group program trained as a group of one (a method
+    rebuilt, a learning curve started afresh)."""
+    from harness.runner.curves import CellProgress
+    from harness.tasks.base import GroupMember
+
+    curves[job.cell_id] = CellProgress()
+    try:
+        method = build_method(job.config, job.choice.value)
+        alone = GroupMember(method, member.request, curves[job.cell_id].curve)
+        ((_, result),) = list(task.run_group([alone]))
+    except Exception as exc:  # noqa: BLE001 - this cell's outcome
+        return record(job, exc, device=device)
+    return outcome(index, result)
 
 
 _TASKS: dict[str, Any] = {}  # the last task built here, for the next group of its config

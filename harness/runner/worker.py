@@ -219,6 +219,9 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return f"--max-cells {args.max_cells}: must be at least 1"
     if not args.poll > 0:
         return f"--poll {args.poll}: must be a positive number of seconds"
+    group = getattr(args, "group", DEFAULT_GROUP)
+    if group < 1:
+        return f"--group {group}: must be at least 1"
     return None
 
 
