@@ -162,8 +162,10 @@ def test_a_silent_runs_cell_is_taken_over_and_its_late_result_discarded(tmp_path
                    log=tmp_path / "a.log")
     wait_for(lambda: events(results, "started"), proc=silent, what="the first cell")
     os.kill(silent.pid, signal.SIGSTOP)
-    try:  # the silent run holds the cells it started: one, or a group (one claim each)
-        held = {e["cell_id"] for e in events(results, "started")}
+    try:  # the silent run holds the cells it claimed: one, or a group (one claim each)
+        held = {p.stem for p in (results / "claims").glob("*.lock")
+                if json.loads(p.read_text()).get("pid") == silent.pid}
+        assert held >= {e["cell_id"] for e in events(results, "started")}
         other = spawn(["run", str(spec), "--no-report", *only], tmp_path, env=env)
         assert other.wait(180) == 0
     finally:

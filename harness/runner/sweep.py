@@ -398,12 +398,11 @@ def _schedule(units: list[list[Cell]], store: ResultsStore, claims: ClaimStore,
             if not claimed:
                 blocked = blocked or bool(unit)
                 continue  # another live run holds them: wait
-            made = []
+            made = [jobs.make(cell) for cell, _ in claimed]  # tuning, code identity
             for cell, claim in claimed:
                 store.journal("started", cell.cell_id, label=cell.label, size=cell.size,
                               seed=cell.seed)
                 recorder.running[cell.cell_id] = claim
-                made.append(jobs.make(cell))
             executor.submit(made[0] if len(made) == 1 else GroupJob(tuple(made)))
             started = True
         for outcome in executor.wait(POLL_S if queue else None):
