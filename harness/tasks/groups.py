@@ -27,15 +27,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from harness.methods.base import Method
 from harness.tasks.base import CellRequest, GroupMember, MemberResult
-from harness.tasks.kit import CurveSink
+from harness.tasks.kit import CurveSink, Progress
 
 __all__ = ["GroupMember", "MemberResult", "Slot", "by_size", "curve_sinks", "report_curve",
-           "training_slots"]
+           "run_alone", "training_slots"]
 
 
 @dataclass
@@ -126,3 +127,14 @@ def report_curve(sinks: Sequence[CurveSink], step: int, **values: float | torch.
     read = {name: float(value) for name, value in values.items()}
     for sink in sinks:
         sink(step, 0, dict(read))
+
+
+def run_alone(task: Any, method: Method, request: CellRequest,
+              progress: Progress | None = None) -> dict[str, Any]:
+    """``Task.run`` of a task that trains groups: the cell as a group of one (the same
+    program as in any group), its learning curve to the runner's callback."""
+    member = GroupMember(method, request, getattr(progress, "curve", None))
+    ((_, result),) = task.run_group([member], progress)
+    if isinstance(result, Exception):
+        raise result
+    return result

@@ -25,6 +25,7 @@ from harness.tasks.groups import (
     by_size,
     curve_sinks,
     report_curve,
+    run_alone,
     training_slots,
 )
 from harness.tasks.kit import ProgressMeter, Snapshot, curve_due
@@ -69,11 +70,7 @@ class LogisticTask(Task):
         self, method: Method, request: CellRequest, progress: Progress | None = None
     ) -> dict[str, np.ndarray]:
         """One cell: a group of one (the same program as in any group)."""
-        member = GroupMember(method, request, getattr(progress, "curve", None))
-        ((_, result),) = self.run_group([member], progress)
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return run_alone(self, method, request, progress)
 
     def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None,
                   *, lambdas: bool = False) -> Iterator[tuple[int, MemberResult]]:
