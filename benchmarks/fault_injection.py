@@ -33,6 +33,7 @@ equal the uninterrupted run's.
 
 Usage: python benchmarks/fault_injection.py [--spec specs/logistic.yaml] [--kills 20]
        [--interrupts 5] [--workers 2] [--seed 0] [--json FILE] [--keep]
+       (--workers 0: leave --workers out, the default workers)
        python benchmarks/fault_injection.py --db-restarts 5 [--store-workers 2]
        [--down-s 1] [--workers 2] [--seed 0] [--json FILE] [--keep]
 """
@@ -62,8 +63,9 @@ HARNESS = [sys.executable, "-m", "harness.cli"]
 def run(spec: Path, cwd: Path, output: str, workers: int, store: str | None = None
         ) -> subprocess.Popen:
     """Start one run; its stderr goes to <cwd>/logs/<output>-<n>.err (warnings kept)."""
-    command = [*HARNESS, "run", str(spec), "--workers", str(workers), "--set",
-               f"output_dir={output}", *(["--store", store] if store else [])]
+    chosen = ["--workers", str(workers)] if workers > 0 else []  # 0: the default
+    command = [*HARNESS, "run", str(spec), *chosen, "--set", f"output_dir={output}",
+               *(["--store", store] if store else [])]
     return _start(command, cwd, output)
 
 

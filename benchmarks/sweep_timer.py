@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def time_sweep(spec: Path, workers: int) -> float:
@@ -25,3 +27,23 @@ def time_sweep(spec: Path, workers: int) -> float:
         if proc.returncode != 0:
             sys.exit(f"harness run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
         return wall
+
+
+def finish(result: dict[str, Any], json_path: Path | None) -> None:
+    """Print the load average around a benchmark's run (its figures are only comparable
+    on a quiet machine) and write ``result`` as JSON when asked."""
+    result["load_after"] = os.getloadavg()
+    print(f"load average before {result['load_before'][0]:.1f}, after "
+          f"{result['load_after'][0]:.1f} ({result['cores']} cores)")
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2))
+
+
+def timed(cmd: list[str], cwd: Path | str, env: dict[str, str]) -> float:
+    """Wall seconds of ``cmd`` run in ``cwd``; exits with its stderr if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return wall

@@ -24,6 +24,8 @@ CAPABILITIES: dict[str, str] = {
                       "loss beside a GLUE task's loss)",
     "mixed_prediction": "evaluation of the prediction a method makes from Q and the "
                         "restricted model (Method.predict)",
+    "cell_groups": "cells that differ only in method, size, lambda or seed run as one "
+                   "program (Task.run_group), each with the numbers it has alone",
 }
 
 # Closed forms a method's term may declare (Method.term_form); a task that knows one may
@@ -49,3 +51,8 @@ def missing(method: Any, task: Any) -> str | None:
         return (f"{method.name} needs '{capability}' ({what}), which task '{task.name}' does "
                 "not supply")
     return None
+
+
+def groups_cells(task: Any) -> bool:
+    """Whether ``task`` (a Task class or instance) trains a group of cells as one program."""
+    return "cell_groups" in set(getattr(task, "supplies", ()))

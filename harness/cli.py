@@ -69,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         dest="overrides", help="override a spec field, e.g. task.params.epochs=100 (repeatable)",
     )
     p.add_argument("--workers", type=int, default=None,
-                   help="parallel cell workers: local processes (default 1; each gets its own "
-                   "GPU when several are visible), or with --executor ray the most cells in "
-                   "flight (default: as many as the cluster has room for)")
+                   help="parallel cell workers: local processes (each gets its own GPU when "
+                   "several are visible; default: one per core, at most one per unit of "
+                   "work, this process computing too while they start), or with "
+                   "--executor ray the most cells in flight (default: as many as the "
+                   "cluster has room for)")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where cells run: this machine (default) or a Ray cluster "
                    "(operational: not in the cell id)")
@@ -96,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="resume records whose task or method code changed since they were "
                    "computed (default: recompute them, keeping the old records aside)")
     p.add_argument("--no-report", action="store_true", help="skip the report after the run")
+    p.add_argument("--no-groups", action="store_true",
+                   help="train every cell and tuning trial as its own program (cells of "
+                   "the logistic and grid RL tasks otherwise train together, with the "
+                   "same numbers; for comparisons)")
     p.add_argument("--dry-run", action="store_true",
                    help="compute and write nothing: show the grid, the cells that would be "
                    "resumed and the time the rest would take (from earlier records of the "
@@ -159,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads per cell (default: the spec's, else the task's)")
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                    help="how often an idle worker looks for cells")
+    p.add_argument("--group", type=int, default=8, metavar="N",
+                   help="cells claimed at once: those that can share a program (logistic, "
+                   "grid RL) train together, each still recorded on its own (default 8)")
     p.add_argument("--max-cells", type=int, default=None, metavar="N",
                    help="exit after computing N cells")
 
@@ -188,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from harness.waiting import choose_waiting
+
+    choose_waiting()  # before torch loads: how OpenMP's idle threads wait
     args = build_parser().parse_args(argv)
     from harness.errors import HarnessError
     from harness.registry import UnknownNameError

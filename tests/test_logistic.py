@@ -87,12 +87,11 @@ def test_noising_probability_one_minus_ratio():
 def test_sampled_induced_model_converges_to_the_kernel_average():
     task = make_task()
     x, y = task.sample(4, 12, "train", 0, 12)
-    from harness.tasks.logistic.task import LogisticViews, _TrainState
+    from harness.tasks.logistic.task import LogisticViews, _Data, _TrainState
 
     weight = torch.tensor([[1.0, -2.0, 0.5]], device=task.device).repeat(4, 1)
     bias = torch.full((4,), 0.3, device=task.device)
-    state = _TrainState(task, x, y, task.restricted_target(x[..., 0]),
-                        make_generator(task.device, 0))
+    state = _TrainState(_Data(task, x, y), make_generator(task.device, 0))
     views = LogisticViews(state, weight, bias)
     exact = views.induced(None).mixture()
     errors = [(views.induced(k).mixture() - exact).abs().mean().item() for k in (1, 10, 1000)]

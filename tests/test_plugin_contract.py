@@ -173,3 +173,27 @@ def test_a_glue_spec_without_the_glue_extra_fails_validate_and_run(tmp_path) -> 
     assert run.returncode == 1 and "nothing was run" in run.stderr
     assert not list(tmp_path.glob("results/glue/report.*"))
     assert harness("validate", str(path), cwd=tmp_path).returncode == 0  # with the extra
+
+
+def test_a_wrong_term_in_a_group_fails_only_its_own_cell(tmp_path) -> None:
+    """Logistic cells of one size train as one group program; a plugin method whose term
+    has the wrong shape stops that program, and its group-mates are then trained alone:
+    the baseline is ok, with the numbers of a baseline run on its own."""
+    (tmp_path / "plug.py").write_text(SPEC_PLUGIN)
+    common = dict(plugins=["plug.py"], seeds=[0], sizes=[2], runs=2,
+                  task={"name": "logistic", "params": {"epochs": 20}})
+    mixed = small_spec(name="mixed", methods=[{"name": "baseline"},
+                                              {"name": "class_term", "lambda": 1.0}],
+                       **common)
+    alone = small_spec(name="alone", methods=[{"name": "baseline"}], **common)
+    done = harness("run", str(write(tmp_path, "mixed", mixed)), cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    found = {r["method"]: r for r in records(tmp_path, "mixed")}
+    assert found["class_term"]["status"] == "failed"
+    assert found["class_term"]["reason"].startswith("ContractError: method class_term")
+    assert found["baseline"]["status"] == "ok", found["baseline"]["reason"]
+    assert found["baseline"]["timings"]["group_cells"] == 2  # it was in the group
+    assert harness("run", str(write(tmp_path, "alone", alone)), cwd=tmp_path).returncode == 0
+    (own,) = records(tmp_path, "alone")
+    assert own["metrics"] == found["baseline"]["metrics"]
+    assert own["curves"] == found["baseline"]["curves"]

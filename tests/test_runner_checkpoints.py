@@ -52,7 +52,7 @@ def test_each_cell_gets_its_own_checkpoint_dir_deleted_after_a_final_record(
         return original(task, method, request, progress)
 
     monkeypatch.setattr(execute, "evaluate", evaluate)
-    run_spec(spec)
+    run_spec(spec, groups=False)  # each cell its own job (groups: tests/test_groups.py)
     cells = {c.method: c.cell_id for c in expand(spec)}
     assert seen == {m: str(store.checkpoint_dir(cid).resolve()) for m, cid in cells.items()}
     assert CHECKPOINT_ENV not in os.environ  # the request carries it, not the environment
@@ -61,7 +61,7 @@ def test_each_cell_gets_its_own_checkpoint_dir_deleted_after_a_final_record(
     # ok cells: checkpoints gone; the failed cell (retried on the next run) keeps its own.
     assert [p.name for p in (store.root / "checkpoints").iterdir()] == [cells["noising"]]
     monkeypatch.setattr(execute, "evaluate", original)
-    assert run_spec(spec).counts["ok"] == 3
+    assert run_spec(spec, groups=False).counts["ok"] == 3
     assert not any((store.root / "checkpoints").iterdir())
 
 
@@ -78,7 +78,7 @@ def test_a_checkpoint_dir_set_by_the_user_is_used_as_is_and_kept(write_spec, mon
 
     monkeypatch.setattr(execute, "evaluate", evaluate)
     spec = validate_spec(small_spec(seeds=[0], sizes=[2]))
-    assert run_spec(spec).counts["ok"] == 3
+    assert run_spec(spec, groups=False).counts["ok"] == 3
     assert seen == [str(mine)] * 3
     assert sorted(p.name for p in mine.iterdir()) == ["baseline", "imm_sampled", "noising"]
     assert not (ResultsStore.for_spec(spec).root / "checkpoints").exists()

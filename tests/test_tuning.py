@@ -17,13 +17,13 @@ from harness.tuning import study_name, tune_lambda, validation_seed
 def requests(monkeypatch: pytest.MonkeyPatch) -> list:
     """Every CellRequest the (real) logistic task receives."""
     seen = []
-    original = LogisticTask.run
+    original = LogisticTask.run_group  # a cell alone is a group of one
 
-    def run(self, method, request, progress=None):
-        seen.append(request)
-        return original(self, method, request, progress)
+    def run_group(self, members, progress=None, **kwargs):
+        seen.extend(member.request for member in members)
+        return original(self, members, progress, **kwargs)
 
-    monkeypatch.setattr(LogisticTask, "run", run)
+    monkeypatch.setattr(LogisticTask, "run_group", run_group)
     return seen
 
 
@@ -88,3 +88,36 @@ def test_diverging_trials_are_pruned_and_the_cell_fails_with_a_reason(tmp_path, 
     storage = ResultsStore.for_spec(spec).optuna_url
     study = optuna.load_study(study_name="imm-size2", storage=storage)
     assert [t.state for t in study.trials] == [optuna.trial.TrialState.PRUNED] * 2
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_batched_trials_draw_what_one_at_a_time_draws(tmp_path, sampler) -> None:
+    """Trials in batches (every study of the sweep at once, lambdas batched) ask the same
+    lambdas in the same order as one trial at a time, and choose the same one: all of the
+    random sampler's trials form one batch, TPE's random start-up ones too."""
+    from harness.tuning import exact_batch, tune_lambdas
+
+    spec = validate_spec(small_spec(
+        methods=[{"name": "reverse_kd", "lambda": "tune"},
+                 {"name": "noising", "lambda": "tune"},
+                 {"name": "imm_sampled", "label": "imm",
+                  "lambda": {"tune": {"scale": "ratio", "low": 0.0, "high": 0.9}}}],
+        sizes=[3, 6], seeds=[0],
+        tuning={"trials": 12, "runs": 4, "seed": 3, "sampler": sampler}))
+    cells = expand(spec)
+    choices = {}
+    for batched in (True, False):
+        storage = f"sqlite:///{tmp_path}/{batched}.db"
+        choices[batched] = tune_lambdas(spec, cells, storage, batched=batched, threads=1)
+    for key, choice in choices[True].items():
+        alone = choices[False][key]
+        assert choice.error is None and alone.error is None
+        assert choice.value == alone.value, key
+        name = study_name(*key)
+        trials = [optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/{b}.db"
+                                    ).trials for b in (True, False)]
+        assert [t.params for t in trials[0]] == [t.params for t in trials[1]]
+        assert [t.value for t in trials[0]] == pytest.approx([t.value for t in trials[1]],
+                                                             abs=1e-9)
+    study = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    assert exact_batch(spec, study) == (1 << 30 if sampler == "random" else 10)

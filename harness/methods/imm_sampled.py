@@ -24,7 +24,11 @@ class ImmSampled(Method):
     name = "imm_sampled"
     requires = frozenset({"restricted", "induced"})
     regularises = True
+    lambda_batch = True
     term_form = "induced_cross_entropy"
+
+    def deterministic_term(self) -> bool:
+        return self.params.k is None  # k sampled contexts are drawn
 
     def term(self, views: Views, step: int) -> Tensor:
         k = self.params.k

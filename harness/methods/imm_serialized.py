@@ -18,6 +18,7 @@ class ImmSerialized(Method):
     name = "imm_serialized"
     requires = frozenset({"restricted", "stale_correction"})
     regularises = True
+    lambda_batch = True
     term_form = "stale_corrected_cross_entropy"
 
     def term(self, views: Views, step: int) -> Tensor:

@@ -13,6 +13,7 @@ class ReverseKd(Method):
     name = "reverse_kd"
     requires = frozenset({"restricted"})
     regularises = True
+    lambda_batch = True
     term_form = "restricted_cross_entropy"
 
     def term(self, views: Views, step: int) -> Tensor:

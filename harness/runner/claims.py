@@ -119,10 +119,14 @@ class FileClaims:
             return None
         info = {"host": self.host, "pid": self.pid, "pid_start": self.start, "token": token,
                 "since": time.time()}
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps(info))
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(json.dumps(info))
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:  # a Ctrl-C mid-write: no lock file is left that none holds
+            path.unlink(missing_ok=True)
+            raise
         return Claim(key, token)
 
     def _stale(self, info: dict[str, Any] | None, mtime: float) -> bool:
@@ -166,16 +170,23 @@ class FileClaims:
         """The claim on ``key`` if nobody live holds it (taking over a stale one), else
         None. Never blocks."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        claim = self._create(key)
-        if claim is None:
-            info, mtime = self._read(self._path(key))
-            if mtime is None:
-                claim = self._create(key)  # released in between
-            elif self._stale(info, mtime):
-                claim = self._take_over(key, info)
+        claim = None
+        try:
+            claim = self._create(key)
+            if claim is None:
+                info, mtime = self._read(self._path(key))
+                if mtime is None:
+                    claim = self._create(key)  # released in between
+                elif self._stale(info, mtime):
+                    claim = self._take_over(key, info)
+            if claim is not None:
+                with self._lock:
+                    self._held[key] = claim
+        except BaseException:  # interrupted: a claim made but not yet held is given back
+            if claim is not None and key not in self._held:
+                self._path(key).unlink(missing_ok=True)
+            raise
         if claim is not None:
-            with self._lock:
-                self._held[key] = claim
             self._start_heartbeat()
         return claim
 

@@ -37,7 +37,8 @@ def run_command(args: argparse.Namespace) -> int:
                            fresh=args.fresh, threads=args.threads, executor=executor,
                            address=getattr(args, "address", None),
                            store=getattr(args, "store", None), enqueue_only=enqueue,
-                           reuse_changed_code=getattr(args, "reuse_changed_code", False))
+                           reuse_changed_code=getattr(args, "reuse_changed_code", False),
+                           groups=not getattr(args, "no_groups", False))
     except GridError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

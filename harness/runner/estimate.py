@@ -3,7 +3,9 @@
 closest earlier cells, times its replicates: first those with the same settings (all
 but the seed), else the same method and size, else the same size, else the task's
 cells. Records come from every results folder under the spec's output_dir; the times
-are of the machine and threads those runs had, and tuning is not included."""
+are of the machine and threads those runs had, and tuning is not included. A cell
+trained in a group (``timings.group_cells``) counts its share of the group's time (its
+``train_s`` runs from the group's start)."""
 
 from __future__ import annotations
 
@@ -72,7 +74,9 @@ def estimate(cells: list[Cell], history: Iterable[dict[str, Any]]) -> Estimate:
     count = 0
     for record in history:
         count += 1
-        seconds = float(record["timings"]["train_s"]) / max(int(record.get("runs") or 1), 1)
+        timings = record["timings"]
+        share = max(int(timings.get("group_cells") or 1), 1)  # a group's cells: its share
+        seconds = float(timings["train_s"]) / share / max(int(record.get("runs") or 1), 1)
         for key in _keys(record["config"]):
             per_run.setdefault(key, []).append(seconds)
     seconds: dict[str, float | None] = {}

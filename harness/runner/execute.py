@@ -88,15 +88,27 @@ def fixed_lambda(lambda_spec: Any, size: int) -> LambdaChoice:
 def build(config: dict[str, Any], lam: float | None, data_dir: str | None) -> tuple[Any, Any]:
     """The task and method a config describes, from the registries (installed plugins
     discovered first)."""
-    from harness.registry import METHODS, TASKS, discover
+    return build_task(config, data_dir), build_method(config, lam)
+
+
+def build_task(config: dict[str, Any], data_dir: str | None) -> Any:
+    """The task of a config (a group's cells share one)."""
+    from harness.registry import TASKS, discover
 
     discover()
-    task_cfg, method_cfg = config["task"], config["method"]
+    task_cfg = config["task"]
     task_params = TASKS.config(task_cfg["name"]).model_validate(task_cfg["params"])
+    return TASKS.get(task_cfg["name"])(task_params, data_dir)
+
+
+def build_method(config: dict[str, Any], lam: float | None) -> Any:
+    """The method of a config, with its lambda."""
+    from harness.registry import METHODS, discover
+
+    discover()
+    method_cfg = config["method"]
     method_params = METHODS.config(method_cfg["name"]).model_validate(method_cfg["params"])
-    task = TASKS.get(task_cfg["name"])(task_params, data_dir)
-    method = METHODS.get(method_cfg["name"])(method_params, lam)
-    return task, method
+    return METHODS.get(method_cfg["name"])(method_params, lam)
 
 
 def first_cell(spec: Any, method: str, data_dir: str | None = None, **task_updates: Any
@@ -123,19 +135,33 @@ def evaluate(task: Any, method: Any, request: Any, progress: Any = None
              ) -> dict[str, list[float]]:
     """Run the task; return per-run metric lists, raising Diverged on a non-finite value
     and SkipCell when the method (or the task) says it does not apply."""
-    from harness.capabilities import missing
-
-    reason = missing(method, task) or method.skip(task) or task.skip(method)
+    reason = skip_reason(task, method)
     if reason:
         raise SkipCell(reason)
-    out = task.run(method, request, progress)
     warm = getattr(request, "warm_start", None)
-    check_metric_names(task, out, warm_up=warm is not None and warm.save is not None)
+    return checked_metrics(task, task.run(method, request, progress), request.runs,
+                           warm_up=warm is not None and warm.save is not None)
+
+
+def skip_reason(task: Any, method: Any) -> str | None:
+    """Why ``task`` does not run ``method`` (capabilities first), or None."""
+    from harness.capabilities import missing
+
+    return missing(method, task) or method.skip(task) or task.skip(method)
+
+
+def checked_metrics(task: Any, out: dict[str, Any], runs: int, warm_up: bool = False
+                    ) -> dict[str, list[float]]:
+    """A task's {metric: values} as lists of floats, one per run; raises ValueError on a
+    metric its params do not declare (or a declared one missing, ``check_metric_names``;
+    a warm-up's: its ``warm_up_metrics``) or a wrong count, and Diverged on a non-finite
+    value."""
+    check_metric_names(task, out, warm_up)
     metrics: dict[str, list[float]] = {}
     for name, values in out.items():
         arr = np.asarray(values, dtype=float).reshape(-1)
-        if arr.size != request.runs:
-            raise ValueError(f"metric {name!r} has {arr.size} values for {request.runs} runs")
+        if arr.size != runs:
+            raise ValueError(f"metric {name!r} has {arr.size} values for {runs} runs")
         if not np.isfinite(arr).all():
             raise Diverged(f"non-finite {name}")
         metrics[name] = [float(v) for v in arr]
@@ -199,26 +225,13 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
                                   data_dir=job.data_dir, checkpoint_dir=job.checkpoint_dir,
                                   warm_start=request_of(job.warm))
             metrics = evaluate(task, method, request, cell_progress)
-        changed = _data_changed(job.data)
-        if changed:
-            raise _DataChanged(f"data changed during the run: {changed}; rerun the cell")
+        check_data_unchanged(job)
         if warm is not None and request.warm_start.save:  # type: ignore[union-attr]
             warm["files"] = state_files(request.warm_start.save)  # type: ignore[union-attr]
-    except _Blocked as exc:
-        status, reason = exc.args[0], one_line(exc.args[1])
-    except SkipCell as exc:
-        status, reason = "skipped", one_line(str(exc)) or "skipped"
-    except Diverged as exc:
-        status, reason = "failed", f"diverged: {one_line(str(exc))}"
-    except WarmUpNotReached as exc:
-        status, reason, metrics = "failed", f"warm-up not reached: {one_line(str(exc))}", {}
-    except (_NoLambda, _DataChanged) as exc:
-        status, reason, metrics = "failed", str(exc), {}
     except Exception as exc:  # noqa: BLE001 - any error fails this cell only
-        status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
-        trace = traceback.format_exc()
-    if status != "ok":  # a URL with a password in an error is never recorded
-        reason, trace = mask(reason or ""), mask(trace) if trace else trace
+        status, reason, trace = failure(exc)
+        metrics = {} if isinstance(exc, _NoLambda | _DataChanged | _Blocked
+                                   | WarmUpNotReached) else metrics
     record = make_record(job, status, reason, trace, metrics, started,
                          time.perf_counter() - clock, device)
     record["curves"] = cell_progress.curves()  # per-epoch metrics, also of a failed cell
@@ -227,6 +240,34 @@ def run_job(job: CellJob, progress: Any = None) -> dict[str, Any]:
     if warm is not None:
         record["warm_start"] = warm
     return record
+
+
+def check_data_unchanged(job: CellJob) -> None:
+    """Raise when a data file the cell read changed while it ran (its numbers would belong
+    to no data)."""
+    changed = _data_changed(job.data)
+    if changed:
+        raise _DataChanged(f"data changed during the run: {changed}; rerun the cell")
+
+
+def failure(exc: BaseException) -> tuple[str, str, str | None]:
+    """(status, reason, traceback) of a cell that raised ``exc``: skipped, diverged
+    (failed, no traceback), failed for a stated reason, or failed with the traceback;
+    the reason and traceback masked (a URL's password in an error is never recorded)."""
+    if isinstance(exc, _Blocked):  # a unit it starts from failed or was skipped
+        status, reason, trace = exc.args[0], one_line(exc.args[1]), None
+    elif isinstance(exc, SkipCell):
+        status, reason, trace = "skipped", one_line(str(exc)) or "skipped", None
+    elif isinstance(exc, Diverged):
+        status, reason, trace = "failed", f"diverged: {one_line(str(exc))}", None
+    elif isinstance(exc, WarmUpNotReached):
+        status, reason, trace = "failed", f"warm-up not reached: {one_line(str(exc))}", None
+    elif isinstance(exc, _NoLambda | _DataChanged):
+        status, reason, trace = "failed", str(exc), None
+    else:
+        status, reason = "failed", one_line(f"{type(exc).__name__}: {exc}")
+        trace = "".join(traceback.format_exception(exc))
+    return status, mask(reason), mask(trace) if trace else trace
 
 
 def make_record(job: CellJob, status: str, reason: str | None, trace: str | None,

@@ -1,5 +1,6 @@
 """Worker processes for cells: one job at a time each, terminated on request, gone when
-the main process is.
+the main process is. A job is one cell or a group of cells (harness.runner.group): a
+group's records come back one by one as its cells are done.
 
 Why not ``concurrent.futures.ProcessPoolExecutor``: it cannot terminate running workers
 (a Ctrl-C would wait for them), and nothing stops its workers when the main process is
@@ -28,11 +29,16 @@ WATCHDOG_S = 0.5
 
 @dataclass
 class Outcome:
-    """A job's end: its record, or None when the worker died (``lost`` says why)."""
+    """A cell's end: its record, or None when the worker died (``lost`` says why)."""
 
     job: Any
     record: dict[str, Any] | None
     lost: str | None = None
+
+
+def members(work: Any) -> tuple[Any, ...]:
+    """The cell jobs of a piece of work: a group's, or the job itself."""
+    return tuple(getattr(work, "jobs", (work,)))
 
 
 def _watch_parent(parent: int) -> None:
@@ -43,10 +49,12 @@ def _watch_parent(parent: int) -> None:
             os._exit(1)
 
 
-def worker_main(conn: Connection, parent: int, run: Callable[..., dict[str, Any]],
-                threads: int | None, env: dict[str, str] | None = None) -> None:
+def worker_main(conn: Connection, parent: int, run: Callable[..., Any],
+                threads: int | None, env: dict[str, str] | None = None,
+                announce: bool = False) -> None:
     """A worker's life: jobs from the pipe, one at a time, until None or EOF. ``env`` is
-    set first (before torch is imported): the worker's CUDA_VISIBLE_DEVICES."""
+    set first (before torch is imported): the worker's CUDA_VISIBLE_DEVICES. With
+    ``announce`` it imports what a cell needs first and then says it is ready."""
     os.environ.update(env or {})
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
@@ -54,6 +62,11 @@ def worker_main(conn: Connection, parent: int, run: Callable[..., dict[str, Any]
         import torch
 
         torch.set_num_threads(threads)
+    if announce:
+        import harness.runner.group  # noqa: F401 - torch, the registries, the runner
+
+        with contextlib.suppress(OSError):
+            conn.send(("ready", None))
     last = [0.0]
 
     def progress(fraction: float) -> None:
@@ -72,23 +85,31 @@ def worker_main(conn: Connection, parent: int, run: Callable[..., dict[str, Any]
             return
         result = run(job, progress)
         try:
-            conn.send(("done", result))
+            if isinstance(result, dict):
+                conn.send(("done", result))
+                continue
+            for record in result:  # a group: each cell's record as it is done
+                conn.send(("part", record))
+            conn.send(("done", None))
         except OSError:
             return
 
 
 class _Worker:
-    def __init__(self, ctx: Any, run: Callable[..., dict[str, Any]], threads: int | None,
-                 slot: int = 0, env: dict[str, str] | None = None) -> None:
+    def __init__(self, ctx: Any, run: Callable[..., Any], threads: int | None,
+                 slot: int = 0, env: dict[str, str] | None = None,
+                 announce: bool = False) -> None:
         self.conn, child = ctx.Pipe()
         self.slot = slot
+        self.ready = not announce
         self.process = ctx.Process(target=worker_main,
-                                   args=(child, os.getpid(), run, threads, env),
+                                   args=(child, os.getpid(), run, threads, env, announce),
                                    name="harness-worker", daemon=True)
         self.process.start()
         child.close()
         self.job: Any = None
         self.fraction = 0.0
+        self.reported: set[str] = set()  # cells of the running group already returned
 
 
 class WorkerPool:
@@ -96,7 +117,7 @@ class WorkerPool:
     ``envs``: environment variables of each worker slot (a worker that dies is replaced
     by one with the same), e.g. its CUDA_VISIBLE_DEVICES (harness.runner.placement)."""
 
-    def __init__(self, workers: int, run: Callable[..., dict[str, Any]],
+    def __init__(self, workers: int, run: Callable[..., Any],
                  threads: int | None = 1, envs: list[dict[str, str]] | None = None) -> None:
         self.workers = workers
         self.run = run
@@ -105,6 +126,17 @@ class WorkerPool:
         self._ctx = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []
         self._busy: list[_Worker] = []
+
+    def start(self) -> None:
+        """Start every worker now; each takes jobs once it has imported what a cell needs
+        (``ready``), so that a caller can keep computing meanwhile."""
+        while len(self._idle) + len(self._busy) < self.workers:
+            self._idle.append(self._new_worker(announce=True))
+
+    @property
+    def ready(self) -> int:
+        """Idle workers that are ready for a job."""
+        return sum(w.ready for w in self._idle)
 
     @property
     def free(self) -> int:
@@ -124,57 +156,79 @@ class WorkerPool:
     def submit(self, job: Any) -> None:
         if self.free <= 0:
             raise RuntimeError("no free worker")
-        worker = self._idle.pop() if self._idle else self._new_worker()
-        worker.job, worker.fraction = job, 0.0
+        ready = [w for w in self._idle if w.ready]
+        worker = ready[-1] if ready else (self._idle[-1] if self._idle else self._new_worker())
+        if worker in self._idle:
+            self._idle.remove(worker)
+        worker.job, worker.fraction, worker.reported = job, 0.0, set()
         worker.conn.send(job)
         self._busy.append(worker)
 
-    def _new_worker(self) -> _Worker:
+    def _new_worker(self, announce: bool = False) -> _Worker:
         used = {w.slot for w in self._idle + self._busy}
         slot = next(i for i in range(self.workers) if i not in used)
-        return _Worker(self._ctx, self.run, self.threads, slot, self.envs[slot])
+        return _Worker(self._ctx, self.run, self.threads, slot, self.envs[slot], announce)
 
     def wait(self, timeout: float | None) -> list[Outcome]:
         """Outcomes of the jobs that ended within ``timeout`` seconds (progress messages
-        are absorbed)."""
-        if not self._busy:
+        are absorbed; a starting worker's readiness ends the wait too)."""
+        starting = [w for w in self._idle if not w.ready]
+        if not self._busy and not starting:
             return []
-        handles: list[Any] = [w.conn for w in self._busy] + [w.process.sentinel
-                                                              for w in self._busy]
+        handles: list[Any] = [w.conn for w in self._busy + starting] + [
+            w.process.sentinel for w in self._busy]
         ready = set(wait(handles, timeout))
-        outcomes = []
+        for worker in starting:
+            if worker.conn in ready:
+                self._started(worker)
+        outcomes: list[Outcome] = []
         for worker in list(self._busy):
             if worker.conn in ready:
-                outcome = self._receive(worker)
+                outcomes.extend(self._receive(worker))
             elif worker.process.sentinel in ready:
-                outcome = self._dead(worker)
-            else:
-                continue
-            if outcome is not None:
-                outcomes.append(outcome)
+                outcomes.extend(self._dead(worker))
         return outcomes
 
-    def _receive(self, worker: _Worker) -> Outcome | None:
+    def _started(self, worker: _Worker) -> None:
+        """A starting worker's message: ready (or gone: it is dropped)."""
+        try:
+            kind, _ = worker.conn.recv()
+            worker.ready = kind == "ready"
+        except (EOFError, OSError):
+            self._idle.remove(worker)
+            worker.conn.close()
+
+    def _receive(self, worker: _Worker) -> list[Outcome]:
+        outcomes: list[Outcome] = []
         try:
             while worker.conn.poll():
                 kind, payload = worker.conn.recv()
                 if kind == "progress":
                     worker.fraction = min(max(payload, 0.0), 1.0)
                     continue
+                if kind == "part":
+                    jobs = {job.cell_id: job for job in members(worker.job)}
+                    worker.reported.add(payload["cell_id"])
+                    outcomes.append(Outcome(jobs[payload["cell_id"]], payload))
+                    continue
                 self._busy.remove(worker)
                 self._idle.append(worker)
-                return Outcome(worker.job, payload)
+                if payload is not None:
+                    outcomes.append(Outcome(worker.job, payload))
+                return outcomes
         except (EOFError, OSError):
-            return self._dead(worker)
-        return None
+            return outcomes + self._dead(worker)
+        return outcomes
 
-    def _dead(self, worker: _Worker) -> Outcome:
+    def _dead(self, worker: _Worker) -> list[Outcome]:
         worker.process.join(1.0)
         code = worker.process.exitcode
         self._busy.remove(worker)
         worker.conn.close()
         why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-        return Outcome(worker.job, None, f"the worker process died ({why})")
+        return [Outcome(job, None, f"the worker process died ({why})")
+                for job in members(worker.job)
+                if getattr(job, "cell_id", None) not in worker.reported]
 
     def terminate(self, grace: float = 2.0) -> None:
         """Stop every worker now: SIGTERM, then SIGKILL after ``grace`` seconds."""
@@ -200,7 +254,13 @@ class WorkerPool:
                 pass
 
     def close(self) -> None:
-        """Idle workers exit; busy ones (there should be none) are terminated."""
+        """Idle workers exit (those still starting are stopped: they computed nothing);
+        busy ones (there should be none) are terminated."""
+        for w in [w for w in self._idle if not w.ready]:
+            w.process.terminate()
+            w.process.join(2.0)
+            w.conn.close()
+            self._idle.remove(w)
         for w in self._idle:
             try:
                 w.conn.send(None)

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.runner.pool import Outcome
+from harness.runner.pool import Outcome, members
 
 DEFAULT_RETRIES = 3
 CAPACITY_EVERY_S = 5.0
@@ -39,8 +39,13 @@ def _import_ray() -> Any:
     return ray
 
 
-def harness_cell(job: Any) -> dict[str, Any]:
-    """The Ray task: run one cell (harness.runner.execute.run_job) on whatever node."""
+def harness_cell(job: Any) -> dict[str, Any] | list[dict[str, Any]]:
+    """The Ray task: run one cell (harness.runner.execute.run_job), or a group of cells
+    (harness.runner.group: their records, a list), on whatever node."""
+    from harness.runner.group import GroupJob, run_group_job
+
+    if isinstance(job, GroupJob):
+        return list(run_group_job(job))
     from harness.runner.execute import run_job
 
     return run_job(job)
@@ -219,6 +224,9 @@ class RayExecutor:
     def running(self) -> int:
         return len(self._refs)
 
+    def free_for(self, left: int) -> int:
+        return self.free
+
     def submit(self, job: Any) -> None:
         need = self.resources(job)
         if self.bar is not None:
@@ -241,10 +249,17 @@ class RayExecutor:
         for ref in ready:
             job = self._refs.pop(ref)
             try:
-                outcomes.append(Outcome(job, self.ray.get(ref)))
+                result = self.ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - the task died past its retries
                 reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
-                outcomes.append(Outcome(job, None, f"the Ray task failed ({reason})"))
+                outcomes.extend(Outcome(j, None, f"the Ray task failed ({reason})")
+                                for j in members(job))
+                continue
+            if isinstance(result, list):  # a group's records
+                cells = {j.cell_id: j for j in members(job)}
+                outcomes.extend(Outcome(cells[r["cell_id"]], r) for r in result)
+            else:
+                outcomes.append(Outcome(job, result))
         return outcomes
 
     def fractions(self) -> list[float]:

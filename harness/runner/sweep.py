@@ -28,7 +28,11 @@ they start from, the trials of a tuned lambda's grid; harness.cells.units).
 Units are claimed, run, resumed and recorded as cells are (their records carry
 ``unit``; they are no rows of the reports), the units a selection needs are run with it
 (``--only`` included), and a cell is started only once every unit it waits for is
-recorded; a failed or skipped warm-up fails or skips its cells with its reason.
+recorded; a failed or skipped warm-up fails or skips its cells with its reason. A unit,
+or a cell that starts from a warm-up, is a program of its own (never in a cell group);
+cells that wait for units may share a group, which takes each only once its units are
+recorded. A grid-tuned entry is tuned by its trials, an Optuna-tuned one by the batched
+studies (harness.tuning).
 
 Executors and stores are operational: ``--executor local`` (this machine: in-process, or
 ``--workers N`` processes, each with its own GPU when several are visible) or
@@ -45,7 +49,7 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,6 +70,7 @@ from harness.runner.execute import (
     run_job,
 )
 from harness.runner.fresh import clear_fresh
+from harness.runner.group import GroupJob, Work, plan_units, run_group_job
 from harness.runner.pool import Outcome, WorkerPool
 from harness.runner.progress import SweepProgress
 from harness.runner.resume import Resume, recorded
@@ -136,18 +141,22 @@ def run_spec(
     store: str | None = None,
     enqueue_only: bool = False,
     reuse_changed_code: bool = False,
+    groups: bool = True,
 ) -> SweepSummary:
     """Run (or resume) ``spec``'s grid and return a summary; see the module docstring.
     Bad input (filters, data, a folder harness did not make) raises a one-line
     HarnessError or GridError before anything is computed or written.
 
-    ``workers``: local worker processes (None: 1), or for Ray the most cells in flight
-    (None: as many as the cluster has room for). ``store``: a PostgreSQL URL (else the
+    ``workers``: local worker processes (None: chosen from the grid and the cores, see
+    ``auto_workers``), or for Ray the most cells in flight (None: as many as the cluster
+    has room for). ``store``: a PostgreSQL URL (else the
     spec's ``store``, else the results folder's file claims). ``enqueue_only``: put the
     selected cells in the store's cells table for ``harness worker`` and return.
     ``fresh``: clear earlier results first (only the selected cells when ``only`` is
     given; harness.runner.fresh). ``reuse_changed_code``: resume records whose task or
-    method code changed instead of recomputing them (harness.runner.resume)."""
+    method code changed instead of recomputing them (harness.runner.resume).
+    ``groups``: cells of a task that supplies "cell_groups" train together, and tuning
+    trials in batches (False: each cell, each trial its own program; same numbers)."""
     if executor not in EXECUTORS:
         raise GridError(f"--executor {executor}: use one of {', '.join(EXECUTORS)}")
     if address and executor != "ray":
@@ -222,8 +231,19 @@ def run_spec(
     summary.resumed = len(summary.records)
     pending = [c for c in units + cells if not summary.has(c.cell_id)]
     parallel = executor == "ray" or (workers or 1) > 1
-    if parallel:  # units first (cells wait for them), then largest first: no worker idles
-        pending.sort(key=queue_order)
+    if parallel:
+        pending.sort(key=lambda c: -c.size)  # largest first: no worker idles at the end
+    groupable = _groupable(spec) if groups else (lambda cell: None)
+    from harness.registry import TASKS
+
+    apart = bool(getattr(TASKS.get(spec.task.name), "sizes_apart", False))
+    local_auto = executor == "local" and workers is None
+    if local_auto:  # from the whole grid, so that a cell's threads never depend on --only
+        workers = auto_workers(len(plan_units(grid + units_for(spec, grid, data), groupable,
+                                              available_cores(), apart)))
+    plan = plan_units(pending, groupable, workers or (available_cores()
+                                                      if executor == "ray" else 1), apart)
+    plan.sort(key=lambda unit: unit[0].unit is None)  # warm-ups and trials first (stable)
     if enqueue_only:
         claims.close()
         if shared is not None:
@@ -237,16 +257,18 @@ def run_spec(
         untracked = any(not r.get("mlflow_run_id") for r in summary.records.values())
         tracker = (open_tracker(spec, store, tracking_uri, claims) if pending or untracked
                    else None)
-        runner = (_executor(spec, executor, workers, address, cells) if pending
-                  else InlineExecutor())
+        runner = (_executor(spec, executor, workers, address, cells, local_auto, len(plan))
+                  if pending else InlineExecutor())
     except BaseException:
         claims.close()
         if shared is not None:
             shared.close()
         raise
-    recorder = _Recorder(store, claims, tracker, summary)
+    recorder = _Recorder(store, claims, tracker, summary,
+                         background=isinstance(claims, FileClaims))
     jobs = _JobFactory(spec, store, claims, data, threads or spec.threads, workers or 1,
-                       executor, resume.code)
+                       executor, resume.code, groups=groups)
+    jobs.tuning_cells = [c for c in pending if c.tuned]
     executor_ = runner
     try:
         with stop_on_signals(executor_.kill), SweepProgress(
@@ -254,16 +276,17 @@ def run_spec(
                 progress_console) as bar:
             recorder.bar = executor_.bar = jobs.bar = bar
             recorder.track_untracked()
-            _schedule(pending, store, claims, executor_, recorder, jobs, bar, resume)
+            _schedule(plan, store, claims, executor_, recorder, jobs, bar, resume)
             bar.describe("done")
     except BaseException:
         executor_.terminate()
         store.journal("interrupted", running=len(recorder.running))
+        recorder.close(drain=False)
         raise
     finally:
         executor_.close()
-        claims.close()
         recorder.close()
+        claims.close()
         if shared is not None:
             shared.close()
     summary.wall_s = time.perf_counter() - clock
@@ -316,8 +339,10 @@ def queue_order(cell: Cell) -> tuple[bool, int]:
 
 
 def _executor(spec: Any, kind: str, workers: int | None, address: str | None,
-              cells: list[Cell]) -> Executor:
-    """The executor of ``kind`` (see the module docstring)."""
+              cells: list[Cell], auto: bool = False, units: int = 2) -> Executor:
+    """The executor of ``kind`` (see the module docstring); ``auto``: ``workers`` was
+    chosen by ``auto_workers``, and this process computes beside workers - 1 helpers
+    (none when ``units``, the units of work left, are fewer than two)."""
     from harness.spec.models import resources_for
 
     if kind == "ray":
@@ -333,12 +358,49 @@ def _executor(spec: Any, kind: str, workers: int | None, address: str | None,
         return InlineExecutor()
     from harness.runner.placement import assign_gpus, visible_gpus
 
+    if auto and not visible_gpus():
+        return HybridExecutor(workers - 1) if units > 1 else InlineExecutor()
     per = max([resources_for(spec, c.entry)["gpus"] for c in cells] or [0.0])
     envs, warning = assign_gpus(workers, visible_gpus(), per)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
     slot_env = [{"CUDA_VISIBLE_DEVICES": e} if e is not None else {} for e in envs]
-    return PoolExecutor(WorkerPool(workers, run_job, threads=None, envs=slot_env))
+    return PoolExecutor(WorkerPool(workers, run_work, threads=None, envs=slot_env))
+
+
+def run_work(work: Work, progress: Any = None) -> Any:
+    """A worker's job: one cell's record, or a group's records one by one."""
+    if isinstance(work, GroupJob):
+        return run_group_job(work, progress)
+    return run_job(work, progress)
+
+
+def auto_workers(units: int) -> int:
+    """``--workers`` left out: one computing process per core, at most one per unit of
+    work of the whole grid (a cell, or a group of cells trained as one program). This
+    process computes too, and the others take work only once they have started
+    (harness.runner.pool), so a grid that one process finishes first never waits for
+    them. The count is the grid's and the machine's, never the load's: it sets the
+    default threads per cell (cores / workers), which can change a cell's numbers."""
+    return max(1, min(available_cores(), units))
+
+
+def _groupable(spec: Any) -> Callable[[Cell], str | None]:
+    """The key under which cells may share a group (None: the cell runs alone): cells of a
+    task that supplies "cell_groups", with the same task params (harness.runner.group)."""
+    from harness.capabilities import groups_cells
+    from harness.registry import TASKS
+
+    if not groups_cells(TASKS.get(spec.task.name)):
+        return lambda cell: None
+    import json
+
+    def key(cell: Cell) -> str | None:
+        if cell.unit is not None or cell.config.get("warm_start"):
+            return None  # warm-ups, trials and forks: each its own program
+        return json.dumps(cell.config["task"], sort_keys=True)
+
+    return key
 
 
 def _job_resources(job: CellJob) -> dict[str, float]:
@@ -365,52 +427,72 @@ def _data_summary(cells: Iterable[Cell]) -> dict[str, Any]:
 
 
 # ---- scheduling -------------------------------------------------------------------------
-def _schedule(pending: list[Cell], store: ResultsStore, claims: ClaimStore,
+def _schedule(units: list[list[Cell]], store: ResultsStore, claims: ClaimStore,
               executor: Executor, recorder: _Recorder, jobs: _JobFactory,
               bar: SweepProgress, resume: Resume) -> None:
-    """Claim and run cells until none is left; wait for cells other runs hold (and read
-    their records when ``resume`` accepts them)."""
-    queue = list(pending)
+    """Claim and run units of cells (a cell, or a group trained as one program) until none
+    is left; wait for cells other runs hold (and read their records when ``resume``
+    accepts them). A group runs the cells of its unit whose claims this run got; the
+    others stay queued."""
+    queue = [list(unit) for unit in units]
     announced = False
     while queue or executor.running:
-        started = False
-        for cell in list(queue):
-            if executor.free <= 0:
+        started = blocked = False
+        for unit in list(queue):
+            if executor.free_for(len(queue)) <= 0:
                 break
-            if not recorder.ready(cell):
-                continue  # a unit it waits for is not recorded yet
-            done = resume.settled(store, cell)
-            claim = None if done is not None else claims.acquire(cell.cell_id)
-            if done is None and claim is not None:
-                done = resume.final(store, cell)  # finished just before the claim
-                if done is not None:
-                    claims.release(claim)
-            if done is not None:
-                queue.remove(cell)
-                recorder.resumed(done)
-                continue
-            if claim is None:
-                continue  # another live run holds it: wait
-            queue.remove(cell)
-            job = jobs.make(cell, recorder.settled)
-            store.journal("started", cell.cell_id, label=cell.label, size=cell.size,
-                          seed=cell.seed, **({"unit": cell.unit} if cell.unit else {}))
-            recorder.running[cell.cell_id] = claim
-            executor.submit(job)
+            claimed = _claim(unit, store, claims, recorder, resume)
+            if not unit:
+                queue.remove(unit)
+            if not claimed:
+                blocked = blocked or any(recorder.ready(c) for c in unit)
+                continue  # another live run holds them, or they wait for units: wait
+            made = [jobs.make(cell, recorder.settled)  # tuning, code identity first
+                    for cell, _ in claimed]
+            for cell, claim in claimed:
+                store.journal("started", cell.cell_id, label=cell.label, size=cell.size,
+                              seed=cell.seed, **({"unit": cell.unit} if cell.unit else {}))
+                recorder.running[cell.cell_id] = claim
+            executor.submit(made[0] if len(made) == 1 else GroupJob(tuple(made)))
             started = True
         outcomes = executor.wait(POLL_S if queue else None)
         for outcome in outcomes:
             recorder.outcome(outcome)
         bar.running(executor.fractions())
-        if queue and not started and not outcomes and executor.running == 0:
-            held = [c for c in queue if recorder.ready(c)]  # the rest wait for units
-            if held and not announced:
+        if queue and blocked and not started and executor.running == 0:
+            if not announced:
+                held = [c for u in queue for c in u if recorder.ready(c)]  # not waiting
                 holders = sorted({h for c in held if (h := claims.holder(c.cell_id))})
                 bar.message(f"waiting for {len(held)} cell(s) held by other runs "
                             f"({', '.join(holders) or 'finishing'}); they will be read, "
                             "not recomputed")
                 announced = True
             time.sleep(POLL_S)
+
+
+def _claim(unit: list[Cell], store: ResultsStore, claims: ClaimStore,
+           recorder: _Recorder, resume: Resume) -> list[tuple[Cell, Claim]]:
+    """Claim what ``unit`` still needs: cells finished meanwhile (with a record ``resume``
+    accepts, or a failure another process recorded in a shared store) are read and leave
+    the unit, cells claimed here leave it with their claim, cells another run holds stay,
+    and so do cells whose warm-ups or tuning trials are not recorded yet."""
+    claimed = []
+    for cell in list(unit):
+        if not recorder.ready(cell):
+            continue  # a unit it waits for is not recorded yet
+        done = resume.settled(store, cell)
+        claim = None if done is not None else claims.acquire(cell.cell_id)
+        if done is None and claim is not None:
+            done = resume.final(store, cell)  # finished just before the claim
+            if done is not None:
+                claims.release(claim)
+        if done is not None:
+            unit.remove(cell)
+            recorder.resumed(done)
+        elif claim is not None:
+            unit.remove(cell)
+            claimed.append((cell, claim))
+    return claimed
 
 
 def settled_record(store: ResultsStore, cell_id: str) -> dict[str, Any] | None:
@@ -434,6 +516,10 @@ class Executor:
     def running(self) -> int:
         raise NotImplementedError
 
+    def free_for(self, left: int) -> int:
+        """Free slots for the next of ``left`` queued units of work."""
+        return self.free
+
     def submit(self, job: CellJob) -> None:
         raise NotImplementedError
 
@@ -454,29 +540,46 @@ class Executor:
 
 
 class InlineExecutor(Executor):
-    """Runs each job in this process when submitted (``--workers 1``), with the cell's
-    progress on the bar."""
+    """Runs work in this process (``--workers 1``), with its progress on the bar: a
+    group's cells one by one, each ``wait`` computing until the next cell is done."""
 
     def __init__(self) -> None:
-        self._done: list[Outcome] = []
+        self._stream: Iterator[Outcome] | None = None
+        self._left = 0  # cells of the running work without an outcome yet
 
     @property
     def free(self) -> int:
-        return 0 if self._done else 1
+        return 0 if self._stream is not None else 1
 
     @property
     def running(self) -> int:
-        return len(self._done)
+        return 0 if self._stream is None else 1
 
-    def submit(self, job: CellJob) -> None:
+    def submit(self, job: Work) -> None:
         if self.bar is not None:
-            self.bar.describe(job_label(job))
+            self.bar.describe(work_label(job))
         progress = self.bar.fraction if self.bar is not None else None
-        self._done.append(Outcome(job, run_job(job, progress)))
+        self._stream = _outcomes(job, progress)
+        self._left = len(getattr(job, "jobs", (job,)))
 
     def wait(self, timeout: float | None) -> list[Outcome]:
-        done, self._done = self._done, []
-        return done
+        if self._stream is None:
+            return []
+        outcome = next(self._stream, None)
+        self._left -= outcome is not None
+        if outcome is None or self._left <= 0:  # free as soon as its last cell is out
+            self._stream = None
+        return [] if outcome is None else [outcome]
+
+
+def _outcomes(work: Work, progress: Any) -> Iterator[Outcome]:
+    """The outcome of each cell of ``work``, computed here, as each is done."""
+    if isinstance(work, GroupJob):
+        jobs = {job.cell_id: job for job in work.jobs}
+        for record in run_group_job(work, progress):
+            yield Outcome(jobs[record["cell_id"]], record)
+    else:
+        yield Outcome(work, run_job(work, progress))
 
 
 class PoolExecutor(Executor):
@@ -493,7 +596,7 @@ class PoolExecutor(Executor):
     def running(self) -> int:
         return self.pool.running
 
-    def submit(self, job: CellJob) -> None:
+    def submit(self, job: Work) -> None:
         if self.bar is not None:
             self.bar.describe(f"cells ({self.pool.workers} workers)")
         self.pool.submit(job)
@@ -514,6 +617,61 @@ class PoolExecutor(Executor):
         self.pool.close()
 
 
+class HybridExecutor(PoolExecutor):
+    """This process computes (as ``InlineExecutor``) while ``helpers`` worker processes
+    start; a helper takes work only once it is ready, so start-up is paid only by grids
+    with work left for it (``--workers`` left out; harness.runner.pool)."""
+
+    def __init__(self, helpers: int) -> None:
+        super().__init__(WorkerPool(helpers, run_work, threads=None))
+        self.inline = InlineExecutor()
+        self.pool.start()
+        self._seen_ready = 0
+
+    @property
+    def free(self) -> int:
+        return self.inline.free + self.pool.ready
+
+    def free_for(self, left: int) -> int:
+        """A helper takes a unit only while another is left for this process: the last
+        one waits for this process, which has no start-up to pay (a helper's first unit
+        costs it its imports and the task's set-up)."""
+        return self.inline.free + (self.pool.ready if left > 1 else 0)
+
+    @property
+    def running(self) -> int:
+        return self.inline.running + self.pool.running
+
+    def submit(self, job: Work) -> None:
+        if self.inline.free:  # this process first: it has no start-up left to pay
+            self.inline.bar = self.bar
+            self.inline.submit(job)
+        else:
+            self.pool.submit(job)
+            self.used = True
+
+    used = False  # whether a helper took work (else close() just stops them)
+
+    def close(self) -> None:
+        if not self.used:
+            self.pool.terminate()
+        self.pool.close()
+
+    def wait(self, timeout: float | None) -> list[Outcome]:
+        """Helpers' outcomes, else the next cell computed here; a helper that became
+        ready returns at once, so that the scheduler can hand it work."""
+        outcomes = self.pool.wait(0 if self.inline.running else timeout)
+        ready, seen = self.pool.ready, self._seen_ready
+        self._seen_ready = ready
+        if outcomes or ready > seen:
+            return outcomes
+        return self.inline.wait(timeout)
+
+
+def work_label(work: Work) -> str:
+    return work.describe() if isinstance(work, GroupJob) else job_label(work)
+
+
 def job_label(job: CellJob) -> str:
     c = job.config
     return f"{c['method']['label']} size={c['size']} seed={c['seed']}"
@@ -525,12 +683,18 @@ class _Recorder:
     then releases the claim."""
 
     def __init__(self, store: ResultsStore, claims: ClaimStore, tracker: Any,
-                 summary: SweepSummary) -> None:
+                 summary: SweepSummary, background: bool = False) -> None:
         self.store, self.claims, self.tracker, self.summary = store, claims, tracker, summary
         self.bar: SweepProgress | None = None
         self.running: dict[str, Claim] = {}
         # Records of this run's grid that units' dependants may read (any status).
         self.settled: dict[str, dict[str, Any]] = {**summary.records, **summary.units}
+        # MLflow logging in a thread (harness.runner.later), the claim released after it
+        self.later = None
+        if background and tracker is not None:
+            from harness.runner.later import LaterTracking
+
+            self.later = LaterTracking(self._track_and_release)
 
     def ready(self, cell: Cell) -> bool:
         """Whether every unit ``cell`` waits for is settled in this run: resumed (its code
@@ -571,13 +735,22 @@ class _Recorder:
         self.store.journal("recorded", job.cell_id, status=record["status"])
         if is_final(record):
             self.store.remove_checkpoints(job.cell_id)
-        if not record.get("unit"):  # warm-ups and trials are in the records, not MLflow
-            self._track(record)
-        self.claims.release(claim)
         self.summary.keep(record)
         self.settled[job.cell_id] = record
+        if record.get("unit"):  # warm-ups and trials are in the records, not MLflow
+            self.claims.release(claim)
+        elif self.later is not None and self.tracker is not None:
+            self.later.put(record, claim)
+        else:
+            self._track_and_release(record, claim)
         if self.bar is not None:
             self.bar.finish(record)
+
+    def _track_and_release(self, record: dict[str, Any], claim: Claim) -> None:
+        try:
+            self._track(record)
+        finally:
+            self.claims.release(claim)
 
     def track_untracked(self) -> None:
         """Log resumed records that have no MLflow run yet (not recomputed), each under
@@ -611,7 +784,12 @@ class _Recorder:
             return
         self.store.write_record(record)
 
-    def close(self) -> None:
+    def close(self, drain: bool = True) -> None:
+        """Finish the MLflow logging (``drain``; an interrupt leaves the rest to the next
+        run) and close the tracker."""
+        if self.later is not None:
+            self.later.stop(drain)
+            self.later = None
         if self.tracker is not None:
             try:
                 self.tracker.close(failed=self.summary.exit_code != 0)
@@ -642,9 +820,12 @@ class _JobFactory:
 
     def __init__(self, spec: Any, store: ResultsStore, claims: ClaimStore, data: CellData,
                  threads: int | None, workers: int, executor: str = "local",
-                 code: CodeIdentity | None = None) -> None:
+                 code: CodeIdentity | None = None, groups: bool = True) -> None:
         self.spec, self.store, self.claims, self.data = spec, store, claims, data
         self.threads, self.workers, self.executor = threads, workers, executor
+        self.groups = groups
+        # The sweep's tuned cells: their studies are tuned together, trials batched.
+        self.tuning_cells: list[Cell] = []
         self.provenance = Provenance.collect()
         self.code = code or CodeIdentity()
         self.user_checkpoints = os.environ.get(CHECKPOINT_ENV) or None
@@ -711,14 +892,67 @@ class _JobFactory:
         return max(1, available_cores() // self.workers)
 
     def _tuned(self, cell: Cell, known: Mapping[str, dict[str, Any]]) -> LambdaChoice:
+        """``cell``'s tuned lambda: from its grid's trial records (``values``), else by
+        Optuna: on the first call, every study of the sweep's tuned cells that no other
+        run is tuning and that needs no warm-up is tuned together with ``cell``'s
+        (harness.tuning, trials batched); a study another run holds is waited for. A
+        warm-started entry's study is tuned on its own, its trials starting from its
+        warm-up at the tuning seed (a unit ``cell`` waited for: in ``known``)."""
+        from harness.runner.dependencies import tuning_warm_start
+        from harness.tuning import study_name, tune_lambdas
+
         key = (cell.label, cell.size)
-        if key not in self.tuned:
-            grid = cell.entry.lambda_.values is not None
-            self.tuned[key] = (self._grid_choice(cell, known) if grid
-                               else self._optuna_choice(cell, known))
+        if key in self.tuned:
+            return self.tuned[key]
+        if cell.entry.lambda_.values is not None:
+            self.tuned[key] = self._grid_choice(cell, known)
             if self.bar is not None:
-                name = f"{cell.label}-size{cell.size}"
-                self.bar.message(_tuning_line(name, self.tuned[key], self.spec.metric))
+                self.bar.message(_tuning_line(study_name(*key), self.tuned[key],
+                                              self.spec.metric))
+            return self.tuned[key]
+        warm, error = tuning_warm_start(self.spec, cell, known, self.store.warmup_dir)
+        if error:
+            self.tuned[key] = LambdaChoice(None, "tuned", error=f"tuning: {error}")
+            return self.tuned[key]
+        alongside = [] if cell.entry.warm_start is not None else [
+            c for c in self.tuning_cells
+            if c.entry.lambda_.values is None and c.entry.warm_start is None]
+        describe = self.bar.describe if self.bar is not None else (lambda _text: None)
+        claims: dict[tuple[str, int], tuple[Cell, Claim]] = {}
+        for other in [cell, *alongside]:
+            other_key = (other.label, other.size)
+            if other_key in self.tuned or other_key in claims:
+                continue
+            name = study_name(other.label, other.size)
+            claim = self.claims.acquire(f"tune-{name}")
+            while claim is None and other is cell:  # another run is tuning it: wait
+                describe(f"waiting for {name}'s tuning "
+                         f"({self.claims.holder(f'tune-{name}')})")
+                time.sleep(POLL_S)
+                claim = self.claims.acquire(f"tune-{name}")
+            if claim is not None:
+                claims[other_key] = (other, claim)
+        what = (study_name(*key) if len(claims) == 1
+                else f"{len(claims)} studies")
+        try:
+            describe(f"tuning {what}")
+            from harness.registry import TASKS
+
+            threads = self.threads or TASKS.config(self.spec.task.name).default_threads
+            choices = tune_lambdas(
+                self.spec, [c for c, _ in claims.values()], self.store.optuna_url,
+                self.data.data_dir, threads=threads, batched=self.groups,
+                on_trial=lambda done, total: describe(f"tuning {what} ({done}/{total} "
+                                                      "trials)"),
+                warm_starts={key: warm})
+        finally:
+            for _, claim in claims.values():
+                self.claims.release(claim)
+        for tuned_key, choice in choices.items():
+            self.tuned[tuned_key] = choice
+            if self.bar is not None:
+                self.bar.message(_tuning_line(study_name(*tuned_key), choice,
+                                              self.spec.metric))
         return self.tuned[key]
 
     def _grid_choice(self, cell: Cell, known: Mapping[str, dict[str, Any]]) -> LambdaChoice:
@@ -732,34 +966,6 @@ class _JobFactory:
                                     self.spec.tuning.objective)
         seconds = sum(r.get("timings", {}).get("train_s", 0.0) for r in trials)
         return LambdaChoice(value, "tuned", info, seconds, error)
-
-    def _optuna_choice(self, cell: Cell, known: Mapping[str, dict[str, Any]]
-                       ) -> LambdaChoice:
-        """Optuna's study, in this process, under a claim of its own; a warm-started
-        entry's trials start from its warm-up at the tuning seed."""
-        from harness.runner.dependencies import tuning_warm_start
-        from harness.tuning import study_name, tune_lambda
-
-        warm, error = tuning_warm_start(self.spec, cell, known, self.store.warmup_dir)
-        if error:
-            return LambdaChoice(None, "tuned", error=f"tuning: {error}")
-        name = study_name(cell.label, cell.size)
-        describe = self.bar.describe if self.bar is not None else (lambda _text: None)
-        claim = self.claims.acquire(f"tune-{name}")
-        while claim is None:  # another run is tuning this study: its trials will count
-            describe(f"waiting for {name}'s tuning ({self.claims.holder(f'tune-{name}')})")
-            time.sleep(POLL_S)
-            claim = self.claims.acquire(f"tune-{name}")
-        try:
-            describe(f"tuning {name}")
-            choice = tune_lambda(
-                self.spec, cell, self.store.optuna_url, self.data.data_dir,
-                on_trial=lambda done, total: describe(f"tuning {name} ({done}/{total} trials)"),
-                warm_start=warm,
-            )
-        finally:
-            self.claims.release(claim)
-        return choice
 
 
 def _tuning_line(name: str, choice: LambdaChoice, metric: str) -> str:

@@ -1,18 +1,21 @@
 """``harness worker --store URL``: drain the shared cells table, for clusters without Ray
 (a SLURM array of N workers, say; see the README).
 
-A worker claims one runnable cell at a time (``SELECT ... FOR UPDATE SKIP LOCKED``: pending,
-or running under an expired lease), rebuilds it from the spec saved in the store by the
-``harness run`` that queued it (the same grid expansion: a worker whose data files differ
-gets other cell ids and leaves the cell to others), computes it in this process while its
-heartbeat renews the lease, and records it only if it is still the cell's owner and
-attempt (a worker that was paused past its lease has its late result refused). Records go
-to the store and, when this machine sees the results folder (a shared file system), into
-it as well; MLflow logging is as in ``harness run``.
+A worker claims up to ``--group`` runnable cells at a time (``SELECT ... FOR UPDATE SKIP
+LOCKED``: pending, or running under an expired lease; a group is several cell claims held
+together, each renewed and recorded on its own), trains those that can share a program
+as one group (harness.runner.group) and the others one by one. It rebuilds each cell
+from the spec saved in the store by the ``harness run`` that queued it (the same grid
+expansion: a worker whose data files differ gets other cell ids and leaves the cell to
+others), computes it in this process while its heartbeat renews the lease, and records it
+only if it is still the cell's owner and attempt (a worker that was paused past its lease
+has its late result refused). Records go to the store and, when this machine sees the
+results folder (a shared file system), into it as well; MLflow logging is as in
+``harness run``.
 
 ``--until-empty`` exits once no cell is pending or running (it waits while others run
 cells, to take over any whose owner dies); without it the worker waits for more cells.
-The first SIGINT/SIGTERM gives the running cell back (pending again) and exits.
+The first SIGINT/SIGTERM gives the running cells back (pending again) and exits.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from harness.errors import HarnessError
 from harness.runner.pool import Outcome
 
 POLL_S = 1.0
+DEFAULT_GROUP = 8  # cells a worker claims at once (trained together where they can be)
 
 
 @dataclass
@@ -42,18 +46,20 @@ class _Context:
     recorder: Any
     summary: Any
     problem: str | None = None
+    groupable: Any = None  # cell -> group key or None (harness.runner.sweep._groupable)
 
 
 class Worker:
     def __init__(self, store_url: str, *, spec: str | None = None, threads: int | None = None,
                  until_empty: bool = False, poll: float = POLL_S,
-                 max_cells: int | None = None, say: Any = print) -> None:
+                 max_cells: int | None = None, say: Any = print, group: int = 1) -> None:
         from harness.runner.dbstore import CellStore
 
         self.cells = CellStore(store_url)
         self.spec_filter, self.threads = spec, threads
         self.until_empty, self.poll, self.max_cells = until_empty, poll, max_cells
         self.say = say
+        self.group = max(1, group)
         self.contexts: dict[tuple[str, str], _Context] = {}
         self.skip: list[str] = []  # 'spec/cell_id' this worker cannot build
         self.recorded = self.refused = self.failed = 0
@@ -62,37 +68,69 @@ class Worker:
         """Claim and compute cells until told to stop (or empty); how many it recorded."""
         done = 0
         while self.max_cells is None or done < self.max_cells:
-            got = self.cells.claim_cells(self.spec_filter, None, 1, exclude=self.skip)
+            limit = self.group if self.max_cells is None else min(self.group,
+                                                                  self.max_cells - done)
+            got = self.cells.claim_cells(self.spec_filter, None, limit, exclude=self.skip)
             if not got:
                 if self.until_empty and self.cells.left(self.spec_filter, self.skip) == 0:
                     break
                 time.sleep(self.poll)
                 continue
-            self._compute(got[0])
-            done += 1
+            self._compute_all(got)
+            done += len(got)
         return self.recorded
 
-    def _compute(self, got: Any) -> None:
-        ctx = self._context(got.spec, got.version)
-        cell = ctx.cells.get(got.cell_id) if ctx.problem is None else None
-        key = f"{got.spec}/{got.cell_id}"
-        if cell is None:
-            why = ctx.problem or "its cell id is not in this host's grid (other data files?)"
-            self.cells.release(got.claim)
-            self.cells.event(got.spec, got.cell_id, "unbuildable", int(got.claim.token),
-                             reason=why)
-            self.say(f"left {key} to other workers: {why}")
-            self.skip.append(key)
-            return
-        job = ctx.jobs.make(cell)
-        self.say(f"computing {got.spec}: {cell.describe()} (attempt {got.claim.token})")
-        from harness.runner.execute import run_job
+    def _compute_all(self, got: list[Any]) -> None:
+        """Compute claimed cells: those of one spec version that can share a program as a
+        group, the others alone."""
+        from harness.runner.group import group_key
 
+        units: dict[tuple, list[tuple[Any, Any, Any]]] = {}
+        for index, one in enumerate(got):
+            ctx = self._context(one.spec, one.version)
+            cell = ctx.cells.get(one.cell_id) if ctx.problem is None else None
+            if cell is None:
+                self._unbuildable(one, ctx)
+                continue
+            job = ctx.jobs.make(cell)
+            groups = ctx.groupable(cell) is not None
+            key = (one.spec, one.version, group_key(job)) if groups else (index,)
+            units.setdefault(key, []).append((one, cell, job))
+        for unit in units.values():
+            self._compute(unit)
+
+    def _unbuildable(self, got: Any, ctx: _Context) -> None:
+        why = ctx.problem or "its cell id is not in this host's grid (other data files?)"
+        key = f"{got.spec}/{got.cell_id}"
+        self.cells.release(got.claim)
+        self.cells.event(got.spec, got.cell_id, "unbuildable", int(got.claim.token),
+                         reason=why)
+        self.say(f"left {key} to other workers: {why}")
+        self.skip.append(key)
+
+    def _compute(self, unit: list[tuple[Any, Any, Any]]) -> None:
+        """Compute one cell, or a group, and record each cell as it is done."""
+        from harness.runner.execute import run_job
+        from harness.runner.group import GroupJob, run_group_job
+
+        for one, cell, _ in unit:
+            self.say(f"computing {one.spec}: {cell.describe()} (attempt {one.claim.token})")
+        jobs = {job.cell_id: (one, cell, job) for one, cell, job in unit}
+        left = dict(jobs)
         try:
-            record = run_job(job)
+            if len(unit) == 1:
+                records = iter([run_job(unit[0][2])])
+            else:
+                records = run_group_job(GroupJob(tuple(job for _, _, job in unit)))
+            for record in records:
+                self._record(*left.pop(record["cell_id"]), record)
         except BaseException:
-            self.cells.release(got.claim)
+            for one, _, _ in left.values():
+                self.cells.release(one.claim)
             raise
+
+    def _record(self, got: Any, cell: Any, job: Any, record: dict[str, Any]) -> None:
+        ctx = self._context(got.spec, got.version)
         ctx.recorder.running[cell.cell_id] = got.claim
         ctx.recorder.outcome(Outcome(job, record))
         kept = ctx.summary.units if cell.unit else ctx.summary.records
@@ -118,7 +156,13 @@ class Worker:
         from harness.cells.units import units_for
         from harness.runner.dbstore import DbClaims, SharedResults
         from harness.runner.ownership import is_marked
-        from harness.runner.sweep import SweepSummary, _JobFactory, _Recorder, check_data
+        from harness.runner.sweep import (
+            SweepSummary,
+            _groupable,
+            _JobFactory,
+            _Recorder,
+            check_data,
+        )
         from harness.spec.loader import load_plugins_of, validate_spec
         from harness.spec.requirements import missing_requirements
         from harness.tracking import open_tracker
@@ -155,7 +199,8 @@ class Worker:
         if not files:
             self.say(f"note: {root} is not reachable from this host: records of "
                      f"{spec_name} go to the store only")
-        return _Context(spec, {c.cell_id: c for c in grid}, jobs, recorder, summary)
+        return _Context(spec, {c.cell_id: c for c in grid}, jobs, recorder, summary,
+                        groupable=_groupable(spec))
 
     def close(self) -> None:
         for ctx in self.contexts.values():
@@ -176,6 +221,9 @@ def argument_problem(args: argparse.Namespace) -> str | None:
         return f"--max-cells {args.max_cells}: must be at least 1"
     if not args.poll > 0:
         return f"--poll {args.poll}: must be a positive number of seconds"
+    group = getattr(args, "group", DEFAULT_GROUP)
+    if group < 1:
+        return f"--group {group}: must be at least 1"
     return None
 
 
@@ -188,7 +236,8 @@ def worker_command(args: argparse.Namespace) -> int:
         raise HarnessError(problem)
     worker = Worker(args.store, spec=args.spec, threads=args.threads,
                     until_empty=args.until_empty, poll=args.poll, max_cells=args.max_cells,
-                    say=lambda text: print(text, flush=True))
+                    say=lambda text: print(text, flush=True),
+                    group=getattr(args, "group", DEFAULT_GROUP))
     clock = time.perf_counter()
     try:
         with stop_on_signals(lambda: None):

@@ -19,7 +19,14 @@ A task subclasses ``Task`` and implements:
 3. ``supplies``: the capabilities (harness.capabilities) its views and evaluation
    provide, and ``declines`` for those it withholds on purpose, with the reason. A method
    that needs something the task does not supply is skipped with that reason.
-4. A params model (a ``harness.tasks.config.TaskParams`` subclass, in a light module):
+4. Optionally ``run_group(members, progress)`` with "cell_groups" in ``supplies``: train
+   several cells (members differing only in method, size, lambda or seed) as one
+   program, yielding each member's metrics (or its exception) as soon as it is known,
+   with the numbers that member's ``run`` gives alone (``lambdas``: members differing
+   only in lambda may batch it, within float rounding), and each member's learning
+   curve to its own ``curve`` sink (``harness.tasks.groups.report_curve``: a member's
+   curve is the one it has alone). The default runs them one by one.
+5. A params model (a ``harness.tasks.config.TaskParams`` subclass, in a light module):
    its ``metrics``, ``higher_is_better``, ``data_files`` / ``check_data`` for the files a
    cell reads, and ``contract_params`` (tiny settings for tests/contract).
 
@@ -41,6 +48,8 @@ Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
   gradient (self-distillation from an earlier model).
 - ``primary_loss(targets)``: the per-item primary loss (...,) on the given targets.
 - ``reduce(per_item)``: the scalar to differentiate (e.g. mean per run, summed over runs).
+- ``per_run(per_item)``: the same per run, (runs,), with ``reduce(x) == per_run(x).sum()``
+  (tasks supplying "cell_groups": runs with different lambdas train as one batch).
 - ``loss_form``: "convex" ((primary + lam term)/(1 + lam)) or "additive".
 - ``noising``: which form of noising applies: "targets" (targets resampled from the
   restricted model), "single_sample" (the IMM term with one extended context) or "task"
@@ -58,6 +67,7 @@ Views (C = number of classes; ``...`` = the task's batch shape, e.g. (runs, n)):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -67,10 +77,10 @@ from torch import Tensor
 
 from harness.methods.base import Method
 from harness.methods.induced import Induced
-from harness.tasks.kit import Progress, make_generator, stable_seed
+from harness.tasks.kit import CurveSink, Progress, make_generator, stable_seed
 
-__all__ = ["CellRequest", "Progress", "Task", "Views", "WarmStart", "make_generator",
-           "pick_device", "stable_seed"]
+__all__ = ["CellRequest", "GroupMember", "MemberResult", "Progress", "Task", "Views",
+           "WarmStart", "make_generator", "pick_device", "stable_seed"]
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,21 @@ class CellRequest:
 
 
 
+@dataclass(frozen=True)
+class GroupMember:
+    """One cell of a group: its method (with its lambda), its request, and where its
+    learning curve goes (the runner's ``CellProgress.curve`` of that cell; None: nobody
+    listens, e.g. a tuning trial)."""
+
+    method: Method
+    request: CellRequest
+    curve: CurveSink | None = None
+
+
+# A member's outcome: {metric: (runs,) array}, or the exception its run raised.
+MemberResult = dict[str, np.ndarray] | Exception
+
+
 class Views(ABC):
     """One training batch as methods see it (see the module docstring)."""
 
@@ -148,6 +173,10 @@ class Views(ABC):
     @abstractmethod
     def reduce(self, per_item: Tensor) -> Tensor: ...
 
+    def per_run(self, per_item: Tensor) -> Tensor:
+        """``reduce`` before the sum over runs: (runs,)."""
+        raise NotImplementedError(f"{type(self).__name__} does not reduce per run")
+
     def term_shape(self, primary_shape: tuple[int, ...]) -> tuple[int, ...] | None:
         """The shape a method's term must have, one value per regularised item: by
         default the primary loss's per-item shape. A task whose term covers other items
@@ -167,6 +196,9 @@ class Task(ABC):
     # those it withholds on purpose, with the reason a method that needs one is skipped.
     supplies: ClassVar[frozenset[str]] = frozenset()
     declines: ClassVar[dict[str, str]] = {}
+    # With "cell_groups": True when run_group trains each dataset size as a program of
+    # its own (the runner then hands out sizes one by one, for balance).
+    sizes_apart: ClassVar[bool] = False
 
     def __init__(self, params: Any, data_dir: str | None = None) -> None:
         self.params = params
@@ -184,9 +216,39 @@ class Task(ABC):
     ) -> dict[str, np.ndarray]:
         """Train ``request.runs`` replicates; return {metric: array of shape (runs,)}."""
 
+    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None,
+                  *, lambdas: bool = False) -> Iterator[tuple[int, MemberResult]]:
+        """Train several cells; yield (member index, its metrics or exception) as each is
+        done. Tasks supplying "cell_groups" train them as one program, each member with
+        the bits it has alone; with ``lambdas`` (tuning trials) members that differ only
+        in lambda may share one set of operations, within float rounding of their runs
+        alone. This default runs them one after the other (any task can be handed a
+        group)."""
+        for index, member in enumerate(members):
+            part = _MemberProgress(progress, index, len(members), member.curve)
+            try:
+                yield index, self.run(member.method, member.request, part)
+            except Exception as exc:  # noqa: BLE001 - the member's own outcome
+                yield index, exc
+
 
 def pick_device(choice: str = "auto") -> torch.device:
     """cuda when asked for or available (auto), else cpu."""
     if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
         return torch.device("cuda")
     return torch.device("cpu")
+
+
+class _MemberProgress:
+    """The progress callback of member ``index`` of ``count`` run one after another: its
+    share of the group's progress, and its own learning curve (``curve``, as the
+    runner's callback of a cell alone has one)."""
+
+    def __init__(self, progress: Progress | None, index: int, count: int,
+                 curve: CurveSink | None) -> None:
+        self.progress, self.index, self.count = progress, index, count
+        self.curve = curve
+
+    def __call__(self, fraction: float) -> None:
+        if self.progress is not None:
+            self.progress((self.index + fraction) / self.count)

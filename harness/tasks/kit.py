@@ -33,6 +33,8 @@ from harness.errors import Diverged
 
 T = TypeVar("T")
 Progress = Callable[[float], None]
+# Where a cell's learning-curve points go: (step, replicate, {metric: value}).
+CurveSink = Callable[[int, int, dict[str, float]], None]
 
 
 def stable_seed(*parts: object) -> int:
@@ -186,6 +188,13 @@ class GroupMean:
 CURVE_POINTS = 100  # learning-curve points a cell reports at most (per metric)
 
 
+def curve_due(step: int, total: int) -> bool:
+    """Whether the 0-based ``step`` of ``total`` is a learning-curve point (about
+    CURVE_POINTS of them, the last included)."""
+    every = max(1, -(-total // CURVE_POINTS))
+    return (step + 1) % every == 0 or step + 1 == total
+
+
 class ProgressMeter:
     """Reports a cell's progress, (replicate + fraction of its training) / replicates,
     to the runner's callback, at most once per 1% (tasks call ``update`` every step).
@@ -204,10 +213,7 @@ class ProgressMeter:
 
     def due(self, step: int, total: int) -> bool:
         """Whether the 0-based ``step`` of ``total`` is a learning-curve point."""
-        if self._sink is None:
-            return False
-        every = max(1, -(-total // CURVE_POINTS))
-        return (step + 1) % every == 0 or step + 1 == total
+        return self._sink is not None and curve_due(step, total)
 
     def curve(self, step: int, **values: float | torch.Tensor) -> None:
         """Per-epoch metrics of the current replicate (or the mean over batched ones)

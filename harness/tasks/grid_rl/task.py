@@ -17,6 +17,7 @@ The dataset size of a cell is the number of training epochs.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -29,7 +30,16 @@ from harness.tasks.base import CellRequest, Progress, Task, Views, make_generato
 from harness.tasks.grid_rl.config import GridRlParams
 from harness.tasks.grid_rl.env import Grid
 from harness.tasks.grid_rl.pomdp import restricted_policy
-from harness.tasks.kit import ProgressMeter, Snapshot
+from harness.tasks.groups import (
+    GroupMember,
+    MemberResult,
+    Slot,
+    curve_sinks,
+    report_curve,
+    run_alone,
+    training_slots,
+)
+from harness.tasks.kit import ProgressMeter, Snapshot, curve_due
 
 
 class GridRlTask(Task):
@@ -37,7 +47,7 @@ class GridRlTask(Task):
 
     name = "grid_rl"
     supplies = frozenset({"restricted", "induced", "stale_correction", "stale_prediction",
-                          "noising", "mixed_prediction"})
+                          "noising", "mixed_prediction", "cell_groups"})
     params: GridRlParams
 
     def __init__(self, params: GridRlParams, data_dir: str | None = None) -> None:
@@ -127,45 +137,99 @@ class GridRlTask(Task):
     def run(
         self, method: Method, request: CellRequest, progress: Progress | None = None
     ) -> dict[str, np.ndarray]:
+        """One cell: a group of one (the same program as in any group)."""
+        return run_alone(self, method, request, progress)
+
+    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None,
+                  *, lambdas: bool = False) -> Iterator[tuple[int, MemberResult]]:
+        """Every member in one batched program (harness.tasks.groups): all trainings step
+        their epochs together, one rollout loop for all of them; a training leaves the
+        batch (its rows, Adam's state with them) after its last epoch, and its members
+        are evaluated and yielded then."""
         p = self.params
-        runs, epochs, steps = request.runs, request.size, p.steps_per_epoch
-        weights = self.init_weights(runs, request.seed, epochs)
-        optimizer = torch.optim.Adam(weights, lr=p.lr)
-        # Trajectory randomness is shared by all methods (paired); the method's own draws
-        # (noising, sampled IMM) come from a separate stream.
-        rollout_gen = make_generator(torch.device("cpu"), "grid_rl-train", request.seed, epochs)
-        state = _TrainState(
-            self, make_generator(self.device, "grid_rl-method", request.seed, epochs,
-                                 method.name))
-        arange_runs = torch.arange(runs, device=self.device)[:, None]
+        slots = sorted(training_slots(members, range(len(members)), lambdas),
+                       key=lambda slot: slot.request.size)
+        for slot in slots:
+            seed, epochs = slot.request.seed, slot.request.size
+            slot.extra["weights"] = [  # batched lambdas: the runs' weights once per lambda
+                w.detach().repeat(slot.copies, *([1] * (w.dim() - 1)))
+                for w in self.init_weights(slot.request.runs, seed, epochs)]
+            if slot.method.lam_rows is not None:
+                slot.method.lam_rows = slot.method.lam_rows.to(self.device)
+            slot.extra["rollout"] = make_generator(torch.device("cpu"), "grid_rl-train",
+                                                   seed, epochs)
+            slot.extra["state"] = _TrainState(self, make_generator(
+                self.device, "grid_rl-method", seed, epochs, slot.method.name))
+            slot.extra["arange"] = torch.arange(slot.stop - slot.start,
+                                                device=self.device)[:, None]
+            slot.extra["curve"] = curve_sinks(members, slot)
+        batch = _Batch(slots, p.lr)
+        total = max(slot.request.size for slot in slots)
         meter = ProgressMeter(progress)
-        for epoch in range(epochs):
-            log_pi = self.log_policy(weights)
-            starts, uniforms = self.draws(rollout_gen, runs, 1, steps)
-            visited, actions, rewards = self.rollout(log_pi.detach().exp(), starts, uniforms)
-            visited_t = torch.from_numpy(visited[:, 0]).to(self.device)
-            rewards_t = torch.from_numpy(rewards[:, 0]).to(self.device, torch.float32)
-            returns = rewards_t @ self.discount_matrix
+        for epoch in range(total):
+            self._epoch(batch, epoch)
+            meter.update((epoch + 1) / total)
+            for slot in batch.finish(epoch + 1):
+                yield from self._results(members, slot)
+
+    def _epoch(self, batch: _Batch, epoch: int) -> None:
+        """One epoch of every training in ``batch``: one rollout, one backward, one step."""
+        p, steps = self.params, self.params.steps_per_epoch
+        # The policy of each training on its own (tanh and exp have the bits they have in
+        # a cell alone only on the cell's own tensors), then one rollout for all.
+        log_pis = [self.log_policy([w[batch.rows(slot)] for w in batch.weights])
+                   for slot in batch.slots]
+        probs = torch.cat([lp.detach().exp() for lp in log_pis])
+        draws = [self.draws(slot.extra["rollout"], slot.request.runs, 1, steps)
+                 for slot in batch.slots]
+        draws = [(np.tile(d[0], (slot.copies, 1)), np.tile(d[1], (slot.copies, 1, 1)))
+                 if slot.copies > 1 else d for d, slot in zip(draws, batch.slots, strict=True)]
+        starts = np.concatenate([d[0] for d in draws])
+        uniforms = np.concatenate([d[1] for d in draws])
+        visited, actions, rewards = self.rollout(probs, starts, uniforms)
+        visited_t = torch.from_numpy(visited[:, 0]).to(self.device)
+        actions_t = torch.from_numpy(actions[:, 0]).to(self.device)
+        rewards_t = torch.from_numpy(rewards[:, 0]).to(self.device, torch.float32)
+        loss, parts = None, []
+        for slot, log_pi in zip(batch.slots, log_pis, strict=True):
+            rows = batch.rows(slot)
+            returns = rewards_t[rows] @ self.discount_matrix
             if p.normalize_returns:
                 returns = (returns - returns.mean(-1, keepdim=True)) / (
                     returns.std(-1, keepdim=True) + 1e-8)
-            views = GridRlViews(state, log_pi, visited_t, arange_runs,
-                                torch.from_numpy(actions[:, 0]).to(self.device), returns,
-                                epochs, epoch)
-            loss = method.loss(views, epoch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if meter.due(epoch, epochs):  # means over the replicates
-                meter.curve(epoch + 1, train_loss=loss.detach() / runs,
-                            train_reward=float(rewards[:, 0].sum(-1).mean()))
-            meter.update((epoch + 1) / epochs)
-        bad = torch.zeros(runs, dtype=torch.bool, device=self.device)
-        for w in weights:
-            bad |= ~torch.isfinite(w.detach().reshape(runs, -1)).all(-1)
-        if bad.any():
-            raise Diverged(f"{int(bad.sum())} of {runs} runs have non-finite weights")
-        return self.evaluate(method, weights, request)
+            views = GridRlViews(slot.extra["state"], log_pi, visited_t[rows],
+                                slot.extra["arange"], actions_t[rows], returns,
+                                slot.request.size, epoch)
+            part = slot.method.loss(views, epoch)
+            parts.append(part)
+            loss = part if loss is None else loss + part
+        batch.step(loss)
+        for slot, part in zip(batch.slots, parts, strict=True):
+            if slot.extra["curve"] and curve_due(epoch, slot.request.size):
+                rows = batch.rows(slot)  # means over the training's replicates
+                report_curve(slot.extra["curve"], epoch + 1,
+                             train_loss=part.detach() / slot.request.runs,
+                             train_reward=float(rewards[rows, 0].sum(-1).mean()))
+
+    def _results(self, members: Sequence[GroupMember], slot: Slot
+                 ) -> Iterator[tuple[int, MemberResult]]:
+        """The finished training's members: evaluated, or Diverged."""
+        runs = slot.request.runs
+        for index in slot.members:
+            own = slot.member_rows(index)
+            weights = [w[own] for w in slot.extra["final"]]
+            bad = torch.zeros(runs, dtype=torch.bool, device=self.device)
+            for w in weights:
+                bad |= ~torch.isfinite(w.reshape(runs, -1)).all(-1)
+            if bad.any():
+                yield index, Diverged(f"{int(bad.sum())} of {runs} runs have non-finite "
+                                      "weights")
+                continue
+            try:
+                yield index, self.evaluate(members[index].method, weights,
+                                           members[index].request)
+            except Exception as exc:  # noqa: BLE001 - this member's outcome
+                yield index, exc
 
     # ---- evaluation -----------------------------------------------------------------
     def evaluate(self, method: Method, weights: list[Tensor], request: CellRequest
@@ -182,6 +246,64 @@ class GridRlTask(Task):
         starts, uniforms = self.draws(gen, request.runs, p.eval_rollouts, p.eval_steps)
         _, _, rewards = self.rollout(probs, starts, uniforms)
         return {"reward": rewards.sum(-1).mean(-1).astype(float)}
+
+
+class _Batch:
+    """The weights of the trainings still running, concatenated along the runs axis, with
+    one Adam over them (elementwise: each row's update is the one it has alone). A
+    training that is done leaves with its rows of the weights and of Adam's state."""
+
+    def __init__(self, slots: list[Slot], lr: float) -> None:
+        self.slots = list(slots)
+        self.lr = lr
+        parts = [slot.extra["weights"] for slot in self.slots]
+        self.weights = [torch.cat([w[i].detach() for w in parts]).requires_grad_(True)
+                        for i in range(len(parts[0]))]
+        self.optimizer = torch.optim.Adam(self.weights, lr=lr)
+        self._place()
+
+    def _place(self) -> None:
+        row = 0
+        for slot in self.slots:
+            slot.start, slot.stop = row, row + slot.request.runs * slot.copies
+            row = slot.stop
+
+    def rows(self, slot: Slot) -> slice:
+        return slice(slot.start, slot.stop)
+
+    def step(self, loss: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def finish(self, epochs_done: int) -> list[Slot]:
+        """The trainings whose last epoch was ``epochs_done``: their final weights are
+        kept in ``extra["final"]`` and the batch goes on without their rows."""
+        done = [slot for slot in self.slots if slot.request.size == epochs_done]
+        if not done:
+            return []
+        for slot in done:
+            slot.extra["final"] = [w.detach()[slot.start:slot.stop].clone()
+                                   for w in self.weights]
+        keep = [slot for slot in self.slots if slot.request.size > epochs_done]
+        if keep:
+            index = torch.cat([torch.arange(s.start, s.stop) for s in keep]).to(
+                self.weights[0].device)
+            old = self.optimizer
+            self.weights = [w.detach()[index].clone().requires_grad_(True)
+                            for w in self.weights]
+            self.optimizer = torch.optim.Adam(self.weights, lr=self.lr)
+            for new_w, old_w in zip(self.weights, old.param_groups[0]["params"],
+                                    strict=True):
+                state = old.state[old_w]
+                self.optimizer.state[new_w] = {
+                    "step": state["step"].clone(),
+                    "exp_avg": state["exp_avg"][index].clone(),
+                    "exp_avg_sq": state["exp_avg_sq"][index].clone(),
+                }
+        self.slots = keep
+        self._place()
+        return done
 
 
 class _TrainState:
@@ -266,4 +388,7 @@ class GridRlViews(Views):
         return -self.returns * self.log_q().gather(-1, targets[..., None]).squeeze(-1)
 
     def reduce(self, per_item: Tensor) -> Tensor:
-        return per_item.mean(-1).sum()
+        return self.per_run(per_item).sum()
+
+    def per_run(self, per_item: Tensor) -> Tensor:
+        return per_item.mean(-1)

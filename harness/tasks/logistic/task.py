@@ -8,6 +8,8 @@ w_t(t') proportional to exp(-alpha |x1_t - x1_t'|) (paper Eq. 22).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -17,7 +19,16 @@ from harness.errors import Diverged
 from harness.methods.base import Method
 from harness.methods.induced import Induced, crosstalk_cross_entropy
 from harness.tasks.base import CellRequest, Progress, Task, Views, make_generator
-from harness.tasks.kit import ProgressMeter, Snapshot
+from harness.tasks.groups import (
+    GroupMember,
+    MemberResult,
+    by_size,
+    curve_sinks,
+    report_curve,
+    run_alone,
+    training_slots,
+)
+from harness.tasks.kit import ProgressMeter, Snapshot, curve_due
 from harness.tasks.logistic.config import LogisticParams
 from harness.tasks.logistic.geometry import bayes_restricted
 
@@ -29,7 +40,8 @@ class LogisticTask(Task):
 
     name = "logistic"
     supplies = frozenset({"restricted", "induced", "stale_correction", "stale_prediction",
-                          "noising", "mixed_prediction"})
+                          "noising", "mixed_prediction", "cell_groups"})
+    sizes_apart = True  # run_group: one program per size
     params: LogisticParams
 
     # ---- data -----------------------------------------------------------------------
@@ -57,33 +69,76 @@ class LogisticTask(Task):
     def run(
         self, method: Method, request: CellRequest, progress: Progress | None = None
     ) -> dict[str, np.ndarray]:
+        """One cell: a group of one (the same program as in any group)."""
+        return run_alone(self, method, request, progress)
+
+    def run_group(self, members: Sequence[GroupMember], progress: Progress | None = None,
+                  *, lambdas: bool = False) -> Iterator[tuple[int, MemberResult]]:
+        """Every member of one size in one batched program (harness.tasks.groups), the
+        sizes one after another, largest first; each size's members are yielded when it
+        is done."""
+        programs = by_size(members)
+        meter = ProgressMeter(progress, len(programs))
+        for number, indices in enumerate(programs):
+            yield from self._train_together(members, indices, meter.start(number), lambdas)
+
+    def _train_together(self, members: Sequence[GroupMember], indices: Sequence[int],
+                        meter: ProgressMeter, lambdas: bool = False
+                        ) -> Iterator[tuple[int, MemberResult]]:
         p = self.params
-        runs, n = request.runs, request.size
-        x, y = self.sample(runs, n, "train", request.seed, n)
-        weight = torch.zeros(runs, 3, device=self.device, requires_grad=True)
-        bias = torch.zeros(runs, device=self.device, requires_grad=True)
-        state = _TrainState(
-            task=self,
-            x=x,
-            y=y,
-            restricted=self.restricted_target(x[..., 0]),
-            generator=make_generator(self.device, "logistic-method", request.seed, n, method.name),
-        )
-        meter = ProgressMeter(progress)
+        n = members[indices[0]].request.size
+        slots = training_slots(members, indices, lambdas)
+        data: dict[tuple[int, int, int], _Data] = {}
+        for slot in slots:
+            key = (slot.request.seed, slot.request.runs, slot.copies)
+            if key not in data:  # a slot of batched lambdas: its runs' data once per lambda
+                x, y = self.sample(slot.request.runs, n, "train", slot.request.seed, n)
+                data[key] = _Data(self, x.repeat(slot.copies, 1, 1), y.repeat(slot.copies, 1))
+            if slot.method.lam_rows is not None:
+                slot.method.lam_rows = slot.method.lam_rows.to(self.device)
+            slot.extra["state"] = _TrainState(data[key], make_generator(
+                self.device, "logistic-method", slot.request.seed, n, slot.method.name))
+        x_all = torch.cat([slot.extra["state"].x for slot in slots])
+        weight = torch.zeros(x_all.shape[0], 3, device=self.device, requires_grad=True)
+        bias = torch.zeros(x_all.shape[0], device=self.device, requires_grad=True)
+        sinks = [curve_sinks(members, slot) for slot in slots]
         for step in range(p.epochs):
-            views = LogisticViews(state, weight, bias, step)
-            loss = method.loss(views, step)
+            logits = torch.einsum("rnd,rd->rn", x_all, weight) + bias[:, None]
+            loss, parts = None, []
+            for slot in slots:
+                rows = slot.rows
+                views = LogisticViews(slot.extra["state"], weight[rows], bias[rows], step,
+                                      logits[rows])
+                part = slot.method.loss(views, step)
+                parts.append(part)
+                loss = part if loss is None else loss + part
             g_weight, g_bias = torch.autograd.grad(loss, (weight, bias))
             with torch.no_grad():
                 weight -= p.lr * g_weight
                 bias -= p.lr * g_bias
-            if meter.due(step, p.epochs):  # the objective, mean over the replicates
-                meter.curve(step + 1, train_loss=loss.detach() / runs)
+            if curve_due(step, p.epochs):  # each training's objective, mean over its runs
+                for slot, part, to in zip(slots, parts, sinks, strict=True):
+                    if to:
+                        report_curve(to, step + 1,
+                                     train_loss=part.detach() / slot.request.runs)
             meter.update((step + 1) / p.epochs)
-        bad = ~(torch.isfinite(weight).all(-1) & torch.isfinite(bias))
-        if bad.any():
-            raise Diverged(f"{int(bad.sum())} of {runs} runs have non-finite weights")
-        return self.evaluate(method, weight.detach(), bias.detach(), x, request)
+        weight, bias = weight.detach(), bias.detach()
+        for slot in slots:
+            w, b = weight[slot.rows], bias[slot.rows]
+            finite = torch.isfinite(w).all(-1) & torch.isfinite(b)
+            for index in slot.members:
+                bad = ~finite[slot.member_rows(index)]
+                if bad.any():
+                    runs = slot.request.runs
+                    yield index, Diverged(f"{int(bad.sum())} of {runs} runs have non-finite "
+                                          "weights")
+                    continue
+                member, own = members[index], slot.member_rows(index)
+                try:
+                    yield index, self.evaluate(member.method, w[own], b[own],
+                                               slot.extra["state"].x[own], member.request)
+                except Exception as exc:  # noqa: BLE001 - this member's outcome
+                    yield index, exc
 
     # ---- evaluation -----------------------------------------------------------------
     def evaluate(
@@ -117,23 +172,38 @@ class LogisticTask(Task):
         }
 
 
-class _TrainState:
-    """What persists across steps: the data, the targets and the serialized snapshot."""
+class _Data:
+    """A training set (runs, n) shared by the trainings of one seed: features, labels, the
+    restricted targets, and the kernel between training points (built on first use: IMM
+    methods only)."""
 
-    def __init__(self, task: LogisticTask, x: Tensor, y: Tensor, restricted: Tensor,
-                 generator: torch.Generator) -> None:
+    def __init__(self, task: LogisticTask, x: Tensor, y: Tensor) -> None:
         self.task, self.x, self.y = task, x, y
-        self.restricted = restricted
-        self.generator = generator
-        self.stale: Snapshot[_Stale] = Snapshot()  # serialized IMM, self-distillation
+        self.restricted = task.restricted_target(x[..., 0])
         self._kernel: Tensor | None = None
 
     @property
     def kernel(self) -> Tensor:
-        """Kernel weights between training points; built on first use (IMM methods only)."""
         if self._kernel is None:
             self._kernel = self.task.kernel_weights(self.x[..., 0], self.x[..., 0])
         return self._kernel
+
+
+class _TrainState:
+    """What persists across steps of one training: its data, the method's generator and
+    the serialized snapshot."""
+
+    def __init__(self, data: _Data, generator: torch.Generator) -> None:
+        self.data = data
+        self.task, self.x, self.y = data.task, data.x, data.y
+        self.restricted = data.restricted
+        self.generator = generator
+        self.stale: Snapshot[_Stale] = Snapshot()  # serialized IMM, self-distillation
+
+    @property
+    def kernel(self) -> Tensor:
+        """Kernel weights between training points (shared by the trainings of a seed)."""
+        return self.data.kernel
 
 
 class _Stale:
@@ -161,8 +231,8 @@ class LogisticViews(Views):
     """The full training set of every replicate, as one batch of shape (runs, n); one
     full-batch gradient step is one epoch."""
 
-    def __init__(self, state: _TrainState, weight: Tensor, bias: Tensor, step: int = 0
-                 ) -> None:
+    def __init__(self, state: _TrainState, weight: Tensor, bias: Tensor, step: int = 0,
+                 logits: Tensor | None = None) -> None:
         self.state = state
         self.weight, self.bias = weight, bias
         self.targets = state.y
@@ -171,7 +241,7 @@ class LogisticViews(Views):
         self.epoch = step
         self.progress = step / state.task.params.epochs
         self.loss_form = state.task.params.loss_form
-        self._logits: Tensor | None = None
+        self._logits = logits  # computed for the whole group's batch, or here on first use
 
     def logits(self) -> Tensor:
         if self._logits is None:
@@ -213,4 +283,7 @@ class LogisticViews(Views):
         return -self.log_q().gather(-1, targets[..., None]).squeeze(-1)
 
     def reduce(self, per_item: Tensor) -> Tensor:
-        return per_item.mean(-1).sum()
+        return self.per_run(per_item).sum()
+
+    def per_run(self, per_item: Tensor) -> Tensor:
+        return per_item.mean(-1)
