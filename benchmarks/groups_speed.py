@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sweep_timer import finish, timed  # benchmarks/ is on sys.path when run as a script
+from sweep_timer import finish, into, timed  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGETS_S = {"logistic": 20.0, "grid_rl": 10.0}
@@ -44,8 +44,8 @@ def harness_run(spec: Path, scratch: Path, extra: list[str], checkout: Path | No
         env.pop(name, None)
     if checkout is not None:
         env["PYTHONPATH"] = str(checkout)
-    return timed([sys.executable, "-m", "harness.cli", "run", str(spec), "--fresh", *extra],
-                 scratch, env)
+    return timed([sys.executable, "-m", "harness.cli", "run", str(spec), "--fresh", *extra,
+                  *into(scratch)], scratch, env)
 
 
 def records(scratch: Path) -> dict[str, dict[str, Any]]:

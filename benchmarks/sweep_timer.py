@@ -12,6 +12,12 @@ from pathlib import Path
 from typing import Any
 
 
+def into(scratch: Path | str) -> list[str]:
+    """The options that put a run's results in ``scratch``: a spec's relative output_dir
+    is taken from its project folder (the checkout), which every timed run would share."""
+    return ["--set", f"output_dir={Path(scratch).resolve() / 'results'}"]
+
+
 def time_sweep(spec: Path, workers: int) -> float:
     """Wall seconds of `harness run SPEC --fresh --workers N` in a scratch directory (MLflow
     tracking and the report included, as a user would run it)."""
@@ -20,7 +26,7 @@ def time_sweep(spec: Path, workers: int) -> float:
         start = time.perf_counter()
         proc = subprocess.run(
             [sys.executable, "-m", "harness.cli", "run", str(spec), "--fresh",
-             "--workers", str(workers)],
+             "--workers", str(workers), *into(scratch)],
             cwd=scratch, env=env, capture_output=True, text=True,
         )
         wall = time.perf_counter() - start

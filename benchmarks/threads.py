@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sweep_timer import into  # benchmarks/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA_TASKS = {"ptb", "glue"}
 
@@ -42,7 +44,7 @@ def run_spec(spec: Path, threads: int | None, data_dir: Path | None) -> tuple[fl
         env.pop(name, None)  # the harness chooses, as on a user's machine
     with tempfile.TemporaryDirectory() as scratch:
         cmd = [sys.executable, "-m", "harness.cli", "run", str(spec), "--fresh",
-               "--no-report", "--set", "tracking.enabled=false"]
+               "--no-report", "--set", "tracking.enabled=false", *into(scratch)]
         if threads is not None:
             cmd += ["--workers", "1", "--threads", str(threads)]
         if data_dir is not None:

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sweep_timer import finish, timed  # benchmarks/ is on sys.path when run as a script
+from sweep_timer import finish, into, timed  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_TASKS = {"ptb", "glue"}
@@ -53,7 +53,7 @@ def run(spec: Path, extra: list[str], data_dir: Path | None) -> float:
     if data_dir is not None:
         cmd += ["--data-dir", str(data_dir)]
     with tempfile.TemporaryDirectory() as scratch:
-        return timed(cmd, scratch, env)
+        return timed([*cmd, *into(scratch)], scratch, env)
 
 
 def main() -> None:

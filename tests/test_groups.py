@@ -224,6 +224,7 @@ def test_default_workers_run_a_grid_with_helpers_and_the_same_records(tmp_path,
     auto = run_spec(validate_spec(small_spec("auto")), workers=None)
     one = run_spec(validate_spec(small_spec("one")), workers=1)
     a, b = cell_records(auto.results_dir), cell_records(one.results_dir)
+    assert len(a) == len(b) == 24  # a helper's cells too (handed to it while it started)
     assert {k: r["metrics"] for k, r in a.items()} == {k: r["metrics"] for k, r in b.items()}
     assert {r["threads"] for r in a.values()} == {1}  # the logistic task's own choice
     assert torch.get_num_threads() >= 1

@@ -206,6 +206,9 @@ class WorkerPool:
                 if kind == "progress":
                     worker.fraction = min(max(payload, 0.0), 1.0)
                     continue
+                if kind == "ready":  # handed its job while it was starting
+                    worker.ready = True
+                    continue
                 if kind == "part":
                     jobs = {job.cell_id: job for job in members(worker.job)}
                     worker.reported.add(payload["cell_id"])

@@ -633,10 +633,16 @@ class HybridExecutor(PoolExecutor):
         return self.inline.free + self.pool.ready
 
     def free_for(self, left: int) -> int:
-        """A helper takes a unit only while another is left for this process: the last
-        one waits for this process, which has no start-up to pay (a helper's first unit
-        costs it its imports and the task's set-up)."""
-        return self.inline.free + (self.pool.ready if left > 1 else 0)
+        """This process takes the first unit; a helper, ready or still starting (the unit
+        waits in its pipe), takes the others: a unit left when this process already has
+        one, or any but the last while this process is free. The last one waits for this
+        process only when it has nothing else to do (a helper's first unit costs it its
+        imports and the task's set-up, about a second). Waiting for a helper to be ready
+        is no choice: this process computes its own unit without returning to the
+        scheduler, so a helper that became ready meanwhile would idle until it is done."""
+        if self.inline.free:
+            return self.inline.free + (self.pool.free if left > 1 else 0)
+        return self.pool.free
 
     @property
     def running(self) -> int:
