@@ -28,7 +28,7 @@ from test_warm_start_processes import (  # noqa: F401 - fixtures
 from harness.runner.store import ResultsStore
 from harness.spec import validate_spec
 
-pytestmark = [pytest.mark.cluster, pytest.mark.skipif(
+pytestmark = [pytest.mark.cluster, pytest.mark.heavy, pytest.mark.skipif(
     not (DATA / "ptb" / "ptb.train.txt").is_file(), reason="PTB data not available")]
 
 

@@ -21,7 +21,8 @@ from proc import HARNESS, journal, spawn, wait_for
 from harness.runner import run_spec
 from harness.spec import validate_spec
 
-pytestmark = needs_ptb
+# Real processes on PTB (about 90 s): .ci/run's `-m heavy` step, not the default suite.
+pytestmark = [needs_ptb, pytest.mark.heavy]
 PARAMS = {"emb_size": 16, "hidden_size": 16, "layers": 1, "dropout": 0.3, "bptt": 10,
           "batch_size": 4, "eval_batch_size": 4, "eval_tokens": 1500,
           "induced_eval_tokens": 1500, "max_epochs": 8, "checkpoint": True, "imm_window": 5,
@@ -155,13 +156,19 @@ def test_kill_9_of_a_warm_up_resumes_it_with_the_numbers_of_an_uninterrupted_run
     finally:
         kill_group(proc)
     assert not (root / "cells" / f"{unit['cell_id']}.json").exists()
+    # Started and unrecorded at the kill: this warm-up, and whatever another worker ran
+    # beside it (the default workers hand a helper a unit as it starts); each runs again.
+    killed = {e["cell_id"] for e in started(root)
+              if not (root / "cells" / f"{e['cell_id']}.json").exists()}
+    assert unit["cell_id"] in killed
     rerun = harness("run", str(spec_file), "--no-report", cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr
     assert metrics_of(root) == reference
     order_checked(root)
     runs = [e["cell_id"] for e in started(root)]
     assert runs.count(unit["cell_id"]) == 2  # killed once, then resumed
-    assert len(set(runs)) == CELLS + UNITS and len(runs) == CELLS + UNITS + 1
+    assert all(runs.count(cell_id) == 2 for cell_id in killed)
+    assert len(set(runs)) == CELLS + UNITS and len(runs) == CELLS + UNITS + len(killed)
 
 
 def test_kill_9_of_a_cell_that_forks_resumes_it_and_trains_no_warm_up_twice(
