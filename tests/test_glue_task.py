@@ -102,7 +102,7 @@ def _trained(task: GlueBertTask, method, seed: int = 0) -> dict[str, torch.Tenso
 
 @pytest.mark.parametrize("name", ["imm_sampled", "noising"])
 def test_same_seed_same_weights_and_numbers(name):
-    task = tiny_task(precision="bf16")  # as specs/glue.yaml runs
+    task = tiny_task(precision="bf16")  # the autocast path too (GPU and AVX512-BF16 specs)
     method = make_method(name, **({"k": 2} if name == "imm_sampled" else {}))
     a, b = _trained(task, method), _trained(task, method)
     assert all(torch.equal(a[k], b[k]) for k in a)

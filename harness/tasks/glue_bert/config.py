@@ -161,7 +161,8 @@ class GlueBertParams(TaskParams):
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
         description="bf16 = the encoder under bfloat16 autocast (heads, losses and weights "
-        "float32); about 1.7x faster on CPUs with AVX512-BF16 and on GPUs",
+        "float32); about 1.7x faster on CPUs with AVX512-BF16 and on GPUs, about 3x "
+        "SLOWER on CPUs without it (emulated)",
     )
     max_length: PositiveInt = Field(128, description="tokens per example (paper: 128)")
     batch_size: PositiveInt = Field(32, description="examples per step (Devlin et al.: 32)")
