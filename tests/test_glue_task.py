@@ -350,16 +350,16 @@ def test_reported_table2_matches_the_specs():
 def test_glue_2000_is_the_earlier_protocol_at_2000_examples():
     """specs/glue_2000.yaml keeps the protocol its documented figures were measured with (a
     fresh MLM head warmed up on the GLUE text, one IMM position a sentence, the bigram of
-    the GLUE training text) at 2,000 examples of CoLA and MRPC; everything else, Table 2's
-    three methods included, is specs/glue.yaml's."""
+    the GLUE training text, bfloat16 autocast) at 2,000 examples of CoLA and MRPC; everything
+    else, Table 2's three methods included, is specs/glue.yaml's."""
     cpu, larger = (load_spec(ROOT / "specs" / f"{name}.yaml") for name in ("glue", "glue_2000"))
     protocol = {"tasks", "mlm_head", "mask_token", "head_warmup_steps", "imm_fraction",
-                "imm_max_positions", "bigram_corpus"}
+                "imm_max_positions", "bigram_corpus", "precision"}
     assert larger.task.params.model_dump(exclude=protocol) == cpu.task.params.model_dump(
         exclude=protocol)
     old = larger.task.params
     assert (old.mlm_head, old.mask_token, old.head_warmup_steps) == (None, None, 200)
-    assert (old.imm_max_positions, old.bigram_corpus) == (1, "train")
+    assert (old.imm_max_positions, old.bigram_corpus, old.precision) == (1, "train", "bf16")
     assert larger.task.params.tasks == ["cola", "mrpc"]
     assert larger.sizes == [2000] and larger.seeds == [0, 1, 2]
     same = {m.display: m for m in cpu.methods}
