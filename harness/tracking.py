@@ -317,29 +317,83 @@ def one_line_text(value: Any) -> str:
 def create_sqlite_store(path: Path) -> None:
     """Make MLflow's SQLite database at ``path`` if it does not exist, atomically.
 
-    MLflow makes its schema by a chain of migrations; a run killed during them would leave
-    a half-made database that no later run can open (tracking lost for good). So the
-    schema is made in a file of its own (``mlflow.db-creating-*``, a name harness owns)
-    and linked into place only when complete; ``os.link`` never replaces a database that
-    another run made meanwhile."""
+    MLflow makes its schema by a chain of migrations (2 to 3 s, a few percent of the
+    Figure 1 spec); a run killed during them would leave a half-made database that no
+    later run can open (tracking lost for good). So the schema is made once per MLflow
+    version in the harness cache (``<cache>/mlflow/empty-<version>.db``, itself made the
+    same way) and copied; the copy is made in a file of its own (``mlflow.db-creating-*``,
+    a name harness owns) and linked into place only when complete; ``os.link`` never
+    replaces a database that another run made meanwhile. Without a writable cache the
+    schema is migrated in place as before."""
     from harness.atomic import refuse_link
 
     refuse_link(path)  # MLflow would write through it
     if path.exists():
         return
-    from mlflow import MlflowClient
-
-    for name in QUIET_LOGGERS:  # after the import: mlflow configures its own loggers
-        logging.getLogger(name).setLevel(logging.CRITICAL)
     path.parent.mkdir(parents=True, exist_ok=True)
+    template = _empty_store_template()
+    if template is None:
+        _make_store(path, lambda partial: _migrate(partial))
+    else:
+        _make_store(path, lambda partial: _copy_template(template, partial))
+
+
+def _make_store(path: Path, make: Any) -> None:
+    """``make(partial)`` writes a whole database into a private file, linked to ``path``."""
     partial = path.with_name(f"{path.name}-creating-{os.getpid()}-{secrets.token_hex(4)}")
     try:
-        MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments(max_results=1)
+        make(partial)
         with contextlib.suppress(FileExistsError):
             os.link(partial, path)
     finally:
         for leftover in path.parent.glob(f"{partial.name}*"):
             leftover.unlink(missing_ok=True)
+
+
+def _migrate(path: Path) -> None:
+    """MLflow's own schema creation, in ``path``."""
+    from mlflow import MlflowClient
+
+    for name in QUIET_LOGGERS:  # after the import: mlflow configures its own loggers
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
+
+
+def _empty_store_template() -> Path | None:
+    """The cached empty database of this MLflow version, made on first use; None when the
+    cache cannot be written."""
+    import mlflow
+
+    from harness.data.fingerprint import cache_dir
+
+    template = cache_dir() / "mlflow" / f"empty-{mlflow.__version__}.db"
+    if template.exists():
+        return template
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        _make_store(template, _migrate)
+    except OSError:
+        return None
+    return template if template.exists() else None
+
+
+def _copy_template(template: Path, partial: Path) -> None:
+    """The template's bytes into ``partial``; its Default experiment (id 0, which harness
+    never logs to) gets the artifact folder and times a fresh store would give it."""
+    import shutil
+    import sqlite3
+
+    shutil.copyfile(template, partial)
+    now = int(time.time() * 1000)
+    connection = sqlite3.connect(partial)
+    try:
+        with connection:
+            connection.execute(
+                "UPDATE experiments SET artifact_location = ?, creation_time = ?, "
+                "last_update_time = ? WHERE experiment_id = 0",
+                (str(Path.cwd() / "mlruns" / "0"), now, now))
+    finally:
+        connection.close()
 
 
 def open_tracker(spec: Any, store: ResultsStore, override: str | None = None,

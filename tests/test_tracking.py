@@ -79,14 +79,18 @@ def test_a_run_killed_while_mlflow_makes_its_database_leaves_none_half_made(tmp_
 
     code = ("import sys; from pathlib import Path; from harness.tracking import "
             "create_sqlite_store; create_sqlite_store(Path(sys.argv[1]))")
-    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}
     for i, delay in enumerate((0.0, 0.15, 0.4, 0.8)):
         folder = tmp_path / f"try{i}"
         folder.mkdir()
         db = folder / "mlflow.db"
+        cache = tmp_path / f"cache{i}"  # empty: the migrations run (into the template)
+        (cache / "mlflow").mkdir(parents=True)
+        env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true",
+               "HARNESS_CACHE_DIR": str(cache)}
         proc = subprocess.Popen([sys.executable, "-c", code, str(db)], env=env)
         deadline = time.monotonic() + 120
-        while not any(folder.iterdir()) and proc.poll() is None:  # the schema is begun
+        while (not any(folder.iterdir()) and not any((cache / "mlflow").iterdir())
+               and proc.poll() is None):  # the schema is begun
             assert time.monotonic() < deadline
             time.sleep(0.01)
         time.sleep(delay)  # somewhere in the migrations (or just after them)
@@ -95,7 +99,52 @@ def test_a_run_killed_while_mlflow_makes_its_database_leaves_none_half_made(tmp_
         if db.exists():  # complete: it opens and takes a run
             client = MlflowClient(tracking_uri=f"sqlite:///{db}")
             client.create_run(client.create_experiment(f"whole{i}"))
+        for template in (cache / "mlflow").glob("empty-*.db"):  # whole, if there
+            MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()
         create_sqlite_store(db)  # the next run makes it (or keeps the whole one)
         client = MlflowClient(tracking_uri=f"sqlite:///{db}")
         run = client.create_run(client.create_experiment(f"after{i}"))
         assert client.get_run(run.info.run_id).info.status == "RUNNING"
+
+
+def test_a_store_copied_from_the_cached_template_is_the_migrated_schema(tmp_path,
+                                                                        monkeypatch) -> None:
+    """The store is copied from an empty database made once per MLflow version in the
+    cache: the same tables, indexes and schema version as MLflow's own migrations give,
+    and it takes runs; the Default experiment points where a fresh store's would."""
+    import sqlite3
+
+    import mlflow
+
+    from harness.tracking import _migrate, create_sqlite_store
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    template = tmp_path / "cache" / "mlflow" / f"empty-{mlflow.__version__}.db"
+    create_sqlite_store(tmp_path / "a" / "mlflow.db")
+    assert template.exists()  # made on first use
+    template_bytes = template.read_bytes()
+    create_sqlite_store(tmp_path / "b" / "mlflow.db")  # copied
+    assert template.read_bytes() == template_bytes  # never written through
+    (tmp_path / "c").mkdir()
+    _migrate(tmp_path / "c" / "mlflow.db")  # MLflow's own, in place
+
+    def schema(db: Path) -> tuple[list, list, list]:
+        """Tables with their columns as sets (MLflow's own migrations order the columns
+        of a rebuilt table differently from one creation to the next), indexes, version,
+        experiments."""
+        with sqlite3.connect(db) as con:
+            objects = sorted(con.execute("SELECT type, name FROM sqlite_master"))
+            columns = [(name, sorted(con.execute(f'PRAGMA table_info("{name}")'),
+                                     key=lambda c: c[1]))
+                       for kind, name in objects if kind == "table"]
+            return ([*objects, *((n, [c[1:] for c in cols]) for n, cols in columns)],
+                    list(con.execute("SELECT version_num FROM alembic_version")),
+                    list(con.execute("SELECT experiment_id, name, artifact_location, "
+                                     "lifecycle_stage FROM experiments")))
+    assert schema(tmp_path / "b" / "mlflow.db") == schema(tmp_path / "c" / "mlflow.db")
+    assert schema(tmp_path / "b" / "mlflow.db")[2][0][2] == str(tmp_path / "mlruns" / "0")
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("copied"))
+    assert client.get_run(run.info.run_id).info.status == "RUNNING"
+    assert not list((tmp_path / "b").glob("*-creating-*"))
