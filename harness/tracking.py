@@ -333,7 +333,7 @@ def create_sqlite_store(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     template = _empty_store_template()
     if template is None:
-        _make_store(path, lambda partial: _migrate(partial))
+        _make_store(path, _migrate)
     else:
         _make_store(path, lambda partial: _copy_template(template, partial))
 
