@@ -31,6 +31,7 @@ import torch
 from harness.registry import METHODS
 from harness.spec import load_spec
 from harness.tasks.base import stable_seed
+from harness.tasks.glue_bert.config import GlueBertParams
 from harness.tasks.glue_bert.corpus import splits
 from harness.tasks.glue_bert.task import GlueBertTask
 from harness.tasks.glue_bert.train import Trainer
@@ -107,7 +108,7 @@ def main() -> None:
             f"{name} {cpu[other][name] / cpu[first][name]:.2f}x" for name in cpu[first]))
 
 
-def time_spec(params, size: int, args: argparse.Namespace) -> dict[str, float]:
+def time_spec(params: GlueBertParams, size: int, args: argparse.Namespace) -> dict[str, float]:
     """Time every method's steps under ``params``; returns CPU seconds per method."""
     task = GlueBertTask(params, args.data_dir)
     names = ["mlm"] if args.no_imm else ["mlm", "imm_sampled"]

@@ -30,7 +30,7 @@ import os
 import secrets
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -317,7 +317,7 @@ def one_line_text(value: Any) -> str:
 def create_sqlite_store(path: Path) -> None:
     """Make MLflow's SQLite database at ``path`` if it does not exist, atomically.
 
-    MLflow makes its schema by a chain of migrations (2 to 3 s, a few percent of the
+    MLflow makes its schema by a chain of migrations (about 2 s, a few percent of the
     Figure 1 spec); a run killed during them would leave a half-made database that no
     later run can open (tracking lost for good). So the schema is made once per MLflow
     version in the harness cache (``<cache>/mlflow/empty-<version>.db``, itself made the
@@ -338,7 +338,7 @@ def create_sqlite_store(path: Path) -> None:
         _make_store(path, lambda partial: _copy_template(template, partial))
 
 
-def _make_store(path: Path, make: Any) -> None:
+def _make_store(path: Path, make: Callable[[Path], None]) -> None:
     """``make(partial)`` writes a whole database into a private file, linked to ``path``."""
     partial = path.with_name(f"{path.name}-creating-{os.getpid()}-{secrets.token_hex(4)}")
     try:
