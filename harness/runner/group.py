@@ -169,6 +169,23 @@ def _alone(task: Any, job: CellJob, member: Any, curves: dict[str, Any],
     return outcome(index, result)
 
 
+def prepare_for(work: Work) -> None:
+    """What a helper does while it starts, so that its first unit costs what the next
+    one does: the task of ``work`` built (and kept for the groups to come) when the task
+    trains groups, else its class imported."""
+    from harness.capabilities import groups_cells
+    from harness.registry import TASKS
+
+    job = work.jobs[0] if isinstance(work, GroupJob) else work
+    if job.plugins:
+        from harness.registry.plugins import load_spec_plugins
+
+        load_spec_plugins(list(job.plugins), None)
+    if groups_cells(TASKS.get(job.config["task"]["name"])):
+        with torch_threads(job.threads):
+            _task_for(job)
+
+
 _TASKS: dict[str, Any] = {}  # the last task built here, for the next group of its config
 
 

@@ -8,6 +8,11 @@ killed with SIGKILL. Here each worker is a "spawn" process with a pipe to the ma
 process; it ignores SIGINT (the main process decides), exits within a second when its
 parent is gone (a watchdog thread), and reports progress inside its cell. A worker that
 dies mid-cell is reported as lost; the pool starts a new one for the next job.
+
+A job handed to a worker that is still starting waits in its pipe, and the main process
+may take it back (``withdraw``) until the worker begins it: the worker and the main
+process settle who runs it under a lock on a shared number (the job's ticket), so a job
+runs exactly once, in one of the two.
 """
 
 from __future__ import annotations
@@ -51,10 +56,15 @@ def _watch_parent(parent: int) -> None:
 
 def worker_main(conn: Connection, parent: int, run: Callable[..., Any],
                 threads: int | None, env: dict[str, str] | None = None,
-                announce: bool = False) -> None:
+                announce: bool = False, ticket: Any = None,
+                prepare: Callable[[], Any] | None = None) -> None:
     """A worker's life: jobs from the pipe, one at a time, until None or EOF. ``env`` is
     set first (before torch is imported): the worker's CUDA_VISIBLE_DEVICES. With
-    ``announce`` it imports what a cell needs first and then says it is ready."""
+    ``announce`` it imports what a cell needs first (torch, the runner), calls
+    ``prepare`` (e.g. builds the task of the jobs to come; an error there is left to
+    the job, which reports it) and then says it is ready. ``ticket``: the shared number
+    of the job on offer; a job whose number it no longer holds was taken back by the
+    main process and is skipped without a word."""
     os.environ.update(env or {})
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
@@ -63,7 +73,13 @@ def worker_main(conn: Connection, parent: int, run: Callable[..., Any],
 
         torch.set_num_threads(threads)
     if announce:
-        import harness.runner.group  # noqa: F401 - torch, the registries, the runner
+        import torch  # noqa: F401 - the runner imports it lazily; a cell needs it
+
+        import harness.runner.group  # noqa: F401 - the registries, the runner
+
+        if prepare is not None:
+            with contextlib.suppress(Exception):
+                prepare()
 
         with contextlib.suppress(OSError):
             conn.send(("ready", None))
@@ -83,6 +99,9 @@ def worker_main(conn: Connection, parent: int, run: Callable[..., Any],
             return
         if job is None:
             return
+        number, job = job
+        if not _take(ticket, number):
+            continue
         result = run(job, progress)
         try:
             if isinstance(result, dict):
@@ -95,15 +114,27 @@ def worker_main(conn: Connection, parent: int, run: Callable[..., Any],
             return
 
 
+def _take(ticket: Any, number: int) -> bool:
+    """Settle job ``number`` as begun, unless it was taken back (the ticket moved on)."""
+    with ticket.get_lock():
+        if ticket.value != number:
+            return False
+        ticket.value = -number
+        return True
+
+
 class _Worker:
     def __init__(self, ctx: Any, run: Callable[..., Any], threads: int | None,
                  slot: int = 0, env: dict[str, str] | None = None,
-                 announce: bool = False) -> None:
+                 announce: bool = False, prepare: Callable[[], Any] | None = None) -> None:
         self.conn, child = ctx.Pipe()
         self.slot = slot
         self.ready = not announce
+        self.ticket = ctx.Value("q", 0)  # > 0: that job is on offer; < 0: it was begun
+        self.offered = 0  # the number of the last job handed over
         self.process = ctx.Process(target=worker_main,
-                                   args=(child, os.getpid(), run, threads, env, announce),
+                                   args=(child, os.getpid(), run, threads, env, announce,
+                                         self.ticket, prepare),
                                    name="harness-worker", daemon=True)
         self.process.start()
         child.close()
@@ -127,11 +158,12 @@ class WorkerPool:
         self._idle: list[_Worker] = []
         self._busy: list[_Worker] = []
 
-    def start(self) -> None:
+    def start(self, prepare: Callable[[], Any] | None = None) -> None:
         """Start every worker now; each takes jobs once it has imported what a cell needs
-        (``ready``), so that a caller can keep computing meanwhile."""
+        and called ``prepare`` (a picklable callable; ``ready``), so that a caller can
+        keep computing meanwhile."""
         while len(self._idle) + len(self._busy) < self.workers:
-            self._idle.append(self._new_worker(announce=True))
+            self._idle.append(self._new_worker(announce=True, prepare=prepare))
 
     @property
     def ready(self) -> int:
@@ -161,13 +193,33 @@ class WorkerPool:
         if worker in self._idle:
             self._idle.remove(worker)
         worker.job, worker.fraction, worker.reported = job, 0.0, set()
-        worker.conn.send(job)
+        worker.offered += 1
+        with worker.ticket.get_lock():
+            worker.ticket.value = worker.offered
+        worker.conn.send((worker.offered, job))
         self._busy.append(worker)
 
-    def _new_worker(self, announce: bool = False) -> _Worker:
+    def withdraw(self) -> Any:
+        """Take back a job handed to a worker that has not begun it (one still starting),
+        for the caller to run; None when every handed job has begun. The worker skips
+        the job when it reads it, and is idle again."""
+        for worker in list(self._busy):
+            with worker.ticket.get_lock():
+                if worker.ticket.value != worker.offered:
+                    continue  # begun
+                worker.ticket.value = 0
+            self._busy.remove(worker)
+            self._idle.append(worker)
+            job, worker.job = worker.job, None
+            return job
+        return None
+
+    def _new_worker(self, announce: bool = False, prepare: Callable[[], Any] | None = None
+                    ) -> _Worker:
         used = {w.slot for w in self._idle + self._busy}
         slot = next(i for i in range(self.workers) if i not in used)
-        return _Worker(self._ctx, self.run, self.threads, slot, self.envs[slot], announce)
+        return _Worker(self._ctx, self.run, self.threads, slot, self.envs[slot], announce,
+                       prepare)
 
     def wait(self, timeout: float | None) -> list[Outcome]:
         """Outcomes of the jobs that ended within ``timeout`` seconds (progress messages

@@ -45,6 +45,7 @@ cluster is the same cell, with the same numbers, as one computed here.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -70,7 +71,7 @@ from harness.runner.execute import (
     run_job,
 )
 from harness.runner.fresh import clear_fresh
-from harness.runner.group import GroupJob, Work, plan_units, run_group_job
+from harness.runner.group import GroupJob, Work, plan_units, prepare_for, run_group_job
 from harness.runner.pool import Outcome, WorkerPool
 from harness.runner.progress import SweepProgress
 from harness.runner.resume import Resume, recorded
@@ -625,7 +626,7 @@ class HybridExecutor(PoolExecutor):
     def __init__(self, helpers: int) -> None:
         super().__init__(WorkerPool(helpers, run_work, threads=None))
         self.inline = InlineExecutor()
-        self.pool.start()
+        self._started = False
         self._seen_ready = 0
 
     @property
@@ -639,7 +640,8 @@ class HybridExecutor(PoolExecutor):
         process only when it has nothing else to do (a helper's first unit costs it its
         imports and the task's set-up, about a second). Waiting for a helper to be ready
         is no choice: this process computes its own unit without returning to the
-        scheduler, so a helper that became ready meanwhile would idle until it is done."""
+        scheduler, so a helper that became ready meanwhile would idle until it is done.
+        A unit a helper has not begun when this process is free comes back (``wait``)."""
         if self.inline.free:
             return self.inline.free + (self.pool.free if left > 1 else 0)
         return self.pool.free
@@ -649,6 +651,9 @@ class HybridExecutor(PoolExecutor):
         return self.inline.running + self.pool.running
 
     def submit(self, job: Work) -> None:
+        if not self._started:  # helpers start with the first work, and prepare for it
+            self._started = True
+            self.pool.start(functools.partial(prepare_for, job))
         if self.inline.free:  # this process first: it has no start-up left to pay
             self.inline.bar = self.bar
             self.inline.submit(job)
@@ -665,7 +670,14 @@ class HybridExecutor(PoolExecutor):
 
     def wait(self, timeout: float | None) -> list[Outcome]:
         """Helpers' outcomes, else the next cell computed here; a helper that became
-        ready returns at once, so that the scheduler can hand it work."""
+        ready returns at once, so that the scheduler can hand it work. This process,
+        free, takes back a unit handed to a helper still starting and computes it: on a
+        small grid it is done before the helper could begin."""
+        if not self.inline.running:
+            job = self.pool.withdraw()
+            if job is not None:
+                self.inline.bar = self.bar
+                self.inline.submit(job)
         outcomes = self.pool.wait(0 if self.inline.running else timeout)
         ready, seen = self.pool.ready, self._seen_ready
         self._seen_ready = ready

@@ -175,11 +175,13 @@ class GridRlTask(Task):
     def _epoch(self, batch: _Batch, epoch: int) -> None:
         """One epoch of every training in ``batch``: one rollout, one backward, one step."""
         p, steps = self.params, self.params.steps_per_epoch
-        # The policy of each training on its own (tanh and exp have the bits they have in
-        # a cell alone only on the cell's own tensors), then one rollout for all.
-        log_pis = [self.log_policy([w[batch.rows(slot)] for w in batch.weights])
-                   for slot in batch.slots]
-        probs = torch.cat([lp.detach().exp() for lp in log_pis])
+        # One policy table for every training (each run's rows are computed as alone:
+        # tanh, the batched products, log-softmax and exp work row by row), split into
+        # the trainings' views (one backward node; slicing each would give every
+        # training a full-size zero gradient), then one rollout for all.
+        log_pi_all = self.log_policy(batch.weights)
+        log_pis = torch.split(log_pi_all, [slot.stop - slot.start for slot in batch.slots])
+        probs = log_pi_all.detach().exp()
         draws = [self.draws(slot.extra["rollout"], slot.request.runs, 1, steps)
                  for slot in batch.slots]
         draws = [(np.tile(d[0], (slot.copies, 1)), np.tile(d[1], (slot.copies, 1, 1)))
