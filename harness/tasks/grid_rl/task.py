@@ -86,7 +86,10 @@ class GridRlTask(Task):
 
     @staticmethod
     def log_policy(weights: list[Tensor]) -> Tensor:
-        """(runs, S, A) log pi(a | s) of every state: the MLP on each one-hot input."""
+        """(runs, S, A) log pi(a | s) of every state: the MLP on each one-hot input.
+        (torch's log-softmax over a last axis of 4 is slow, but over a transposed view
+        a run's bits would depend on the other runs in the batch: a group's would not be
+        those of its cells alone.)"""
         w1, b1, w2, b2 = weights
         hidden = torch.tanh(w1 + b1[:, None, :])
         return torch.log_softmax(torch.baddbmm(b2[:, None, :], hidden, w2), -1)
@@ -252,7 +255,8 @@ class GridRlTask(Task):
 
 class _Batch:
     """The weights of the trainings still running, concatenated along the runs axis, with
-    one Adam over them (elementwise: each row's update is the one it has alone). A
+    one Adam over them (elementwise: each row's update is the one it has alone; not
+    torch's fused kernel, whose vector and scalar paths differ in the last bit). A
     training that is done leaves with its rows of the weights and of Adam's state."""
 
     def __init__(self, slots: list[Slot], lr: float) -> None:
