@@ -22,6 +22,7 @@ faster than before. On a machine shared with other jobs the ratios are what coun
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import sys
@@ -60,9 +61,14 @@ def compare(grouped: Path, other: Path) -> dict[str, Any]:
     reports = [sorted(grouped.rglob("report.md")), sorted(other.rglob("report.md"))]
     report_same = (len(reports[0]) == len(reports[1]) == 1
                    and reports[0][0].read_bytes() == reports[1][0].read_bytes())
-    return {"cells": len(a), "same_ids": set(a) == set(b),
-            "metrics_equal": len(same_metrics), "lambdas_equal": len(same_lambda),
-            "report_identical": report_same}
+    out = {"cells": len(a), "same_ids": set(a) == set(b),
+           "metrics_equal": len(same_metrics), "lambdas_equal": len(same_lambda),
+           "report_identical": report_same}
+    if not report_same and len(reports[0]) == len(reports[1]) == 1:  # say where
+        lines = [r[0].read_text(encoding="utf-8").splitlines() for r in reports]
+        out["report_diff"] = [line for line in difflib.unified_diff(*lines, lineterm="", n=0)
+                              if line[:1] in "+-" and line[:3] not in ("+++", "---")][:6]
+    return out
 
 
 def main() -> None:

@@ -81,3 +81,40 @@ def test_a_job_the_worker_has_begun_is_not_taken_back(tmp_path):
         assert [o.record["job"] for o in outcomes] == [job]
     finally:
         pool.terminate()
+
+
+def mark_then_sleep(job, progress):
+    """Leave a file named by the job (its begin), then take ``seconds``."""
+    path, seconds = job
+    Path(path).write_text(str(os.getpid()), encoding="utf-8")
+    time.sleep(seconds)
+    return {"job": path}
+
+
+def test_a_busy_worker_takes_its_next_job_in_advance_and_it_can_be_taken_back(tmp_path):
+    """While the main process computes, a helper that has begun its unit is handed the
+    next one in advance (it never idles waiting for the main process); a job so handed
+    and not begun comes back to the caller, and the worker runs what it is handed next."""
+    pool = WorkerPool(1, mark_then_sleep, threads=None)
+    pool.start()
+    running, ahead, then = (str(tmp_path / name) for name in ("running", "ahead", "then"))
+    try:
+        deadline = time.monotonic() + 120
+        while pool.ready == 0 and time.monotonic() < deadline:
+            pool.wait(1.0)
+        assert pool.queueable == 0
+        pool.submit((running, 3.0))
+        while not Path(running).exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert pool.free == 0 and pool.queueable == 1
+        pool.submit((ahead, 0.0), queue=True)
+        assert pool.queueable == 0  # one job ahead at most
+        assert pool.withdraw() == (ahead, 0.0)
+        pool.submit((then, 0.0), queue=True)
+        outcomes = []
+        while len(outcomes) < 2 and time.monotonic() < deadline:
+            outcomes += pool.wait(1.0)
+        assert [o.record["job"] for o in outcomes] == [running, then]
+        assert pool.running == 0 and not Path(ahead).exists()
+    finally:
+        pool.terminate()

@@ -9,10 +9,11 @@ process; it ignores SIGINT (the main process decides), exits within a second whe
 parent is gone (a watchdog thread), and reports progress inside its cell. A worker that
 dies mid-cell is reported as lost; the pool starts a new one for the next job.
 
-A job handed to a worker that is still starting waits in its pipe, and the main process
-may take it back (``withdraw``) until the worker begins it: the worker and the main
-process settle who runs it under a lock on a shared number (the job's ticket), so a job
-runs exactly once, in one of the two.
+A job handed to a worker that has not begun it (one still starting, or a busy one given
+its next job in advance with ``queue``) waits in its pipe, and the main process may take
+it back (``withdraw``) until the worker begins it: the worker and the main process settle
+who runs it under a lock on a shared number (the job's ticket), so a job runs exactly
+once, in one of the two. A worker holds at most one job not yet begun.
 """
 
 from __future__ import annotations
@@ -138,9 +139,22 @@ class _Worker:
                                    name="harness-worker", daemon=True)
         self.process.start()
         child.close()
-        self.job: Any = None
+        self.jobs: list[Any] = []  # handed over, the one running (or next) first
         self.fraction = 0.0
         self.reported: set[str] = set()  # cells of the running group already returned
+
+    @property
+    def begun(self) -> bool:
+        """Whether no job handed to the worker waits to be begun (0: none was handed, or
+        the last was taken back; negative: the last was begun)."""
+        return self.ticket.value <= 0
+
+    def offer(self, job: Any) -> None:
+        self.jobs.append(job)
+        self.offered += 1
+        with self.ticket.get_lock():
+            self.ticket.value = self.offered
+        self.conn.send((self.offered, job))
 
 
 class WorkerPool:
@@ -157,6 +171,9 @@ class WorkerPool:
         self._ctx = multiprocessing.get_context("spawn")
         self._idle: list[_Worker] = []
         self._busy: list[_Worker] = []
+        # Jobs handed in advance to a worker that died before it began them: the next
+        # ``withdraw`` returns them (they count as running until then).
+        self._orphans: list[Any] = []
 
     def start(self, prepare: Callable[[], Any] | None = None) -> None:
         """Start every worker now; each takes jobs once it has imported what a cell needs
@@ -176,7 +193,7 @@ class WorkerPool:
 
     @property
     def running(self) -> int:
-        return len(self._busy)
+        return len(self._busy) + len(self._orphans)
 
     def fractions(self) -> list[float]:
         """Progress inside each running cell, in [0, 1]."""
@@ -185,32 +202,44 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._idle + self._busy if w.process.pid]
 
-    def submit(self, job: Any) -> None:
+    @property
+    def queueable(self) -> int:
+        """Busy workers that could take their next job now (``submit(queue=True)``):
+        those running a job they have begun, with nothing else handed over."""
+        return sum(len(w.jobs) == 1 and w.begun for w in self._busy)
+
+    def submit(self, job: Any, queue: bool = False) -> None:
+        """Hand ``job`` to an idle worker (a ready one first), or with ``queue`` and no
+        idle worker, to a busy one as its next job (``queueable``)."""
         if self.free <= 0:
-            raise RuntimeError("no free worker")
+            waiting = [w for w in self._busy if len(w.jobs) == 1 and w.begun]
+            if not (queue and waiting):
+                raise RuntimeError("no free worker")
+            waiting[0].offer(job)
+            return
         ready = [w for w in self._idle if w.ready]
         worker = ready[-1] if ready else (self._idle[-1] if self._idle else self._new_worker())
         if worker in self._idle:
             self._idle.remove(worker)
-        worker.job, worker.fraction, worker.reported = job, 0.0, set()
-        worker.offered += 1
-        with worker.ticket.get_lock():
-            worker.ticket.value = worker.offered
-        worker.conn.send((worker.offered, job))
+        worker.fraction, worker.reported = 0.0, set()
+        worker.offer(job)
         self._busy.append(worker)
 
     def withdraw(self) -> Any:
-        """Take back a job handed to a worker that has not begun it (one still starting),
-        for the caller to run; None when every handed job has begun. The worker skips
-        the job when it reads it, and is idle again."""
+        """Take back a job a worker has not begun (one still starting, or a job handed
+        over in advance), for the caller to run; None when there is none. The worker
+        skips the job when it reads it (and is idle when it had no other)."""
+        if self._orphans:
+            return self._orphans.pop(0)
         for worker in list(self._busy):
             with worker.ticket.get_lock():
                 if worker.ticket.value != worker.offered:
                     continue  # begun
                 worker.ticket.value = 0
-            self._busy.remove(worker)
-            self._idle.append(worker)
-            job, worker.job = worker.job, None
+            job = worker.jobs.pop()
+            if not worker.jobs:
+                self._busy.remove(worker)
+                self._idle.append(worker)
             return job
         return None
 
@@ -262,14 +291,18 @@ class WorkerPool:
                     worker.ready = True
                     continue
                 if kind == "part":
-                    jobs = {job.cell_id: job for job in members(worker.job)}
+                    jobs = {job.cell_id: job for job in members(worker.jobs[0])}
                     worker.reported.add(payload["cell_id"])
                     outcomes.append(Outcome(jobs[payload["cell_id"]], payload))
                     continue
+                job = worker.jobs.pop(0)
+                worker.fraction, worker.reported = 0.0, set()
+                if payload is not None:
+                    outcomes.append(Outcome(job, payload))
+                if worker.jobs:  # its next job, handed over in advance
+                    continue
                 self._busy.remove(worker)
                 self._idle.append(worker)
-                if payload is not None:
-                    outcomes.append(Outcome(worker.job, payload))
                 return outcomes
         except (EOFError, OSError):
             return outcomes + self._dead(worker)
@@ -281,8 +314,12 @@ class WorkerPool:
         self._busy.remove(worker)
         worker.conn.close()
         why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        running = worker.jobs
+        if len(running) > 1 and not worker.begun:  # its next job, never begun: not lost
+            self._orphans.append(running[-1])
+            running = running[:-1]
         return [Outcome(job, None, f"the worker process died ({why})")
-                for job in members(worker.job)
+                for work in running for job in members(work)
                 if getattr(job, "cell_id", None) not in worker.reported]
 
     def terminate(self, grace: float = 2.0) -> None:

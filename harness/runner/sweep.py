@@ -620,7 +620,7 @@ class PoolExecutor(Executor):
 
 class HybridExecutor(PoolExecutor):
     """This process computes (as ``InlineExecutor``) while ``helpers`` worker processes
-    start; a helper takes work only once it is ready, so start-up is paid only by grids
+    start; a helper begins work only once it is ready, so start-up is paid only by grids
     with work left for it (``--workers`` left out; harness.runner.pool)."""
 
     def __init__(self, helpers: int) -> None:
@@ -641,10 +641,12 @@ class HybridExecutor(PoolExecutor):
         imports and the task's set-up, about a second). Waiting for a helper to be ready
         is no choice: this process computes its own unit without returning to the
         scheduler, so a helper that became ready meanwhile would idle until it is done.
-        A unit a helper has not begun when this process is free comes back (``wait``)."""
+        For the same reason a helper that has begun its unit is handed its next one in
+        advance while this process computes. A unit a helper has not begun when this
+        process is free comes back (``wait``)."""
         if self.inline.free:
             return self.inline.free + (self.pool.free if left > 1 else 0)
-        return self.pool.free
+        return self.pool.free + self.pool.queueable
 
     @property
     def running(self) -> int:
@@ -658,7 +660,7 @@ class HybridExecutor(PoolExecutor):
             self.inline.bar = self.bar
             self.inline.submit(job)
         else:
-            self.pool.submit(job)
+            self.pool.submit(job, queue=True)
             self.used = True
 
     used = False  # whether a helper took work (else close() just stops them)
@@ -671,8 +673,9 @@ class HybridExecutor(PoolExecutor):
     def wait(self, timeout: float | None) -> list[Outcome]:
         """Helpers' outcomes, else the next cell computed here; a helper that became
         ready returns at once, so that the scheduler can hand it work. This process,
-        free, takes back a unit handed to a helper still starting and computes it: on a
-        small grid it is done before the helper could begin."""
+        free, takes back a unit a helper has not begun (one still starting, or busy with
+        the unit before) and computes it: on a small grid it is done before the helper
+        could begin, and at the end of a large one no unit waits behind another."""
         if not self.inline.running:
             job = self.pool.withdraw()
             if job is not None:
