@@ -58,7 +58,9 @@ def compare(grouped: Path, other: Path) -> dict[str, Any]:
     a, b = records(grouped), records(other)
     same_metrics = [k for k in a if k in b and a[k]["metrics"] == b[k]["metrics"]]
     same_lambda = [k for k in a if k in b and a[k]["lambda"] == b[k]["lambda"]]
-    reports = [sorted(grouped.rglob("report.md")), sorted(other.rglob("report.md"))]
+    # the results folder's report (MLflow keeps a copy among its artifacts)
+    reports = [sorted(grouped.glob("results/*/report.md")),
+               sorted(other.glob("results/*/report.md"))]
     report_same = (len(reports[0]) == len(reports[1]) == 1
                    and reports[0][0].read_bytes() == reports[1][0].read_bytes())
     out = {"cells": len(a), "same_ids": set(a) == set(b),
