@@ -222,27 +222,3 @@ def _pyplot() -> Any:  # matplotlib.pyplot on the non-interactive Agg backend
     import matplotlib.pyplot as plt
 
     return plt
-
-
-def curves_figure(curves: dict[str, Any], title: str) -> Any:
-    """A cell's learning curves (a record's ``curves``): one panel per metric, value
-    against epoch."""
-    plt = _pyplot()
-    names = sorted(curves)
-    with plt.rc_context(RC):
-        fig, axes = plt.subplots(1, len(names), figsize=(3.6 * len(names), 3.0),
-                                 squeeze=False)
-        for ax, name in zip(axes[0], names, strict=True):
-            values = [np.nan if v is None else v for v in curves[name]["values"]]
-            ax.plot(curves[name]["steps"], np.asarray(values, dtype=float), linewidth=1.2)
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(name)
-            ax.grid(alpha=0.25, linewidth=0.6)
-        fig.suptitle(title, fontsize=10)
-        fig.tight_layout()
-    return fig
-
-
-def release(fig: Any) -> None:
-    """Free a figure made here (pyplot keeps every open figure alive)."""
-    _pyplot().close(fig)
