@@ -13,6 +13,15 @@ from contextlib import contextmanager
 from types import FrameType
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_TOLD: list[int] = []  # the stop signals received by the handler installed now
+
+
+def raise_if_told() -> None:
+    """Raise KeyboardInterrupt if a stop signal came: called by the scheduler at each
+    turn, because Python drops an exception raised inside a garbage collector's callback
+    ("Exception ignored in ..."), and the handler's may land there."""
+    if _TOLD:
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -22,7 +31,8 @@ def stop_on_signals(kill_children: Callable[[], None]) -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    told: list[int] = []
+    told = _TOLD
+    told.clear()
 
     def handler(signum: int, frame: FrameType | None) -> None:
         told.append(signum)
@@ -38,3 +48,4 @@ def stop_on_signals(kill_children: Callable[[], None]) -> Iterator[None]:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        told.clear()

@@ -75,7 +75,7 @@ from harness.runner.group import GroupJob, Work, plan_units, prepare_for, run_gr
 from harness.runner.pool import Outcome, WorkerPool
 from harness.runner.progress import SweepProgress
 from harness.runner.resume import Resume, recorded
-from harness.runner.stopping import stop_on_signals
+from harness.runner.stopping import raise_if_told, stop_on_signals
 from harness.runner.store import ResultsStore, is_final
 
 POLL_S = 0.5
@@ -438,6 +438,7 @@ def _schedule(units: list[list[Cell]], store: ResultsStore, claims: ClaimStore,
     queue = [list(unit) for unit in units]
     announced = False
     while queue or executor.running:
+        raise_if_told()  # a stop the garbage collector swallowed
         started = blocked = False
         for unit in list(queue):
             if executor.free_for(len(queue)) <= 0:
