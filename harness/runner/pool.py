@@ -202,20 +202,24 @@ class WorkerPool:
     def pids(self) -> list[int]:
         return [w.process.pid for w in self._idle + self._busy if w.process.pid]
 
+    def _ahead(self) -> list[_Worker]:
+        """Busy workers that could take their next job now: those running a job they
+        have begun, with nothing else handed over."""
+        return [w for w in self._busy if len(w.jobs) == 1 and w.begun]
+
     @property
     def queueable(self) -> int:
-        """Busy workers that could take their next job now (``submit(queue=True)``):
-        those running a job they have begun, with nothing else handed over."""
-        return sum(len(w.jobs) == 1 and w.begun for w in self._busy)
+        """How many jobs ``submit(queue=True)`` could hand to busy workers now."""
+        return len(self._ahead())
 
     def submit(self, job: Any, queue: bool = False) -> None:
         """Hand ``job`` to an idle worker (a ready one first), or with ``queue`` and no
         idle worker, to a busy one as its next job (``queueable``)."""
         if self.free <= 0:
-            waiting = [w for w in self._busy if len(w.jobs) == 1 and w.begun]
-            if not (queue and waiting):
+            ahead = self._ahead() if queue else []
+            if not ahead:
                 raise RuntimeError("no free worker")
-            waiting[0].offer(job)
+            ahead[0].offer(job)
             return
         ready = [w for w in self._idle if w.ready]
         worker = ready[-1] if ready else (self._idle[-1] if self._idle else self._new_worker())
