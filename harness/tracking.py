@@ -2,10 +2,9 @@
 
 A child run holds the cell's config as params, the summary statistics of its metrics,
 its learning curves as step metrics (``train_loss``, ``val_ppl``, ... per epoch, from the
-record's ``curves``, which MLflow's UI charts; no figure of them is drawn here: at about
-0.12 s of CPU each, in the process that may be computing cells, that cost more than the
-sweep's arithmetic on small grids), and as an artifact its record (``record.json``). The
-parent run holds the spec as run (``spec.yaml``) and, after
+record's ``curves``, which MLflow's UI charts; no figure of them is drawn here: about
+0.12 s of CPU each, in the process that may be computing cells), and as an artifact its
+record (``record.json``). The parent run holds the spec as run (``spec.yaml``) and, after
 the run, its report (``report/``: report.html, report.md, report.csv and the figures).
 With the default SQLite store, artifacts go to ``<output_dir>/mlartifacts/`` beside
 ``mlflow.db`` (MLflow's own default, ``./mlruns``, would depend on the current folder).
@@ -50,6 +49,13 @@ METRIC_BATCH = 1000  # MLflow takes at most 1000 metrics a batch
 ARTIFACTS_DIR = "mlartifacts"
 PROBE_TIMEOUT_S = 5.0
 QUIET_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3")
+
+
+def quiet_mlflow_loggers() -> None:
+    """Silence MLflow's loggers and those of its libraries; call after importing mlflow,
+    which configures its own."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def tracking_uri(spec: Any, override: str | None = None) -> str:
@@ -101,8 +107,7 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         from mlflow import MlflowClient
 
-        for name in QUIET_LOGGERS:  # after the import: mlflow configures its own loggers
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+        quiet_mlflow_loggers()
 
         self.uri = uri
         self.spec_name = spec.name
@@ -347,8 +352,7 @@ def _migrate(path: Path) -> None:
     """MLflow's own schema creation, in ``path``."""
     from mlflow import MlflowClient
 
-    for name in QUIET_LOGGERS:  # after the import: mlflow configures its own loggers
-        logging.getLogger(name).setLevel(logging.CRITICAL)
+    quiet_mlflow_loggers()
     MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
 
 
