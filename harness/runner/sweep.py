@@ -922,6 +922,7 @@ class _JobFactory:
         warm-up at the tuning seed (a unit ``cell`` waited for: in ``known``)."""
         from harness.runner.dependencies import tuning_warm_start
         from harness.tuning import study_name, tune_lambdas
+        from harness.tuning_lanes import tune_in_lanes
 
         key = (cell.label, cell.size)
         if key in self.tuned:
@@ -961,12 +962,20 @@ class _JobFactory:
             from harness.registry import TASKS
 
             threads = self.threads or TASKS.config(self.spec.task.name).default_threads
-            choices = tune_lambdas(
-                self.spec, [c for c, _ in claims.values()], self.store.optuna_url,
-                self.data.data_dir, threads=threads, batched=self.groups,
-                on_trial=lambda done, total: describe(f"tuning {what} ({done}/{total} "
-                                                      "trials)"),
-                warm_starts={key: warm})
+            tuned = [c for c, _ in claims.values()]
+
+            def counted(done: int, total: int) -> None:
+                describe(f"tuning {what} ({done}/{total} trials)")
+
+            if self._tuning_lanes() > 1 and warm is None:
+                choices = tune_in_lanes(self.spec, tuned, self.store.optuna_url,
+                                        self.data.data_dir, lanes=self._tuning_lanes(),
+                                        threads=threads, on_trial=counted)
+            else:
+                choices = tune_lambdas(self.spec, tuned, self.store.optuna_url,
+                                       self.data.data_dir, threads=threads,
+                                       batched=self.groups, on_trial=counted,
+                                       warm_starts={key: warm})
         finally:
             for _, claim in claims.values():
                 self.claims.release(claim)
@@ -976,6 +985,14 @@ class _JobFactory:
                 self.bar.message(_tuning_line(study_name(*tuned_key), choice,
                                               self.spec.metric))
         return self.tuned[key]
+
+    def _tuning_lanes(self) -> int:
+        """Processes that tune studies of different sizes at once (harness.tuning_lanes):
+        one per local worker, at most one per core; one with --no-groups (trials one at a
+        time, as before groups) or on Ray (the driver's machine need not compute)."""
+        if self.executor != "local" or not self.groups:
+            return 1
+        return max(1, min(self.workers, available_cores()))
 
     def _grid_choice(self, cell: Cell, known: Mapping[str, dict[str, Any]]) -> LambdaChoice:
         """The grid value whose trial did best on validation (dependencies.choose)."""
