@@ -22,7 +22,9 @@ of the random sampler's; TPE's random start-up trials, then one at a time), and 
 them train as one group (``Task.run_group`` with lambdas batched), so each study draws
 the trials it draws one at a time, in the same order. Their values are within float
 rounding of trials run alone (harness.tasks.groups), so the chosen lambda is the same
-unless two trials tie to the last bit.
+unless two trials tie to the last bit. With several local workers the runner tunes the
+studies of different sizes in parallel processes (harness.tuning_lanes), each size's
+studies whole in one of them.
 """
 
 from __future__ import annotations

@@ -13,9 +13,10 @@ lambda are those of the one-process tuning.
 Helpers are "spawn" processes that ignore SIGINT (this process decides), exit when this
 process is gone (the worker pool's watchdog) and are terminated when it stops or fails;
 a trial a helper leaves RUNNING is failed and retried by the next run (as any killed
-tuner's). A helper that dies leaves its size to this process, which tunes what is
-missing of it (finished trials are in the study's storage). Helpers get the spec as
-data and validate it again (a spec's model is not picklable), loading its plugins first.
+tuner's). A size whose studies a helper did not report (it died) is tuned by this
+process at the end, only what is missing of it (finished trials are in the storage).
+Helpers get the spec as data and validate it again (a spec's model is not picklable),
+loading its plugins first.
 """
 
 from __future__ import annotations
@@ -84,22 +85,24 @@ def tune_in_lanes(spec: Any, cells: list[Cell], storage: str, data_dir: str | No
             process.start()
             theirs.close()
             helpers.append(_Helper(process, mine))
+        def heard(lane: object) -> OnTrial:
+            """This process's trial count for ``lane``, and what the helpers sent."""
+            def on(done: int, target: int) -> None:
+                tell(lane, done, target)
+                for helper in helpers:
+                    _drain(helper, choices, tell)
+            return on
+
         while (index := _take(taken)) < len(parts):
-            for helper in helpers:
-                _drain(helper, choices, tell)
-            choices.update(tune_lambdas(
-                spec, parts[index], storage, data_dir, threads=threads,
-                on_trial=lambda done, target, i=index: (
-                    tell(("main", i), done, target),
-                    [_drain(h, choices, tell) for h in helpers])))
+            choices.update(tune_lambdas(spec, parts[index], storage, data_dir,
+                                        threads=threads, on_trial=heard(("main", index))))
         for helper in helpers:
             while helper.conn is not None:
                 wait([helper.conn])
                 _drain(helper, choices, tell)
-        for helper in helpers:  # a helper that died: its size tuned here, what is missing
-            for index in helper.lost():
-                choices.update(tune_lambdas(spec, parts[index], storage, data_dir,
-                                            threads=threads))
+        for part in parts:  # a helper died: its size is tuned here, what is missing of it
+            if any((cell.label, cell.size) not in choices for cell in part):
+                choices.update(tune_lambdas(spec, part, storage, data_dir, threads=threads))
     finally:
         for helper in helpers:
             helper.stop()
@@ -133,15 +136,11 @@ def _take(taken: Any) -> int:
 
 
 class _Helper:
-    """A helper process, its pipe and what it reported (parts taken, parts done)."""
+    """A helper process and its pipe (None once the helper has ended or died)."""
 
     def __init__(self, process: Any, conn: Connection) -> None:
-        self.process, self.conn = process, conn
-        self.taken: list[int] = []
-        self.done: set[int] = set()
-
-    def lost(self) -> list[int]:
-        return [i for i in self.taken if i not in self.done]
+        self.process: Any = process
+        self.conn: Connection | None = conn
 
     def stop(self) -> None:
         if self.process.is_alive():
@@ -165,18 +164,14 @@ def _drain(helper: _Helper, choices: dict[Key, LambdaChoice],
             helper.conn.close()
             helper.conn = None
             return
-        if kind == "taken":
-            helper.taken.append(index)
-        elif kind == "trial":
+        if kind == "trial":
             tell((id(helper), index), *value)
         elif kind == "choices":
             choices.update(value)
-            helper.done.add(index)
         elif kind == "failed":  # the helper could not tune this part at all
             for cell in value["cells"]:
                 choices[(str(cell["config"]["method"]["label"]), cell["size"])] = (
                     LambdaChoice(None, "tuned", error=value["error"]))
-            helper.done.add(index)
         elif kind == "end":
             helper.conn.close()
             helper.conn = None
@@ -194,7 +189,6 @@ def _helper_main(conn: Connection, parent: int, taken: Any, payload: _Payload) -
         error = f"tuning helper: {one_line(f'{type(exc).__name__}: {exc}')}"
     while (index := _take(taken)) < len(payload.parts):
         part = payload.parts[index]
-        conn.send(("taken", index, None))
         if spec is None:
             conn.send(("failed", index, {"cells": part, "error": error}))
             continue
