@@ -62,6 +62,7 @@ def tune_in_lanes(spec: Any, cells: list[Cell], storage: str, data_dir: str | No
         import torch
 
         threads = torch.get_num_threads()
+    _make_tables(storage)  # once, here: processes creating them at once would collide
     ctx = multiprocessing.get_context("spawn")
     taken = ctx.Value("i", 0)
     payload = _Payload(spec.model_dump(mode="json", by_alias=True),
@@ -202,6 +203,15 @@ def _helper_main(conn: Connection, parent: int, taken: Any, payload: _Payload) -
         conn.send(("choices", index, choices))
     conn.send(("end", -1, None))
     conn.close()
+
+
+def _make_tables(storage: str) -> None:
+    """Create Optuna's tables in ``storage`` if it has none yet."""
+    import optuna
+
+    from harness.tuning import rdb_storage
+
+    optuna.storages.get_storage(rdb_storage(storage))
 
 
 def _spec_again(payload: _Payload) -> Any:
