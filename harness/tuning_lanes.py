@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,7 @@ def tune_in_lanes(spec: Any, cells: list[Cell], storage: str, data_dir: str | No
             process.start()
             theirs.close()
             helpers.append(_Helper(process, mine))
+
         def heard(lane: object) -> OnTrial:
             """This process's trial count for ``lane``, and what the helpers sent."""
             def on(done: int, target: int) -> None:
@@ -110,15 +112,17 @@ def tune_in_lanes(spec: Any, cells: list[Cell], storage: str, data_dir: str | No
     return choices
 
 
+@dataclass(frozen=True)
 class _Payload:
     """What a helper needs: the spec as data (and its file, for relative paths), the
     parts' cells as plain data, the storage, data folder and threads."""
 
-    def __init__(self, spec: dict[str, Any], spec_file: Path | None,
-                 parts: list[list[dict[str, Any]]], storage: str, data_dir: str | None,
-                 threads: int | None) -> None:
-        self.spec, self.spec_file, self.parts = spec, spec_file, parts
-        self.storage, self.data_dir, self.threads = storage, data_dir, threads
+    spec: dict[str, Any]
+    spec_file: Path | None
+    parts: list[list[dict[str, Any]]]
+    storage: str
+    data_dir: str | None
+    threads: int | None
 
 
 def _portable(cell: Cell) -> dict[str, Any]:

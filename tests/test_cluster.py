@@ -145,6 +145,7 @@ def test_claim_race_many_workers_many_tiny_cells_each_recorded_once(tmp_path, st
     assert from_store.stdout == from_folder.stdout and "| 11 |" in from_store.stdout
 
 
+@pytest.mark.cluster_slow
 def test_a_stopped_workers_late_result_is_refused(tmp_path, store) -> None:
     spec = write_spec(tmp_path, "stale", sizes=[40], seeds=[0], epochs=15000, runs=16)
     assert harness("run", str(spec), "--store", store, "--enqueue", cwd=tmp_path

@@ -53,7 +53,9 @@ def test_the_installed_plugin_is_listed_with_its_origin(installed, tmp_path) -> 
     assert "built-in" in out.stdout  # the built-ins are still there
 
 
-@pytest.mark.parametrize("spec", ["logistic", "grid_rl", "ptb", "glue"])
+@pytest.mark.parametrize("spec", ["logistic", "grid_rl",
+                                  pytest.param("ptb", marks=pytest.mark.heavy),
+                                  pytest.param("glue", marks=pytest.mark.heavy)])
 def test_the_plugins_smoke_specs_run_on_every_task(installed, tmp_path, spec) -> None:
     if spec in ("ptb", "glue") and not DATA.is_dir():
         pytest.skip(f"needs the data at {DATA}")

@@ -121,6 +121,7 @@ def test_workers_die_with_a_killed_main_process_and_a_rerun_takes_over(tmp_path)
     assert len(records(results)) == CELLS and recorded_once(results)
 
 
+@pytest.mark.heavy
 def test_two_concurrent_runs_compute_each_cell_once_and_log_one_mlflow_run_each(tmp_path
                                                                                ) -> None:
     spec = write(tmp_path, tracking=True)
@@ -151,6 +152,7 @@ def test_two_concurrent_runs_compute_each_cell_once_and_log_one_mlflow_run_each(
     assert parents == 1
 
 
+@pytest.mark.heavy
 @pytest.mark.parametrize("timeout", ["1.5"])
 def test_a_silent_runs_cell_is_taken_over_and_its_late_result_discarded(tmp_path, timeout
                                                                         ) -> None:

@@ -234,6 +234,7 @@ def test_cells_are_deterministic_and_paired():
 
 
 @needs_data
+@pytest.mark.heavy
 def test_smoke_spec_runs_all_six_methods(tmp_path, monkeypatch):
     from harness.runner import run_spec
 

@@ -41,6 +41,7 @@ def recorded(url: str, spec: str) -> int:
         return -1
 
 
+@pytest.mark.cluster_slow
 def test_restarts_under_two_workers_and_a_driver_lose_and_repeat_nothing(tmp_path, server
                                                                          ) -> None:
     url = server.create_db("restarts")

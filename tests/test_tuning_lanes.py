@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 import optuna
+import pytest
 from conftest import small_spec
 from proc import spawn, wait_for, wait_gone
 
@@ -89,6 +90,7 @@ def test_two_lanes_tune_at_once_and_choose_what_one_process_chooses(tmp_path, mo
     assert max(s for s, _ in small) < min(e for _, e in large)
 
 
+@pytest.mark.heavy
 def test_a_killed_helper_leaves_its_size_to_the_main_process(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec, store, cells = prepared(tuned_spec("killed", epochs=6000))
@@ -113,6 +115,7 @@ def test_a_killed_helper_leaves_its_size_to_the_main_process(tmp_path, monkeypat
     assert not multiprocessing.active_children()
 
 
+@pytest.mark.heavy
 def test_ctrl_c_during_lanes_leaves_no_process_and_a_rerun_finishes(write_spec, tmp_path):
     path = write_spec(tuned_spec("stopped", epochs=6000))
     results = tmp_path / "results" / "stopped"
