@@ -967,10 +967,11 @@ class _JobFactory:
             def counted(done: int, total: int) -> None:
                 describe(f"tuning {what} ({done}/{total} trials)")
 
-            if self._tuning_lanes() > 1 and warm is None:
+            lanes = self._tuning_lanes() if warm is None else 1
+            if lanes > 1:
                 choices = tune_in_lanes(self.spec, tuned, self.store.optuna_url,
-                                        self.data.data_dir, lanes=self._tuning_lanes(),
-                                        threads=threads, on_trial=counted)
+                                        self.data.data_dir, lanes=lanes, threads=threads,
+                                        on_trial=counted)
             else:
                 choices = tune_lambdas(self.spec, tuned, self.store.optuna_url,
                                        self.data.data_dir, threads=threads,
